@@ -1,0 +1,210 @@
+"""The checkpoint: the one contract between training and deployment.
+
+A checkpoint is a single file written by :func:`save_checkpoint` with ``torch.save`` over plain
+containers (dicts, lists, str, int, float, bool, None and tensors) and read by
+:func:`load_checkpoint` with ``torch.load(weights_only=True)``, after a scan of the pickle that
+refuses any global outside torch's tensor rebuilders. A file carrying pickled code is refused
+before anything in it runs.
+
+Keys (``format_version`` 1):
+
+``format_version``   int, 1. Readers refuse other values.
+``kind``             "tritonkit.checkpoint", to tell it from other ``.pt`` files.
+``architecture``     {"name": registry name, "kwargs": constructor arguments}: the model is
+                     rebuilt from the file alone with ``trainers.models.create_model``.
+``model_spec``       :class:`toolkit.spec.ModelSpec` as a dict: input/output tensor names, shapes
+                     without batch, dtypes, layout, per-channel mean/std, scale, value range, labels.
+``labels``           list[str], class labels, index i = class i (also inside ``model_spec``).
+``model_state``      the model's ``state_dict``.
+``metrics``          dict[str, float] at save time (e.g. val_loss, val_accuracy, test_accuracy).
+``epoch``, ``step``  int, completed epochs and optimizer steps.
+``dataset``          {"name": ..., plus the arguments that rebuild the same split}.
+``optimizer_state``  optimizer ``state_dict`` or None.
+``scheduler_state``  scheduler ``state_dict`` or None.
+``callbacks_state``  {callback key: state dict}.
+``rng_state``        {"torch": ByteTensor, "numpy": list, "python": list} or None.
+``config``           dict, the training configuration (free-form, JSON-serializable).
+``created``          ISO-8601 UTC time of the save.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickletools
+import tempfile
+import zipfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from toolkit.errors import CheckpointError
+from toolkit.spec import ModelSpec
+
+FORMAT_VERSION = 1
+KIND = "tritonkit.checkpoint"
+REQUIRED_KEYS = ("format_version", "kind", "architecture", "model_spec", "model_state")
+
+# Globals a plain-container torch checkpoint may name; anything else is refused unread.
+_ALLOWED_GLOBALS = {
+    ("collections", "OrderedDict"),
+    ("torch._utils", "_rebuild_tensor_v2"),
+    ("torch._utils", "_rebuild_tensor_v3"),
+    ("torch._utils", "_rebuild_parameter"),
+    ("torch", "Size"),
+    ("torch", "device"),
+    ("torch", "dtype"),
+} | {
+    ("torch", name)
+    for name in (
+        "FloatStorage", "DoubleStorage", "HalfStorage", "BFloat16Storage", "LongStorage",
+        "IntStorage", "ShortStorage", "CharStorage", "ByteStorage", "BoolStorage",
+        "float32", "float64", "float16", "bfloat16", "int64", "int32", "int16", "int8",
+        "uint8", "bool",
+    )
+}
+
+
+def sha256_of(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write to a temporary file in the same folder, fsync, rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike[str]) -> Path:
+    """Validate the keys and write the checkpoint atomically. Returns the path."""
+    payload = dict(payload)
+    payload.setdefault("format_version", FORMAT_VERSION)
+    payload.setdefault("kind", KIND)
+    payload.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    missing = [k for k in REQUIRED_KEYS if k not in payload]
+    if missing:
+        raise CheckpointError(f"checkpoint for {path}: missing keys {missing}; this is a bug")
+    buf = io.BytesIO()
+    torch.save(payload, buf)
+    atomic_write_bytes(path, buf.getvalue())
+    return Path(path)
+
+
+def _unsafe_globals(raw: bytes) -> list[str]:
+    """Globals named by the pickle inside a torch zip checkpoint that are not allowed."""
+    with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+        names = [n for n in zf.namelist() if n.endswith("data.pkl")]
+        if not names:
+            return ["<no data.pkl>"]
+        data = zf.read(names[0])
+    bad: list[str] = []
+    strings: list[str] = []
+    for opcode, arg, _ in pickletools.genops(data):
+        if opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+            strings.append(arg)
+        elif opcode.name == "GLOBAL":
+            module, name = arg.split(" ", 1)
+            if (module, name) not in _ALLOWED_GLOBALS:
+                bad.append(f"{module}.{name}")
+        elif opcode.name == "STACK_GLOBAL":
+            module, name = (strings[-2], strings[-1]) if len(strings) >= 2 else ("?", "?")
+            if (module, name) not in _ALLOWED_GLOBALS:
+                bad.append(f"{module}.{name}")
+        elif opcode.name in ("INST", "OBJ", "EXT1", "EXT2", "EXT4"):
+            bad.append(f"opcode {opcode.name}")
+    return bad
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a checkpoint without executing pickled code, and check its format.
+
+    Raises:
+        CheckpointError: missing, empty, truncated, unsafe, or another format/version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found; train one with 'tritonkit train'")
+    raw = path.read_bytes()
+    if not raw:
+        raise CheckpointError(f"{path}: checkpoint is empty (0 bytes); re-save it")
+    if not zipfile.is_zipfile(io.BytesIO(raw)):
+        raise CheckpointError(
+            f"{path}: not a tritonkit checkpoint (not a torch zip file, or truncated); "
+            "re-save it with tritonkit"
+        )
+    try:
+        bad = _unsafe_globals(raw)
+    except Exception as exc:  # noqa: BLE001 - any parse failure means a damaged file
+        raise CheckpointError(f"{path}: checkpoint is damaged ({exc}); re-save it") from None
+    if bad:
+        raise CheckpointError(
+            f"{path}: refused: the file carries pickled code ({', '.join(sorted(set(bad))[:3])}); "
+            "only plain tensors and containers are loaded. Re-save it with tritonkit"
+        )
+    try:
+        payload = torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: cannot read checkpoint ({first}); re-save it") from None
+    if not isinstance(payload, dict) or payload.get("kind") != KIND:
+        raise CheckpointError(
+            f"{path}: not a tritonkit checkpoint (no kind={KIND!r}); export from a tritonkit run"
+        )
+    version = payload.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: checkpoint format_version {version!r} is not supported (this tritonkit "
+            f"reads {FORMAT_VERSION}); re-save it with a matching tritonkit"
+        )
+    missing = [k for k in REQUIRED_KEYS if k not in payload]
+    if missing:
+        raise CheckpointError(f"{path}: checkpoint lacks keys {missing}; re-save it")
+    return payload
+
+
+def model_spec_of(payload: dict[str, Any]) -> ModelSpec:
+    """The :class:`ModelSpec` stored in a loaded checkpoint."""
+    return ModelSpec.from_dict(payload["model_spec"])
+
+
+def model_from_checkpoint(payload_or_path: dict[str, Any] | str | os.PathLike[str]) -> torch.nn.Module:
+    """Rebuild the model from the file alone (registry name + kwargs + weights), in eval mode."""
+    from trainers.models import create_model
+
+    payload = (
+        payload_or_path if isinstance(payload_or_path, dict) else load_checkpoint(payload_or_path)
+    )
+    arch = payload["architecture"]
+    model = create_model(arch["name"], **dict(arch.get("kwargs", {})))
+    try:
+        model.load_state_dict(payload["model_state"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise CheckpointError(
+            f"checkpoint weights do not fit architecture {arch['name']!r} ({first}); "
+            "the checkpoint was saved from another architecture"
+        ) from None
+    return model.eval()
