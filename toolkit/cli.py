@@ -62,9 +62,11 @@ class LazyGroup(click.Group):
         try:
             return getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError) as exc:
-            @click.command(name=name, help=f"(unavailable: {exc})")
+            reason = str(exc)
+
+            @click.command(name=name, help=f"(unavailable: {reason})")
             def unavailable() -> None:
-                raise TritonkitError(f"command {name!r} is not available in this install ({exc})")
+                raise TritonkitError(f"command {name!r} is not available in this install ({reason})")
 
             return unavailable
 

@@ -1,0 +1,397 @@
+"""The versioned model repository: publish new versions atomically, never modify old ones.
+
+Publishing builds the whole version (and, on first publish, the whole model folder) in a staging
+folder OUTSIDE the repository on the same filesystem, fsyncs it, and renames it into place; the
+model's ``config.pbtxt`` and labels are replaced by rename last. A lock file beside the repository
+serializes writers. A crash at any point leaves either the old state or the new, never a half
+version: Triton (which may be polling) only ever sees complete folders.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import platform
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import toolkit
+from toolkit.errors import RepositoryError, UsageError
+from toolkit.spec import ModelSpec, TensorSpec
+from toolkit.triton_config import ONNX_PLATFORM, ServingOptions, build_config, config_to_text, read_config
+
+MANIFEST = "manifest.json"
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+# Publishing steps, in order; tests inject faults between them through TRITONKIT_FAULT_AT.
+STEPS = ("staged", "fsynced", "version_renamed", "config_replaced")
+
+
+def check_model_name(name: str) -> str:
+    """Model names become folder names: refuse separators, dot-names and control characters."""
+    if not name or not _NAME_RE.match(name) or name in (".", "..") or ".." in name:
+        raise UsageError(
+            f"model name {name!r} is invalid; use letters, digits, '_', '-' and '.' "
+            "(no '/', no '..', no control characters)"
+        )
+    return name
+
+
+def version_numbers(model_dir: Path) -> list[int]:
+    """Numeric version folders as Triton sees them (no leading zero), ascending."""
+    if not model_dir.is_dir():
+        return []
+    out = []
+    for p in model_dir.iterdir():
+        if p.is_dir() and p.name.isdigit() and not (len(p.name) > 1 and p.name.startswith("0")):
+            out.append(int(p.name))
+    return sorted(out)
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _dirs, files in os.walk(root):
+        for f in files:
+            fd = os.open(os.path.join(dirpath, f), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fd = os.open(dirpath, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fault(step: str) -> None:
+    """Test hook: ``TRITONKIT_FAULT_AT=<step>`` kills the process right after that step."""
+    if os.environ.get("TRITONKIT_FAULT_AT") == step:
+        os.kill(os.getpid(), 9)
+
+
+def _sha256(path: Path) -> str:
+    from trainers.checkpoint import sha256_of
+
+    return sha256_of(path)
+
+
+def _side_dir(repository: Path, suffix: str) -> Path:
+    """A folder beside the repository (same filesystem, not inside what Triton scans)."""
+    repository = repository.resolve()
+    return repository.parent / f".{repository.name}.{suffix}"
+
+
+@contextmanager
+def repository_lock(repository: Path, timeout: float = 120.0) -> Iterator[None]:
+    """Exclusive lock serializing writers of one repository (flock on a file beside it)."""
+    lock_path = _side_dir(repository, "lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(lock_path, "a+")  # noqa: SIM115 - held for the duration of the context
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise RepositoryError(
+                        f"{repository}: another writer holds {lock_path} for over {timeout:.0f}s; "
+                        "wait for it or remove a stale lock holder"
+                    ) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        fh.close()
+
+
+def spec_from_onnx_graph(path: Path, labels: tuple[str, ...] = ()) -> ModelSpec:
+    """Inputs/outputs read from the ONNX graph itself (dims without batch, -1 for dynamic)."""
+    import onnx
+
+    from toolkit.onnx_export import METADATA_SPEC_KEY
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001
+        raise RepositoryError(f"{path}: not a readable ONNX model ({type(exc).__name__}); re-export it") from None
+    initializers = {i.name for i in proto.graph.initializer}
+
+    def tensors(values: Any) -> tuple[TensorSpec, ...]:
+        out = []
+        for v in values:
+            if v.name in initializers:
+                continue
+            tt = v.type.tensor_type
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).name
+            dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim]
+            if not dims:
+                raise RepositoryError(f"{path}: tensor {v.name!r} has no shape; re-export with shapes")
+            out.append(TensorSpec(v.name, tuple(dims[1:]), "object" if dtype == "object" else dtype))
+        return tuple(out)
+
+    meta = {p.key: p.value for p in proto.metadata_props}
+    base = ModelSpec.from_dict(json.loads(meta[METADATA_SPEC_KEY])) if METADATA_SPEC_KEY in meta else None
+    return ModelSpec(
+        inputs=tensors(proto.graph.input),
+        outputs=tensors(proto.graph.output),
+        layout=base.layout if base else "NCHW",
+        mean=base.mean if base else (),
+        std=base.std if base else (),
+        scale=base.scale if base else 1.0,
+        value_range=base.value_range if base else (0.0, 1.0),
+        labels=labels or (base.labels if base else ()),
+    )
+
+
+@dataclass
+class Published:
+    """What a publish did: the version folder, or that the latest version already matched."""
+
+    model: str
+    version: int
+    path: Path
+    created: bool
+
+
+def _latest_manifest(model_dir: Path) -> dict[str, Any] | None:
+    versions = version_numbers(model_dir)
+    if not versions:
+        return None
+    try:
+        return json.loads((model_dir / str(versions[-1]) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def publish_onnx(
+    repository: str | os.PathLike[str],
+    name: str,
+    onnx_path: str | os.PathLike[str],
+    options: ServingOptions | None = None,
+    *,
+    labels: list[str] | None = None,
+    provenance: dict[str, Any] | None = None,
+    skip_if_unchanged: bool = False,
+) -> Published:
+    """Publish an ONNX model as a new version of ``name`` (config from the graph, atomic)."""
+    repository = Path(repository)
+    check_model_name(name)
+    options = options or ServingOptions()
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file() or onnx_path.stat().st_size == 0:
+        raise RepositoryError(f"{onnx_path}: ONNX file missing or empty; run 'tritonkit export' first")
+    spec = spec_from_onnx_graph(onnx_path, tuple(labels or ()))
+    if options.max_batch_size < 0:
+        raise UsageError(f"--max-batch {options.max_batch_size} is negative; use 0 (no batching) or more")
+    bad_pref = [b for b in options.preferred_batch_sizes if not 1 <= b <= max(options.max_batch_size, 1)]
+    if bad_pref:
+        raise UsageError(
+            f"preferred batch sizes {bad_pref} are outside [1, max_batch_size={options.max_batch_size}]"
+        )
+    if options.label_filename is None or not spec.labels:
+        options = ServingOptions(**{**options.__dict__, "label_filename": None})
+    cfg = build_config(name, spec, ONNX_PLATFORM, options)
+    config_text = config_to_text(cfg)
+    model_sha = _sha256(onnx_path)
+    files = {"model.onnx": onnx_path}
+    return _publish(repository, name, files, config_text, spec, model_sha, provenance or {}, skip_if_unchanged)
+
+
+def _publish(
+    repository: Path,
+    name: str,
+    files: dict[str, Path],
+    config_text: str,
+    spec: ModelSpec,
+    model_sha: str,
+    provenance: dict[str, Any],
+    skip_if_unchanged: bool,
+) -> Published:
+    if repository.exists() and not repository.is_dir():
+        raise RepositoryError(f"{repository}: exists and is not a folder; choose another --repository")
+    repository.mkdir(parents=True, exist_ok=True)
+    model_dir = repository / name
+    labels_text = "".join(f"{label}\n" for label in spec.labels)
+    with repository_lock(repository):
+        latest = _latest_manifest(model_dir)
+        if (
+            skip_if_unchanged
+            and latest is not None
+            and latest.get("model_sha256") == model_sha
+            and latest.get("config_sha256") == _text_sha(config_text)
+            and (model_dir / "config.pbtxt").is_file()
+        ):
+            v = version_numbers(model_dir)[-1]
+            return Published(name, v, model_dir / str(v), created=False)
+        version = (version_numbers(model_dir) or [0])[-1] + 1
+        staging_root = _side_dir(repository, "staging")
+        staging_root.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f"{name}-{version}-", dir=staging_root))
+        try:
+            vdir = stage / "model" / str(version)
+            vdir.mkdir(parents=True)
+            manifest_files = {}
+            for target, src in files.items():
+                shutil.copyfile(src, vdir / target)
+                manifest_files[target] = _sha256(vdir / target)
+            manifest = {
+                "model": name,
+                "version": version,
+                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "files": manifest_files,
+                "model_sha256": model_sha,
+                "config_sha256": _text_sha(config_text),
+                "config": config_text,
+                "labels": list(spec.labels),
+                "spec": spec.to_dict(),
+                "tritonkit": toolkit.__version__,
+                "libraries": _library_versions(),
+                **provenance,
+            }
+            (vdir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+            (stage / "model" / "config.pbtxt").write_text(config_text)
+            if labels_text:
+                (stage / "model" / "labels.txt").write_text(labels_text)
+            _fault("staged")
+            _fsync_tree(stage)
+            _fault("fsynced")
+            if not model_dir.exists():
+                os.rename(stage / "model", model_dir)
+                _fsync_dir(repository)
+                _fault("version_renamed")
+                _fault("config_replaced")
+            else:
+                os.rename(vdir, model_dir / str(version))
+                _fsync_dir(model_dir)
+                _fault("version_renamed")
+                if labels_text:
+                    os.replace(stage / "model" / "labels.txt", model_dir / "labels.txt")
+                os.replace(stage / "model" / "config.pbtxt", model_dir / "config.pbtxt")
+                _fsync_dir(model_dir)
+                _fault("config_replaced")
+        except OSError as exc:
+            raise RepositoryError(
+                f"{repository}: publishing {name} version {version} failed ({exc.strerror or exc}); "
+                "the repository is unchanged. Free space or fix permissions and retry"
+            ) from None
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+    return Published(name, version, model_dir / str(version), created=True)
+
+
+def _text_sha(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _library_versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("torch", "onnx", "onnxruntime", "tritonclient", "nvidia-pytriton", "numpy"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def list_models(repository: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Models and versions with platform, size, max batch, metrics and creation time."""
+    repository = Path(repository)
+    if not repository.is_dir():
+        raise RepositoryError(f"{repository}: repository not found; build one with 'make repo'")
+    rows = []
+    for model_dir in sorted(p for p in repository.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        cfg_path = model_dir / "config.pbtxt"
+        platform_name, max_batch = "?", None
+        if cfg_path.is_file():
+            try:
+                cfg = read_config(cfg_path)
+                platform_name = cfg.platform or cfg.backend
+                max_batch = cfg.max_batch_size
+            except RepositoryError:
+                platform_name = "unparsable config"
+        for v in version_numbers(model_dir):
+            vdir = model_dir / str(v)
+            manifest: dict[str, Any] = {}
+            try:
+                manifest = json.loads((vdir / MANIFEST).read_text())
+            except (OSError, ValueError):
+                pass
+            size = sum(f.stat().st_size for f in vdir.rglob("*") if f.is_file())
+            rows.append({
+                "model": model_dir.name, "version": v, "platform": platform_name,
+                "size_bytes": size, "max_batch_size": max_batch,
+                "metrics": manifest.get("checkpoint_metrics", {}),
+                "created": manifest.get("created"),
+            })
+    return rows
+
+
+def verify_version(version_dir: str | os.PathLike[str]) -> list[str]:
+    """Files whose sha256 differs from the version's manifest (empty list = intact)."""
+    version_dir = Path(version_dir)
+    try:
+        manifest = json.loads((version_dir / MANIFEST).read_text())
+    except (OSError, ValueError) as exc:
+        return [f"{MANIFEST}: unreadable ({exc})"]
+    bad = []
+    for rel, sha in manifest.get("files", {}).items():
+        p = version_dir / rel
+        if not p.is_file() or _sha256(p) != sha:
+            bad.append(rel)
+    return bad
+
+
+def rollback(repository: str | os.PathLike[str], name: str, to: int) -> Published:
+    """Serve an older version again by publishing a copy of it as a new version (history kept)."""
+    repository = Path(repository)
+    check_model_name(name)
+    src = repository / name / str(to)
+    if to not in version_numbers(repository / name):
+        have = version_numbers(repository / name)
+        raise RepositoryError(f"{name}: no version {to} to roll back to; versions present: {have}")
+    manifest = json.loads((src / MANIFEST).read_text())
+    files = {rel: src / rel for rel in manifest["files"]}
+    spec = ModelSpec.from_dict(manifest["spec"])
+    prov = {k: v for k, v in manifest.items() if k.startswith("checkpoint") or k in ("parity", "export")}
+    prov["rolled_back_from"] = to
+    return _publish(repository, name, files, manifest["config"], spec, manifest["model_sha256"], prov, False)
+
+
+def prune(repository: str | os.PathLike[str], name: str, keep: int) -> list[int]:
+    """Delete all but the newest ``keep`` versions (each removed by rename-then-delete)."""
+    if keep < 1:
+        raise UsageError(f"--keep {keep}: keep at least 1 version")
+    repository = Path(repository)
+    check_model_name(name)
+    model_dir = repository / name
+    with repository_lock(repository):
+        versions = version_numbers(model_dir)
+        doomed = versions[:-keep]
+        trash = _side_dir(repository, "trash")
+        trash.mkdir(parents=True, exist_ok=True)
+        for v in doomed:
+            dest = Path(tempfile.mkdtemp(dir=trash)) / str(v)
+            os.rename(model_dir / str(v), dest)
+            shutil.rmtree(dest.parent, ignore_errors=True)
+    return doomed
