@@ -1,0 +1,302 @@
+"""tritonkit's Python-based ``onnxruntime`` backend for the embedded Triton.
+
+Placed at ``<backend-directory>/onnxruntime/model.py`` it makes Triton serve
+``platform: "onnxruntime_onnx"`` and ``backend: "onnxruntime"`` models unchanged, so the same
+repository runs in the NVIDIA container (native C++ backend) and in the embedded server.
+
+What it promises, like the native backend:
+- at load, the config is checked against the ONNX graph (names, data types, ranks, dims, the batch
+  dimension); a mismatch refuses the load and names the tensor;
+- each ``execute`` stacks the requests into one batch per input, runs ONNX Runtime once and splits
+  the outputs back; a request that cannot run gets its own error response, the others succeed;
+- ONNX Runtime threads follow the instance count and the CPU cores; config ``parameters``
+  ``intra_op_thread_count``, ``inter_op_thread_count``, ``graph_optimization_level`` override.
+
+The hot path does the minimum Python work per request: one tensor lookup per input, one
+``np.concatenate`` per input and ``np.split`` views per output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+# Triton config data type -> ONNX Runtime type string.
+_ORT_TYPES = {
+    "TYPE_BOOL": "tensor(bool)",
+    "TYPE_UINT8": "tensor(uint8)",
+    "TYPE_UINT16": "tensor(uint16)",
+    "TYPE_UINT32": "tensor(uint32)",
+    "TYPE_UINT64": "tensor(uint64)",
+    "TYPE_INT8": "tensor(int8)",
+    "TYPE_INT16": "tensor(int16)",
+    "TYPE_INT32": "tensor(int32)",
+    "TYPE_INT64": "tensor(int64)",
+    "TYPE_FP16": "tensor(float16)",
+    "TYPE_FP32": "tensor(float)",
+    "TYPE_FP64": "tensor(double)",
+    "TYPE_STRING": "tensor(string)",
+}
+_CONFIG_TYPES = {v: k for k, v in _ORT_TYPES.items()}
+
+_OPT_LEVELS = {"disable_all": 0, "disable": 0, "basic": 1, "extended": 2, "all": 99}
+
+
+def _param(config: dict, key: str) -> str | None:
+    value = config.get("parameters", {}).get(key)
+    if isinstance(value, dict):
+        value = value.get("string_value")
+    return None if value in (None, "") else str(value)
+
+
+def _graph_level(config: dict):
+    import onnxruntime as ort
+
+    levels = {
+        0: ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        1: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        2: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        99: ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    raw = _param(config, "graph_optimization_level")
+    if raw is None:
+        # The native backend's `optimization { graph { level } }`: -1 off, 1 extended, else all.
+        native = config.get("optimization", {}).get("graph", {}).get("level")
+        if native is None:
+            return levels[99]
+        return {-1: levels[0], 1: levels[2]}.get(int(native), levels[99])
+    key = _OPT_LEVELS.get(raw.lower())
+    if key is None:
+        try:
+            key = int(raw)
+        except ValueError:
+            key = -1
+    if key not in levels:
+        raise pb_utils.TritonModelException(
+            f"parameter graph_optimization_level={raw!r} is invalid; use one of "
+            f"{', '.join(_OPT_LEVELS)} or 0, 1, 2, 99"
+        )
+    return levels[key]
+
+
+def _int_param(config: dict, key: str, default: int) -> int:
+    raw = _param(config, key)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise pb_utils.TritonModelException(f"parameter {key}={raw!r} must be a whole number >= 0")
+    return value
+
+
+def _instance_count(config: dict) -> int:
+    return max(1, sum(int(g.get("count", 1) or 1) for g in config.get("instance_group", [])) or 1)
+
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+class _Tensor:
+    """One configured input or output, with what the hot path needs precomputed."""
+
+    __slots__ = ("name", "config_type", "dims", "graph_dims", "reshape", "is_string")
+
+    def __init__(self, io: dict):
+        self.name = io["name"]
+        self.config_type = io.get("data_type", "TYPE_INVALID")
+        self.dims = [int(d) for d in io.get("dims", [])]
+        reshape = io.get("reshape")
+        self.graph_dims = [int(d) for d in reshape.get("shape", [])] if reshape is not None else self.dims
+        self.reshape = reshape is not None
+        self.is_string = self.config_type == "TYPE_STRING"
+
+
+def _dims_text(dims) -> str:
+    return "[" + ",".join(str(d) for d in dims) + "]"
+
+
+def _check_tensor(model: str, kind: str, t: _Tensor, node, batching: bool, max_batch: int, path: str) -> None:
+    """Refuse the load, naming the tensor, where the config and the graph disagree."""
+    where = f"model '{model}', {kind} '{t.name}'"
+    graph_type = _CONFIG_TYPES.get(node.type, node.type)
+    if _ORT_TYPES.get(t.config_type) != node.type:
+        raise pb_utils.TritonModelException(
+            f"{where}: config data_type {t.config_type} but the ONNX graph {path} has {graph_type}; "
+            "make config.pbtxt match the graph"
+        )
+    shape = [d if isinstance(d, int) and d >= 0 else -1 for d in node.shape]
+    expected = ([-1] if batching else []) + t.graph_dims
+    if len(shape) != len(expected):
+        extra = " (max_batch_size > 0 adds the batch dimension)" if batching else ""
+        raise pb_utils.TritonModelException(
+            f"{where}: config dims {_dims_text(t.graph_dims)}{extra} have rank {len(expected)} but the "
+            f"ONNX graph has shape {_dims_text(shape)} (rank {len(shape)}); make config.pbtxt match the graph"
+        )
+    if batching and shape[0] not in (-1,) and shape[0] < max_batch:
+        raise pb_utils.TritonModelException(
+            f"{where}: max_batch_size {max_batch} needs a dynamic first dimension but the ONNX graph "
+            f"fixes it to {shape[0]}; export with a dynamic batch axis or set max_batch_size: 0"
+        )
+    offset = 1 if batching else 0
+    for i, cfg_dim in enumerate(t.graph_dims):
+        graph_dim = shape[i + offset]
+        if graph_dim != -1 and graph_dim != cfg_dim:
+            raise pb_utils.TritonModelException(
+                f"{where}: config dims {_dims_text(t.graph_dims)} but the ONNX graph has "
+                f"{_dims_text(shape[offset:])} (without batch); make config.pbtxt match the graph"
+            )
+
+
+class TritonPythonModel:
+    """ONNX Runtime behind Triton's Python backend API."""
+
+    def initialize(self, args: dict) -> None:
+        import onnxruntime as ort
+
+        config = json.loads(args["model_config"])
+        model = config.get("name", args.get("model_name", "?"))
+        filename = config.get("default_model_filename") or "model.onnx"
+        path = os.path.join(args["model_repository"], str(args["model_version"]), filename)
+        if os.path.isdir(path):
+            path = os.path.join(path, "model.onnx")
+        if not os.path.isfile(path):
+            raise pb_utils.TritonModelException(
+                f"model '{model}': ONNX file {path} not found; put model.onnx in the version folder "
+                "or set default_model_filename"
+            )
+
+        opts = ort.SessionOptions()
+        cores = _cores()
+        opts.intra_op_num_threads = _int_param(config, "intra_op_thread_count",
+                                               max(1, cores // _instance_count(config)))
+        opts.inter_op_num_threads = _int_param(config, "inter_op_thread_count", 1)
+        opts.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if opts.inter_op_num_threads > 1
+                               else ort.ExecutionMode.ORT_SEQUENTIAL)
+        opts.graph_optimization_level = _graph_level(config)
+        try:
+            self.session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - ORT raises several unrelated types
+            raise pb_utils.TritonModelException(
+                f"model '{model}': ONNX Runtime cannot load {path}: {exc}"
+            ) from None
+
+        max_batch = int(config.get("max_batch_size", 0))
+        self.batching = max_batch > 0
+        self.inputs = [_Tensor(io) for io in config.get("input", [])]
+        self.outputs = [_Tensor(io) for io in config.get("output", [])]
+        graph_in = {n.name: n for n in self.session.get_inputs()}
+        graph_out = {n.name: n for n in self.session.get_outputs()}
+        for t in self.inputs:
+            if t.name not in graph_in:
+                raise pb_utils.TritonModelException(
+                    f"model '{model}', input '{t.name}': not an input of the ONNX graph {path} "
+                    f"(graph inputs: {', '.join(graph_in)}); make config.pbtxt match the graph"
+                )
+            _check_tensor(model, "input", t, graph_in[t.name], self.batching, max_batch, path)
+        missing = [n for n in graph_in if n not in {t.name for t in self.inputs}]
+        if missing:
+            raise pb_utils.TritonModelException(
+                f"model '{model}', input '{missing[0]}': required by the ONNX graph {path} but not in "
+                "config.pbtxt; add it to the config's inputs"
+            )
+        for t in self.outputs:
+            if t.name not in graph_out:
+                raise pb_utils.TritonModelException(
+                    f"model '{model}', output '{t.name}': not an output of the ONNX graph {path} "
+                    f"(graph outputs: {', '.join(graph_out)}); make config.pbtxt match the graph"
+                )
+            _check_tensor(model, "output", t, graph_out[t.name], self.batching, max_batch, path)
+        if not self.outputs:
+            raise pb_utils.TritonModelException(f"model '{model}': config.pbtxt lists no outputs")
+
+        self.model = model
+        self.input_names = [t.name for t in self.inputs]
+        self.output_names = [t.name for t in self.outputs]
+        # Only models with reshape or strings need per-tensor adjustments on the hot path.
+        self.plain = not any(t.reshape or t.is_string for t in self.inputs + self.outputs)
+        self.run = self.session.run
+
+    # -- hot path ---------------------------------------------------------------------------
+    def execute(self, requests: list) -> list:
+        if len(requests) == 1 or not self.batching:
+            return [self._one(r) for r in requests]
+        get = pb_utils.get_input_tensor_by_name
+        Tensor = pb_utils.Tensor
+        Response = pb_utils.InferenceResponse
+        try:
+            feeds = {}
+            sizes = None
+            for name in self.input_names:
+                parts = [get(r, name).as_numpy() for r in requests]
+                if sizes is None:
+                    sizes = [p.shape[0] for p in parts]
+                feeds[name] = np.concatenate(parts)
+            if not self.plain:
+                feeds = self._to_graph(feeds)
+            outs = self.run(self.output_names, feeds)
+            if not self.plain:
+                outs = self._from_graph(outs)
+            bounds = np.cumsum(sizes[:-1])
+            split = [np.split(o, bounds) for o in outs]
+        except Exception:  # noqa: BLE001 - one bad request must not fail the batch: run each alone
+            return [self._one(r) for r in requests]
+        names = self.output_names
+        return [
+            Response(output_tensors=[Tensor(n, s[i]) for n, s in zip(names, split)])
+            for i in range(len(requests))
+        ]
+
+    def _one(self, request):
+        try:
+            get = pb_utils.get_input_tensor_by_name
+            feeds = {name: get(request, name).as_numpy() for name in self.input_names}
+            if not self.plain:
+                feeds = self._to_graph(feeds)
+            outs = self.run(self.output_names, feeds)
+            if not self.plain:
+                outs = self._from_graph(outs)
+            return pb_utils.InferenceResponse(
+                output_tensors=[pb_utils.Tensor(n, o) for n, o in zip(self.output_names, outs)]
+            )
+        except Exception as exc:  # noqa: BLE001 - becomes this request's error response
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            return pb_utils.InferenceResponse(
+                output_tensors=[], error=pb_utils.TritonError(f"model '{self.model}': {message}")
+            )
+
+    def _to_graph(self, feeds: dict) -> dict:
+        for t in self.inputs:
+            a = feeds[t.name]
+            if t.reshape:
+                lead = a.shape[:1] if self.batching else ()
+                a = a.reshape(tuple(lead) + tuple(t.graph_dims))
+            if t.is_string:
+                a = np.vectorize(lambda v: v.decode("utf-8") if isinstance(v, bytes) else str(v),
+                                 otypes=[object])(a)
+            feeds[t.name] = a
+        return feeds
+
+    def _from_graph(self, outs: list) -> list:
+        result = []
+        for t, a in zip(self.outputs, outs):
+            if t.reshape:
+                lead = a.shape[:1] if self.batching else ()
+                a = a.reshape(tuple(lead) + tuple(t.dims))
+            if t.is_string:
+                a = np.vectorize(lambda v: v.encode("utf-8") if isinstance(v, str) else v,
+                                 otypes=[object])(a)
+            result.append(a)
+        return result
+
+    def finalize(self) -> None:
+        self.session = None

@@ -1,0 +1,156 @@
+"""A runnable Triton Inference Server made from the ``nvidia-pytriton`` wheel.
+
+The wheel carries ``tritonserver``, the python backend and one python stub per Python version,
+but its folder lives in site-packages (read-only in many installs) and lacks the stub in place.
+:func:`prepare_triton` copies it once into a folder tritonkit owns, adds the stub for the running
+Python and tritonkit's Python-based ``onnxruntime`` backend, and returns what is needed to run it.
+The copy is built in a temporary folder and renamed into place, so two processes preparing at the
+same time both end with a complete install and never see a half-copied one.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import sysconfig
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from toolkit.errors import MissingDependencyError
+
+_BACKEND_SOURCE = Path(__file__).resolve().parent / "backends"
+_COMPLETE = ".tritonkit-complete"
+
+
+@dataclass(frozen=True)
+class TritonInstall:
+    """A prepared Triton: where its pieces are and the environment it must run with."""
+
+    root: Path
+    version: str
+    libs_dir: Path
+
+    @property
+    def binary(self) -> Path:
+        return self.root / "bin" / "tritonserver"
+
+    @property
+    def backend_dir(self) -> Path:
+        return self.root / "backends"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "caches"
+
+    def env(self, base: dict[str, str] | None = None) -> dict[str, str]:
+        """Process environment for tritonserver and its python stubs.
+
+        The running Python's LIBDIR goes first so the stub loads this interpreter's
+        ``libpython`` rather than the system one (a mixed interpreter broke multiprocessing);
+        then the wheel's bundled libraries. The stub embeds Python, ignores PYTHONPATH and finds its
+        prefix from the ``python3`` on PATH, so the running interpreter's folder goes first on PATH:
+        a virtual environment's ``bin`` makes the stub use that environment's numpy and onnxruntime.
+        """
+        env = dict(os.environ if base is None else base)
+        libdir = sysconfig.get_config_var("LIBDIR") or ""
+        parts = [p for p in (libdir, str(self.libs_dir), env.get("LD_LIBRARY_PATH", "")) if p]
+        env["LD_LIBRARY_PATH"] = os.pathsep.join(parts)
+        bindir = str(Path(sys.executable).parent)
+        env["PATH"] = os.pathsep.join(p for p in (bindir, env.get("PATH", "")) if p)
+        return env
+
+
+def tritonkit_home() -> Path:
+    """Where tritonkit keeps prepared servers: ``$TRITONKIT_HOME`` or ``~/.cache/tritonkit``."""
+    home = os.environ.get("TRITONKIT_HOME")
+    return Path(home).expanduser() if home else Path.home() / ".cache" / "tritonkit"
+
+
+def _wheel_paths() -> tuple[Path, Path, str]:
+    try:
+        dist = metadata.distribution("nvidia-pytriton")
+    except metadata.PackageNotFoundError:
+        raise MissingDependencyError(
+            "nvidia-pytriton is not installed; install it with `pip install nvidia-pytriton==0.7.0` "
+            "or use --runtime docker"
+        ) from None
+    site = Path(dist.locate_file(""))
+    server = site / "pytriton" / "tritonserver"
+    libs = site / "nvidia_pytriton.libs"
+    if not (server / "bin" / "tritonserver").is_file():
+        raise MissingDependencyError(
+            f"{server}: no tritonserver binary in the nvidia-pytriton wheel; reinstall nvidia-pytriton"
+        )
+    return server, libs, dist.version
+
+
+def _stub_for_running_python(server: Path) -> Path:
+    ver = f"{sys.version_info.major}.{sys.version_info.minor}"
+    stub = server / "python_backend_stubs" / ver / "triton_python_backend_stub"
+    if not stub.is_file():
+        have = sorted(p.name for p in (server / "python_backend_stubs").iterdir())
+        raise MissingDependencyError(
+            f"nvidia-pytriton has no python stub for Python {ver} (has {', '.join(have)}); "
+            "run tritonkit with one of those Python versions or use --runtime docker"
+        )
+    return stub
+
+
+def _sync_file(src: Path, dst: Path) -> None:
+    """Make ``dst`` a copy of ``src``, atomically, only when the bytes differ."""
+    data = src.read_bytes()
+    if dst.is_file() and dst.read_bytes() == data:
+        return
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _sync_backends(root: Path) -> None:
+    """Copy tritonkit's Python-based backends in; refresh any whose source changed."""
+    for src in sorted(_BACKEND_SOURCE.glob("*/model.py")):
+        _sync_file(src, root / "backends" / src.parent.name / "model.py")
+
+
+def prepare_triton(home: Path | None = None) -> TritonInstall:
+    """Return a runnable Triton, copying it out of the wheel the first time.
+
+    Idempotent and cheap once done (one stat plus a compare of the backend sources).
+
+    Raises:
+        MissingDependencyError: the wheel, its binary, or the stub for this Python is missing.
+    """
+    server, libs, version = _wheel_paths()
+    ver = f"{sys.version_info.major}.{sys.version_info.minor}"
+    home = home or tritonkit_home()
+    root = home / f"triton-{version}-py{ver}"
+    if not (root / _COMPLETE).is_file():
+        home.mkdir(parents=True, exist_ok=True)
+        stub = _stub_for_running_python(server)
+        tmp = Path(tempfile.mkdtemp(dir=home, prefix=f".{root.name}."))
+        try:
+            build = tmp / "triton"
+            shutil.copytree(server, build, ignore=shutil.ignore_patterns("python_backend_stubs", "__pycache__"))
+            shutil.copy2(stub, build / "backends" / "python" / stub.name)
+            _sync_backends(build)
+            (build / _COMPLETE).write_text(f"nvidia-pytriton {version}\npython {ver}\n")
+            try:
+                os.rename(build, root)
+            except OSError:
+                # Another process finished first (or a stale incomplete copy is in the way).
+                if not (root / _COMPLETE).is_file():
+                    shutil.rmtree(root, ignore_errors=True)
+                    os.rename(build, root)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    _sync_backends(root)
+    return TritonInstall(root=root, version=version, libs_dir=libs)
