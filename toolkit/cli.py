@@ -27,9 +27,6 @@ COMMANDS: dict[str, str] = {
     "serve": "toolkit.commands.serve:serve",
     "predict": "toolkit.commands.predict:predict",
     "profile": "toolkit.commands.profile:profile",
-    "profile-local": "toolkit.commands.profile:profile_local",
-    "report": "toolkit.commands.profile:report",
-    "tune": "toolkit.commands.profile:tune",
     "pipeline": "toolkit.commands.pipeline:pipeline",
 }
 

@@ -1,0 +1,1 @@
+"""Click commands, one module per area; each command calls one library function."""

@@ -1,0 +1,137 @@
+"""``tritonkit repo``: publish, list, roll back, prune and validate model repository versions."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from toolkit.errors import RepositoryError
+
+
+def run_validate(repository: str, target_triton: str | None = None, as_json: bool = False) -> None:
+    """Lint ``repository``; print one line per problem; exit 1 when any error."""
+    from toolkit.validate import validate_repository
+
+    problems = validate_repository(repository, target_triton=target_triton)
+    errors = [p for p in problems if p.severity == "error"]
+    if as_json:
+        click.echo(json.dumps([p.__dict__ for p in problems], indent=2))
+    else:
+        for p in problems:
+            click.echo(f"{p.severity}: {p.line()}", err=p.severity == "error")
+        click.echo(f"validated {repository}: {len(errors)} error(s), {len(problems) - len(errors)} warning(s)")
+    if errors:
+        sys.exit(1)
+
+
+@click.group()
+def repo() -> None:
+    """Versioned Triton model repositories: add, list, rollback, prune, validate."""
+
+
+def _int_list(value: str | None) -> list[int]:
+    if not value:
+        return []
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give integers separated by commas, e.g. 8,16") from None
+
+
+@repo.command("add")
+@click.argument("name")
+@click.option("--repository", default="model_repository", show_default=True, type=click.Path())
+@click.option("--onnx", "onnx_path", type=click.Path(), help="ONNX model to publish.")
+@click.option("--max-batch", default=32, show_default=True, type=int)
+@click.option("--dynamic-batching/--no-dynamic-batching", default=True, show_default=True)
+@click.option("--max-queue-delay-us", default=100, show_default=True, type=int)
+@click.option("--preferred-batch", default=None, help="Comma-separated preferred batch sizes, e.g. 8,16.")
+@click.option("--max-queue-size", default=0, show_default=True, type=int, help="0 = unbounded.")
+@click.option("--instances", default=1, show_default=True, type=int)
+@click.option("--kind", type=click.Choice(["auto", "cpu", "gpu"]), default="cpu", show_default=True)
+@click.option("--keep-versions", default=1, show_default=True, type=int, help="version_policy latest N.")
+@click.option("--warmup/--no-warmup", default=True, show_default=True)
+@click.option("--labels", "labels_file", type=click.Path(), help="One label per line; default: from the model.")
+@click.option("--json", "as_json", is_flag=True)
+def add(name: str, repository: str, onnx_path: str | None, max_batch: int, dynamic_batching: bool,
+        max_queue_delay_us: int, preferred_batch: str | None, max_queue_size: int, instances: int, kind: str,
+        keep_versions: int, warmup: bool, labels_file: str | None, as_json: bool) -> None:
+    """Publish a NEW version of NAME (never modifies an existing one)."""
+    from pathlib import Path
+
+    from toolkit.repository import publish_onnx
+    from toolkit.triton_config import ServingOptions
+
+    if not onnx_path:
+        raise RepositoryError("repo add: nothing to publish; give --onnx FILE")
+    labels = None
+    if labels_file:
+        try:
+            labels = [ln.strip() for ln in Path(labels_file).read_text().splitlines() if ln.strip()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RepositoryError(f"{labels_file}: cannot read labels ({exc})") from None
+    opts = ServingOptions(
+        max_batch_size=max_batch, dynamic_batching=dynamic_batching, max_queue_delay_us=max_queue_delay_us,
+        preferred_batch_sizes=_int_list(preferred_batch), max_queue_size=max_queue_size, instances=instances,
+        kind=kind, keep_versions=keep_versions, warmup=warmup,
+    )
+    pub = publish_onnx(repository, name, onnx_path, opts, labels=labels)
+    if as_json:
+        click.echo(json.dumps({"model": pub.model, "version": pub.version, "path": str(pub.path)}))
+    else:
+        click.echo(f"published {pub.model} version {pub.version} -> {pub.path}")
+
+
+@repo.command("list")
+@click.option("--repository", default="model_repository", show_default=True, type=click.Path())
+@click.option("--json", "as_json", is_flag=True)
+def list_cmd(repository: str, as_json: bool) -> None:
+    """Models and versions: platform, size, max batch, metrics, created."""
+    from toolkit.repository import list_models
+
+    rows = list_models(repository)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    click.echo(f"{'model':<20} {'ver':>4} {'platform':<18} {'size':>10} {'maxbatch':>8}  {'accuracy':>8}  created")
+    for r in rows:
+        acc = r["metrics"].get("test_accuracy")
+        click.echo(
+            f"{r['model']:<20} {r['version']:>4} {r['platform']:<18} {r['size_bytes']:>10} "
+            f"{str(r['max_batch_size']):>8}  {'' if acc is None else f'{acc:.4f}':>8}  {r['created'] or ''}"
+        )
+
+
+@repo.command("rollback")
+@click.argument("name")
+@click.option("--to", "to", required=True, type=int, help="Version to serve again.")
+@click.option("--repository", default="model_repository", show_default=True, type=click.Path())
+def rollback_cmd(name: str, to: int, repository: str) -> None:
+    """Publish a copy of version --to as the newest version (history is kept)."""
+    from toolkit.repository import rollback
+
+    pub = rollback(repository, name, to)
+    click.echo(f"rolled back {name}: version {pub.version} is a copy of version {to}")
+
+
+@repo.command("prune")
+@click.argument("name")
+@click.option("--keep", required=True, type=int)
+@click.option("--repository", default="model_repository", show_default=True, type=click.Path())
+def prune_cmd(name: str, keep: int, repository: str) -> None:
+    """Delete all but the newest --keep versions of NAME."""
+    from toolkit.repository import prune
+
+    removed = prune(repository, name, keep)
+    click.echo(f"pruned {name}: removed versions {removed or 'none'}")
+
+
+@repo.command("validate")
+@click.argument("directory", type=click.Path())
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--target-triton", default=None, help="Triton container release, e.g. 24.09.")
+def validate_cmd(directory: str, as_json: bool, target_triton: str | None) -> None:
+    """Lint any Triton repository offline: one line per problem, exit 1 on errors."""
+    run_validate(directory, target_triton, as_json)
