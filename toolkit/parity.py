@@ -109,7 +109,8 @@ class OnnxRunner(Runner):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ExportError(f"{path}: ONNX Runtime cannot load the model ({first}); re-export it") from None
         self.name = name or f"onnx:{self.path.name}"
-        self.spec = ModelSpec.from_dict(json.loads(meta["tritonkit.model_spec"])) if "tritonkit.model_spec" in meta else None
+        spec_json = meta.get("tritonkit.model_spec")
+        self.spec = ModelSpec.from_dict(json.loads(spec_json)) if spec_json else None
         self.dataset = json.loads(meta["tritonkit.dataset"]) if "tritonkit.dataset" in meta else None
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
@@ -327,7 +328,8 @@ class ParityReport:
         t = self.tolerance
         head = (f"parity {self.a} vs {self.b} ({self.precision}: atol={t.atol} rtol={t.rtol} "
                 f"min_top1={t.min_top1_agreement} max_acc_drop={t.max_accuracy_drop})")
-        cols = f"{'case':<18} {'output':<10} {'batch':>5} {'max_abs':>10} {'max_rel':>10} {'p99_abs':>10} {'top1':>7}  ok"
+        cols = (f"{'case':<18} {'output':<10} {'batch':>5} {'max_abs':>10} {'max_rel':>10} {'p99_abs':>10} "
+                f"{'top1':>7}  ok")
         lines = [head, cols, "-" * len(cols)]
         for r in self.rows:
             top1 = "-" if r.top1_agreement is None else f"{r.top1_agreement:.4f}"
