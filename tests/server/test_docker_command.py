@@ -1,0 +1,56 @@
+"""The container command and image choice (no Docker engine is needed to check them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from toolkit.errors import ServerError
+from toolkit.server.docker import choose_image, docker_command
+
+PORTS = {"http": 18000, "grpc": 18001, "metrics": 18002}
+
+
+def test_docker_command_publishes_ports_only_on_localhost_and_mounts_repository_read_only(tmp_path: Path) -> None:
+    cmd = docker_command(tmp_path, "nvcr.io/nvidia/tritonserver:24.09-py3", PORTS, gpus=False, shm_size="2g")
+    assert cmd[:3] == ["docker", "run", "--rm"]
+    assert "--gpus" not in cmd
+    joined = " ".join(cmd)
+    for host_port, inside in ((18000, 8000), (18001, 8001), (18002, 8002)):
+        assert f"-p 127.0.0.1:{host_port}:{inside}" in joined
+    assert f"-v {tmp_path.resolve()}:/models:ro" in joined
+    assert "--shm-size 2g" in joined
+    tail = cmd[cmd.index("tritonserver"):]
+    for flag in ("--model-repository=/models", "--model-control-mode=none", "--strict-readiness=true",
+                 "--exit-on-error=true", "--disable-auto-complete-config"):
+        assert flag in tail
+    assert not any("restricted" in a for a in tail)
+
+
+def test_docker_command_adds_gpus_and_restricts_repository_api_when_model_control_is_on(tmp_path: Path) -> None:
+    cmd = docker_command(tmp_path, "img", PORTS, gpus=True, model_control="poll", admin_value="s3cret")
+    assert cmd[cmd.index("--gpus") + 1] == "all"
+    assert "--model-control-mode=poll" in cmd and "--repository-poll-secs=2" in cmd
+    assert "--http-restricted-api=model-repository:tritonkit-admin-key=s3cret" in cmd
+    assert "--grpc-restricted-protocol=model-repository:tritonkit-admin-key=s3cret" in cmd
+
+
+@pytest.mark.parametrize(
+    ("records", "image"),
+    [
+        ([], "nvcr.io/nvidia/tritonserver:24.09-py3"),
+        ([{"tensorrt_version": "10.7.0.23"}], "nvcr.io/nvidia/tritonserver:24.12-py3"),
+        ([{"tensorrt_version": "10.4.0"}, {"tensorrt_version": "10.4.0.26"}], "nvcr.io/nvidia/tritonserver:24.09-py3"),
+        ([{"tensorrt_version": "10.8.0.43"}], "nvcr.io/nvidia/tritonserver:25.02-py3"),
+    ],
+)
+def test_choose_image_matches_plan_tensorrt_when_records_name_a_version(records, image) -> None:
+    assert choose_image(records) == image
+
+
+def test_choose_image_refuses_when_plans_disagree_or_version_is_unknown() -> None:
+    with pytest.raises(ServerError, match="10.4, 10.7"):
+        choose_image([{"tensorrt_version": "10.4.0"}, {"tensorrt_version": "10.7.0"}])
+    with pytest.raises(ServerError, match="no known Triton container ships TensorRT 8.6"):
+        choose_image([{"tensorrt_version": "8.6.1"}])
