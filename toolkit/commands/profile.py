@@ -20,12 +20,15 @@ def _int_list(value: str) -> list[int]:
 @click.option("--protocol", type=click.Choice(["grpc", "http"]), default="grpc", show_default=True)
 @click.option("--concurrency", default="1,2,4,8", show_default=True)
 @click.option("--batch", default="1", show_default=True, help="Comma-separated batch sizes.")
-@click.option("--measurement-ms", default=1000, show_default=True)
+@click.option("--measurement-ms", default=1000, show_default=True, help="perf_analyzer measurement window.")
+@click.option("--stability-pct", default=25, show_default=True,
+              help="Windows must agree within this %; raise it on a busy machine.")
+@click.option("--max-trials", default=10, show_default=True, help="Windows tried before a level is unstable.")
 @click.option("--out", default="benchmarks/reports", show_default=True, type=click.Path())
 @click.option("--report/--no-report", default=True, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def profile(model: str, url: str, protocol: str, concurrency: str, batch: str, measurement_ms: int, out: str,
-            report: bool, as_json: bool) -> None:
+def profile(model: str, url: str, protocol: str, concurrency: str, batch: str, measurement_ms: int,
+            stability_pct: int, max_trials: int, out: str, report: bool, as_json: bool) -> None:
     """Run perf_analyzer against MODEL on a running server; keep its CSV and write a report."""
     from toolkit.client import Predictor
     from toolkit.perf import run_perf_analyzer
@@ -35,7 +38,8 @@ def profile(model: str, url: str, protocol: str, concurrency: str, batch: str, m
     folder = report_dir(out, model)
     runs = [
         run_perf_analyzer(model, url, folder / "perf", protocol=protocol, concurrency=_int_list(concurrency),
-                          batch_size=b, measurement_ms=measurement_ms)
+                          batch_size=b, measurement_ms=measurement_ms,
+                          stability_pct=stability_pct, max_trials=max_trials)
         for b in _int_list(batch)
     ]
     path = write_perf_report(runs, folder, f"perf_analyzer report: {model}") if report else None

@@ -1,0 +1,56 @@
+"""Shared fixtures: the default digits model built once per session, and one real Triton server.
+
+The chain is the one ``make repo`` runs (train -> ONNX -> repository), in a temporary folder so
+``make test`` needs nothing built beforehand.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+@pytest.fixture(scope="session")
+def digits_build(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Checkpoint, ONNX and repository of the default digits model (what ``make repo`` makes)."""
+    from toolkit.pipeline import build_repository
+
+    root = tmp_path_factory.mktemp("digits")
+    result = build_repository(
+        root / "model_repository", checkpoint=root / "digits.pt", onnx_path=root / "digits.onnx",
+        log=lambda *_: None,
+    )
+    return {"root": root, "checkpoint": result.checkpoint, "onnx": result.onnx,
+            "repository": root / "model_repository"}
+
+
+@pytest.fixture(scope="session")
+def digits_checkpoint(digits_build: dict[str, Path]) -> Path:
+    return digits_build["checkpoint"]
+
+
+@pytest.fixture(scope="session")
+def digits_onnx(digits_build: dict[str, Path]) -> Path:
+    return digits_build["onnx"]
+
+
+@pytest.fixture(scope="session")
+def triton_server(digits_build: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
+    """One embedded Triton serving a copy of the digits repository on free loopback ports."""
+    from toolkit.server.embedded import EmbeddedServer
+    from toolkit.server.ports import free_port
+
+    repo = tmp_path_factory.mktemp("served") / "model_repository"
+    shutil.copytree(digits_build["repository"], repo)
+    server = EmbeddedServer(
+        repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+        log_path=repo.parent / "triton.log",
+    )
+    server.start(timeout=180)
+    yield server
+    server.stop()

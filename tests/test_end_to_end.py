@@ -1,0 +1,120 @@
+"""The whole chain for real: checkpoint -> ONNX -> repository -> Triton -> client -> perf_analyzer."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+TRITONKIT = str(Path(sys.executable).parent / "tritonkit")
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([TRITONKIT, *args], capture_output=True, text=True, cwd=cwd, timeout=timeout)
+
+
+def test_pipeline_adds_nothing_when_rerun_unchanged(digits_build: dict[str, Path]) -> None:
+    from toolkit.pipeline import build_repository
+    from toolkit.repository import version_numbers
+
+    before = version_numbers(digits_build["repository"] / "digits")
+    result = build_repository(
+        digits_build["repository"], checkpoint=digits_build["checkpoint"], onnx_path=digits_build["onnx"],
+        log=lambda *_: None,
+    )
+    assert before == [1]
+    assert version_numbers(digits_build["repository"] / "digits") == [1]
+    assert set(result.skipped) == {"train", "export", "publish"}
+
+
+def test_default_model_reaches_97_percent_on_test_split(digits_checkpoint: Path) -> None:
+    from trainers.checkpoint import load_checkpoint
+
+    assert load_checkpoint(digits_checkpoint)["metrics"]["test_accuracy"] >= 0.97
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_served_outputs_match_onnxruntime_within_1e5(triton_server, digits_onnx: Path, protocol: str) -> None:
+    from toolkit.client import Predictor
+    from toolkit.onnx_export import run_onnx, spec_from_onnx
+    from toolkit.predictions import heldout_digits
+
+    x, _ = heldout_digits(spec_from_onnx(digits_onnx), 32)
+    url = triton_server.grpc_url if protocol == "grpc" else triton_server.http_url
+    served = Predictor("digits", url=url, protocol=protocol).predict(x)
+    local = run_onnx(digits_onnx, x)
+    assert served.shape == local.shape == (32, 10)
+    assert float(np.abs(served - local).max()) <= 1e-5
+
+
+@pytest.mark.server
+def test_predict_accuracy_equals_onnxruntime_over_heldout_digits(triton_server, digits_onnx: Path) -> None:
+    from toolkit.onnx_export import run_onnx, spec_from_onnx
+    from toolkit.predictions import heldout_digits
+
+    proc = run_cli("predict", "digits", "--digits", "1000", "--url", triton_server.grpc_url, "--json")
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(ln) for ln in proc.stdout.splitlines()]
+    rows, summary = lines[:-1], lines[-1]
+    assert summary["n"] == len(rows) >= 200
+    x, y = heldout_digits(spec_from_onnx(digits_onnx), len(rows))
+    local_acc = float((run_onnx(digits_onnx, x).argmax(1) == y).mean())
+    assert summary["accuracy"] == pytest.approx(local_acc, abs=0)
+    assert [int(r["label"]) for r in rows] == run_onnx(digits_onnx, x).argmax(1).tolist()
+
+
+@pytest.mark.server
+def test_profile_writes_report_with_perf_analyzer_csv(triton_server, tmp_path: Path) -> None:
+    proc = run_cli(
+        "profile", "digits", "--url", triton_server.grpc_url, "--concurrency", "1,4",
+        "--measurement-ms", "500", "--stability-pct", "100", "--out", str(tmp_path), "--json",
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    result = json.loads(proc.stdout)
+    report = Path(result["report"])
+    assert report.is_file() and "samples/s" in report.read_text()
+    (run,) = result["runs"]
+    assert run["ok"] and [r["concurrency"] for r in run["rows"]] == [1, 4]
+    assert all(r["infer_per_sec"] > 0 for r in run["rows"])
+    for csv_path in run["csv_path"].split(","):
+        assert "Inferences/Second" in Path(csv_path).read_text()
+    assert (report.parent / "throughput_latency.png").stat().st_size > 1000
+
+
+def test_predict_fails_in_one_line_when_no_server_answers() -> None:
+    from toolkit.server.ports import free_port
+
+    port = free_port()
+    proc = run_cli("predict", "digits", "--url", f"127.0.0.1:{port}", "--digits", "2")
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"127.0.0.1:{port}" in lines[0] and "tritonkit serve" in lines[0]
+
+
+@pytest.mark.server
+def test_predict_lists_ready_models_when_model_missing(triton_server) -> None:
+    proc = run_cli("predict", "nosuchmodel", "--url", triton_server.grpc_url, "--digits", "2")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "nosuchmodel" in proc.stderr and "digits" in proc.stderr
+
+
+def test_repo_list_fails_in_one_line_when_repository_missing(tmp_path: Path) -> None:
+    proc = run_cli("repo", "list", "--repository", str(tmp_path / "nope"))
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "nope" in proc.stderr
+
+
+def test_pipeline_fails_in_one_line_when_repository_is_a_file(tmp_path: Path, digits_build) -> None:
+    target = tmp_path / "file"
+    target.write_text("x")
+    proc = run_cli("pipeline", "--repository", str(target), "--checkpoint", str(digits_build["checkpoint"]),
+                   "--onnx", str(digits_build["onnx"]), "--no-validate")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "not a folder" in proc.stderr.strip().splitlines()[-1]
+    assert target.read_text() == "x"
