@@ -16,7 +16,8 @@ Constructor arguments must be JSON-serializable (they are saved in the checkpoin
 
 from __future__ import annotations
 
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -52,9 +53,18 @@ def create_model(name: str, **kwargs: object) -> nn.Module:
     if name not in _REGISTRY:
         raise UsageError(f"unknown model {name!r}; choose one of: {', '.join(available_models())}")
     try:
-        return _REGISTRY[name](**kwargs)
+        model = _REGISTRY[name](**kwargs)
     except TypeError as exc:
         raise UsageError(f"model {name!r}: bad arguments ({exc})") from None
+    # Remembered so a Trainer can record the architecture in its checkpoints without being told.
+    model.__dict__["_tritonkit_architecture"] = {"name": name, "kwargs": dict(kwargs)}
+    return model
+
+
+def architecture_of(model: nn.Module) -> dict[str, object] | None:
+    """``{"name", "kwargs"}`` of a model built by :func:`create_model`, else None."""
+    arch = model.__dict__.get("_tritonkit_architecture")
+    return {"name": arch["name"], "kwargs": dict(arch["kwargs"])} if arch else None
 
 
 @register_model("smallcnn")
