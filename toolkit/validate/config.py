@@ -58,9 +58,12 @@ def parse(text: str, ctx: Context) -> Any:
     m = _UNKNOWN_ENUM.search(msg)
     if m:
         choices = ", ".join(enum_names(m.group(1))[:16])
-        ctx.error(CONFIG, m.group(1), f"{where}: unknown {m.group(1)} value '{m.group(2)}'",
+        field = "data_type" if m.group(1) == "DataType" else m.group(1)
+        ctx.error(CONFIG, field, f"{where}: unknown {m.group(1)} value '{m.group(2)}'",
                   f"use one of {choices}" if choices else "use a value the schema defines")
         return None
+    if where_m:
+        msg = f"line {where_m.group(1)}, column {where_m.group(2)}: {msg[where_m.end():]}"
     ctx.error(CONFIG, "-", f"does not parse as a Triton ModelConfig ({msg[:200]})",
               "fix the text at that position (protobuf text format, as Triton reads it)")
     return None

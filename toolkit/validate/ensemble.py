@@ -74,7 +74,7 @@ def check_ensemble(ctx: Context, entry: Entry, cfg: Any, index: Index) -> None:
 
     # Output tensors of composing models now known: type them.
     for i, step, comp in steps:
-        if comp is None:
+        if comp is None or comp.max_batch_size < 0:
             continue
         couts = {t.name: t for t in comp.output}
         for key, tensor in step.output_map.items():
@@ -91,11 +91,12 @@ def check_ensemble(ctx: Context, entry: Entry, cfg: Any, index: Index) -> None:
             if tensor not in known and tensor not in produced:
                 ctx.error(CONFIG, f + ".input_map", f"tensor {tensor!r} is neither an ensemble input nor "
                           "produced by any step", "map it from an ensemble input or an earlier step's output")
-        if comp is None:
-            continue
+        if comp is None or comp.max_batch_size < 0 or mbs < 0:
+            continue  # a negative max_batch_size is reported on its own model
         if mbs > 0 and comp.max_batch_size < mbs:
-            ctx.error(CONFIG, "max_batch_size", f"ensemble max_batch_size {mbs} exceeds {step.model_name!r}'s "
-                      f"{comp.max_batch_size}", f"set the ensemble's max_batch_size <= {comp.max_batch_size}")
+            ctx.error(CONFIG, "max_batch_size", f"ensemble max_batch_size {mbs} exceeds the max_batch_size "
+                      f"{comp.max_batch_size} of step model {step.model_name!r}",
+                      f"set the ensemble's max_batch_size <= {comp.max_batch_size}")
         cins = {t.name: t for t in comp.input}
         for key, tensor in step.input_map.items():
             t = cins.get(key)
