@@ -22,9 +22,20 @@ Keys (``format_version`` 1):
 ``optimizer_state``  optimizer ``state_dict`` or None.
 ``scheduler_state``  scheduler ``state_dict`` or None.
 ``callbacks_state``  {callback key: state dict}.
-``rng_state``        {"torch": ByteTensor, "numpy": list, "python": list} or None.
+``rng_state``        {"torch": ByteTensor, "numpy": [name, keys (624 ints), pos, has_gauss,
+                     cached_gaussian], "python": [version, state (625 ints), gauss_next]} or None:
+                     plain tensors, lists and numbers so a weights-only load accepts them.
 ``config``           dict, the training configuration (free-form, JSON-serializable).
 ``created``          ISO-8601 UTC time of the save.
+``history``          optional, list[dict[str, float]]: the per-epoch metrics logged so far
+                     (written by ``trainers.trainer.Trainer``; restores ``metrics.jsonl`` on resume).
+``resume``           optional, where a Trainer stopped inside an epoch: {"batch_in_epoch": batches
+                     done in the unfinished epoch (0 at an epoch boundary), "epoch_loss_sum",
+                     "epoch_samples": the running train-loss sums of that epoch, "seed": the
+                     batch-order seed, "max_epochs": the epochs the run was asked for}.
+
+A checkpoint written by the Trainer (``checkpoints/last.pt`` and ``best-*.pt`` in a run folder)
+holds all of the keys above; ``fit(..., resume=path)`` continues from any of them.
 """
 
 from __future__ import annotations
