@@ -358,7 +358,22 @@ def b_onnx_external_data_escapes(r: Path) -> None:
     p.write_bytes(m.SerializeToString())
 
 
+def b_ensemble_step_name_escapes(r: Path) -> None:
+    edit(r, "pipeline", lambda c: setattr(c.ensemble_scheduling.step[1], "model_name", "../repo/digits"))
+
+
+def b_cc_plan_file_missing(r: Path) -> None:
+    edit(r, "digits_trt", lambda c: c.cc_model_filenames.__setitem__("8.6", "model_a10.plan"))
+
+
+def b_plan_tensorrt_version_compatible(r: Path) -> None:
+    rec = {**plan_record(trt="10.3.0.26"), "version_compatible": True}
+    (r / "digits_trt" / "1" / "model.plan.json").write_text(json.dumps(rec))
+
+
 CASES: list[tuple[Callable[[Path], None], str, str]] = [
+    (b_ensemble_step_name_escapes, "step 1 names '../repo/digits', which is not a plain model name", "error"),
+    (b_cc_plan_file_missing, "digits_trt/1/model_a10.plan: cc_model_filenames[8.6]: is missing", "error"),
     (b_missing_config, "digits/config.pbtxt: file: is missing", "error"),
     (b_unparsable_config, "does not parse as a Triton ModelConfig", "error"),
     (b_unknown_field, "unknown field 'max_batch'", "error"),
@@ -444,6 +459,23 @@ def test_validate_reports_plan_tensorrt_mismatch_when_target_ships_another_versi
     assert lines == ["digits_trt/1/model.plan.json: tensorrt_version: plan built with TensorRT 10.4.0.26 but "
                      "Triton 24.10 ships TensorRT 10.5.0; the engine will not deserialize; rebuild the plan "
                      "with TensorRT 10.5.0, or target Triton 24.09"]
+
+
+def test_validate_warns_only_when_plan_is_version_compatible(repo: Path) -> None:
+    b_plan_tensorrt_version_compatible(repo)
+    problems = validate_repository(repo, target_triton="24.09")
+    assert [(p.severity, p.field) for p in problems] == [("warning", "tensorrt_version")]
+    assert "loads only with version-compatible=true" in problems[0].line()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads folders whatever their permissions")
+def test_validate_reports_unreadable_folder_when_permission_denied(repo: Path) -> None:
+    os.chmod(repo / "digits" / "1", 0)
+    try:
+        lines = [p.line() for p in validate_repository(repo)]
+    finally:
+        os.chmod(repo / "digits" / "1", 0o755)
+    assert any("digits/1: version: version folder cannot be listed (PermissionError" in x for x in lines), lines
 
 
 def test_validate_reports_unknown_release_when_target_is_not_in_table(repo: Path) -> None:
