@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolkit.repository import Published, publish_onnx
+from toolkit.repository import Published, publish_image_ensemble, publish_onnx, spec_from_onnx_graph
 from toolkit.triton_config import ServingOptions
 
 DEFAULT_MODEL = "digits"
@@ -85,11 +85,19 @@ def build_repository(
         provenance=provenance, skip_if_unchanged=True,
     )
     result.published.append(pub)
+    opts = options or ServingOptions()
+    result.published.extend(publish_image_ensemble(
+        repository, f"{name}_image", name, spec_from_onnx_graph(onnx_path), opts.max_batch_size,
+        skip_if_unchanged=True,
+    ))
     result.steps["publish"] = time.perf_counter() - t2
-    if pub.created:
-        log(f"[3/3] published {name} version {pub.version} -> {pub.path}")
-    else:
-        log(f"[3/3] {name} version {pub.version} already holds this model and config: nothing added")
+    created = [p for p in result.published if p.created]
+    for p in result.published:
+        if p.created:
+            log(f"[3/3] published {p.model} version {p.version} -> {p.path}")
+        else:
+            log(f"[3/3] {p.model} version {p.version} already holds this model and config: nothing added")
+    if not created:
         result.skipped.append("publish")
     return result
 

@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,14 @@ from typing import Any
 import toolkit
 from toolkit.errors import RepositoryError, UsageError
 from toolkit.spec import ModelSpec, TensorSpec
-from toolkit.triton_config import ONNX_PLATFORM, ServingOptions, build_config, config_to_text, read_config
+from toolkit.triton_config import (
+    ONNX_PLATFORM,
+    PLAN_PLATFORM,
+    ServingOptions,
+    build_config,
+    config_to_text,
+    read_config,
+)
 
 MANIFEST = "manifest.json"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
@@ -197,21 +204,123 @@ def publish_onnx(
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file() or onnx_path.stat().st_size == 0:
         raise RepositoryError(f"{onnx_path}: ONNX file missing or empty; run 'tritonkit export' first")
+    options.validate()
     spec = spec_from_onnx_graph(onnx_path, tuple(labels or ()))
-    if options.max_batch_size < 0:
-        raise UsageError(f"--max-batch {options.max_batch_size} is negative; use 0 (no batching) or more")
-    bad_pref = [b for b in options.preferred_batch_sizes if not 1 <= b <= max(options.max_batch_size, 1)]
-    if bad_pref:
-        raise UsageError(
-            f"preferred batch sizes {bad_pref} are outside [1, max_batch_size={options.max_batch_size}]"
-        )
+    _check_labels(spec)
     if options.label_filename is None or not spec.labels:
-        options = ServingOptions(**{**options.__dict__, "label_filename": None})
+        options = replace(options, label_filename=None)
     cfg = build_config(name, spec, ONNX_PLATFORM, options)
     config_text = config_to_text(cfg)
     model_sha = _sha256(onnx_path)
     files = {"model.onnx": onnx_path}
     return _publish(repository, name, files, config_text, spec, model_sha, provenance or {}, skip_if_unchanged)
+
+
+def _check_labels(spec: ModelSpec) -> None:
+    if spec.labels and spec.outputs and spec.outputs[0].shape and spec.outputs[0].shape[-1] > 0:
+        classes = spec.outputs[0].shape[-1]
+        if len(spec.labels) != classes:
+            raise UsageError(
+                f"{len(spec.labels)} labels given for an output of {classes} classes; "
+                "give one label per class (one per line)"
+            )
+
+
+def read_plan_record(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON record written beside a TensorRT plan (profiles, versions, I/O, sha256)."""
+    try:
+        record = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise RepositoryError(f"{path}: cannot read the plan record ({exc}); rebuild with 'tritonkit build'") from None
+    for key in ("inputs", "outputs", "max_batch_size", "tensorrt_version"):
+        if key not in record:
+            raise RepositoryError(f"{path}: plan record lacks {key!r}; rebuild with 'tritonkit build'")
+    return record
+
+
+def publish_plan(
+    repository: str | os.PathLike[str],
+    name: str,
+    plans: dict[str, str | os.PathLike[str]],
+    records: dict[str, dict[str, Any]],
+    options: ServingOptions | None = None,
+    *,
+    labels: list[str] | None = None,
+    provenance: dict[str, Any] | None = None,
+) -> Published:
+    """Publish TensorRT plans as a new version (``tensorrt_plan``).
+
+    ``plans`` maps a compute capability (``"8.6"``) to a plan file, ``records`` the same keys to
+    their build records. One plan is ``model.plan``; several become ``model_<cc>.plan`` listed in
+    ``cc_model_filenames``. ``max_batch_size`` may not exceed any plan's profile maximum.
+    """
+    check_model_name(name)
+    options = options or ServingOptions(kind="gpu")
+    options.validate()
+    if not plans:
+        raise UsageError("no plan given; build one with 'tritonkit build' and pass --plan")
+    limit = min(int(r["max_batch_size"]) for r in records.values())
+    if options.max_batch_size > limit:
+        raise UsageError(
+            f"--max-batch {options.max_batch_size} exceeds the plan's profile maximum {limit}; "
+            f"use --max-batch {limit} or rebuild the plan with --max-batch {options.max_batch_size}"
+        )
+    first = next(iter(records.values()))
+    spec = ModelSpec(
+        inputs=tuple(TensorSpec(t["name"], tuple(t["shape"]), t["dtype"]) for t in first["inputs"]),
+        outputs=tuple(TensorSpec(t["name"], tuple(t["shape"]), t["dtype"]) for t in first["outputs"]),
+        labels=tuple(labels or first.get("labels", ())),
+    )
+    _check_labels(spec)
+    if not spec.labels:
+        options = replace(options, label_filename=None)
+    files: dict[str, Path] = {}
+    cc_names: dict[str, str] = {}
+    for cc, path in plans.items():
+        p = Path(path)
+        if not p.is_file() or p.stat().st_size == 0:
+            raise RepositoryError(f"{p}: plan file missing or empty; build it with 'tritonkit build'")
+        target = "model.plan" if len(plans) == 1 else f"model_{cc.replace('.', '_')}.plan"
+        files[target] = p
+        if len(plans) > 1:
+            cc_names[cc] = target
+    cfg = build_config(name, spec, PLAN_PLATFORM, options, cc_model_filenames=cc_names)
+    prov = {"plan_records": records, **(provenance or {})}
+    model_sha = _text_sha("".join(_sha256(p) for p in files.values()))
+    return _publish(Path(repository), name, files, config_to_text(cfg), spec, model_sha, prov, False)
+
+
+def publish_image_ensemble(
+    repository: str | os.PathLike[str],
+    name: str,
+    classifier: str,
+    spec: ModelSpec,
+    max_batch_size: int,
+    *,
+    skip_if_unchanged: bool = False,
+) -> list[Published]:
+    """Publish ``<classifier>_preprocess`` (python) and the ensemble ``<name>`` over ``classifier``.
+
+    Clients then send raw UINT8 images of any size (``IMAGE``) or encoded PNG/JPEG bytes
+    (``IMAGE_BYTES``) and get the classifier's outputs; the transform is the training one.
+    """
+    from toolkit.triton_config import build_ensemble_config, build_preprocess_config
+
+    check_model_name(name)
+    pre_name = f"{classifier}_preprocess"
+    check_model_name(pre_name)
+    if len(spec.inputs) != 1 or len(spec.input.shape) != 3 or any(d <= 0 for d in spec.input.shape):
+        raise UsageError(
+            f"an image ensemble needs one fixed-size (C, H, W) input; {classifier} has "
+            f"{[list(t.shape) for t in spec.inputs]}"
+        )
+    model_py = Path(__file__).parent / "preprocessing" / "model.py"
+    pre_cfg = config_to_text(build_preprocess_config(pre_name, spec, max_batch_size))
+    out = [_publish(Path(repository), pre_name, {"model.py": model_py}, pre_cfg, replace(spec, labels=()),
+                    _text_sha(_sha256(model_py) + pre_cfg), {}, skip_if_unchanged)]
+    ens_cfg = config_to_text(build_ensemble_config(name, pre_name, classifier, spec, max_batch_size))
+    out.append(_publish(Path(repository), name, {}, ens_cfg, spec, _text_sha(ens_cfg), {}, skip_if_unchanged))
+    return out
 
 
 def _publish(

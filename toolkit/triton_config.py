@@ -8,7 +8,7 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from toolkit.errors import RepositoryError
+from toolkit.errors import RepositoryError, UsageError
 from toolkit.spec import ModelSpec, triton_config_dtype
 
 ONNX_PLATFORM = "onnxruntime_onnx"
@@ -30,14 +30,42 @@ class ServingOptions:
     warmup: bool = True
     label_filename: str | None = "labels.txt"
     response_cache: bool = False
+    tensorrt_accelerator: bool = False  # ONNX on GPU: ONNX Runtime's TensorRT execution provider
+    accelerator_precision: str = "FP16"
+    profiles: list[str] = field(default_factory=list)  # TensorRT optimization profiles GPU instances use
+
+    def validate(self) -> None:
+        """Refuse inconsistent serving options before anything is written."""
+        if self.max_batch_size < 0:
+            raise UsageError(f"--max-batch {self.max_batch_size} is negative; use 0 (no batching) or more")
+        if self.kind not in _KINDS:
+            raise UsageError(f"--kind {self.kind!r} is unknown; use one of {', '.join(_KINDS)}")
+        if self.instances < 1:
+            raise UsageError(f"--instances {self.instances}: use at least 1")
+        if self.keep_versions < 1:
+            raise UsageError(f"--keep-versions {self.keep_versions}: keep at least 1")
+        if self.max_queue_delay_us < 0 or self.max_queue_size < 0:
+            raise UsageError("--max-queue-delay-us and --max-queue-size must be >= 0")
+        bad = [b for b in self.preferred_batch_sizes if not 1 <= b <= max(self.max_batch_size, 1)]
+        if bad:
+            raise UsageError(
+                f"preferred batch sizes {bad} are outside [1, max_batch_size={self.max_batch_size}]; "
+                "choose sizes within it"
+            )
+        if self.preferred_batch_sizes and not self.dynamic_batching:
+            raise UsageError("--preferred-batch needs dynamic batching; drop --no-dynamic-batching")
 
 
-_KINDS = {"cpu": mc.ModelInstanceGroup.KIND_CPU, "gpu": mc.ModelInstanceGroup.KIND_GPU,
+_KINDS: dict[str, int] = {"cpu": mc.ModelInstanceGroup.KIND_CPU, "gpu": mc.ModelInstanceGroup.KIND_GPU,
           "auto": mc.ModelInstanceGroup.KIND_AUTO}
 
 
-def build_config(name: str, spec: ModelSpec, platform: str, options: ServingOptions) -> mc.ModelConfig:
+def build_config(
+    name: str, spec: ModelSpec, platform: str, options: ServingOptions,
+    cc_model_filenames: dict[str, str] | None = None,
+) -> mc.ModelConfig:
     """A complete ModelConfig for an ONNX or TensorRT model described by ``spec``."""
+    options.validate()
     cfg = mc.ModelConfig(name=name, platform=platform, max_batch_size=options.max_batch_size)
     for t in spec.inputs:
         cfg.input.add(name=t.name, data_type=getattr(mc, triton_config_dtype(t.dtype)), dims=list(t.shape))
@@ -51,7 +79,13 @@ def build_config(name: str, spec: ModelSpec, platform: str, options: ServingOpti
         db.preferred_batch_size.extend(options.preferred_batch_sizes)
         if options.max_queue_size:
             db.default_queue_policy.max_queue_size = options.max_queue_size
-    cfg.instance_group.add(kind=_KINDS[options.kind], count=options.instances)
+    group = cfg.instance_group.add(kind=_KINDS[options.kind], count=options.instances)
+    if platform == PLAN_PLATFORM and options.profiles:
+        group.profile.extend(options.profiles)
+    if platform == ONNX_PLATFORM and options.tensorrt_accelerator and options.kind != "cpu":
+        acc = cfg.optimization.execution_accelerators.gpu_execution_accelerator.add(name="tensorrt")
+        acc.parameters["precision_mode"] = options.accelerator_precision
+        acc.parameters["trt_engine_cache_enable"] = "1"
     cfg.version_policy.latest.num_versions = max(1, options.keep_versions)
     if options.warmup:
         wu = cfg.model_warmup.add(name="random_max_batch", batch_size=max(1, options.max_batch_size), count=1)
@@ -61,6 +95,8 @@ def build_config(name: str, spec: ModelSpec, platform: str, options: ServingOpti
             wu.inputs[t.name].random_data = True
     if options.response_cache:
         cfg.response_cache.enable = True
+    for cc, filename in (cc_model_filenames or {}).items():
+        cfg.cc_model_filenames[cc] = filename
     return cfg
 
 
@@ -83,3 +119,42 @@ def read_config(path: str | Path) -> mc.ModelConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise RepositoryError(f"{path}: cannot read config ({exc})") from None
     return parse_config(text, str(path))
+
+
+ENSEMBLE_INPUT_RAW = "IMAGE"
+ENSEMBLE_INPUT_ENCODED = "IMAGE_BYTES"
+
+
+def build_preprocess_config(name: str, spec: ModelSpec, max_batch_size: int) -> mc.ModelConfig:
+    """python-backend model turning raw/encoded images into the classifier's input tensor."""
+    cfg = mc.ModelConfig(name=name, backend="python", max_batch_size=max_batch_size)
+    cfg.input.add(name=ENSEMBLE_INPUT_RAW, data_type=mc.TYPE_UINT8, dims=[-1, -1, -1], optional=True)
+    cfg.input.add(name=ENSEMBLE_INPUT_ENCODED, data_type=mc.TYPE_STRING, dims=[1], optional=True)
+    t = spec.input
+    cfg.output.add(name=t.name, data_type=getattr(mc, triton_config_dtype(t.dtype)), dims=list(t.shape))
+    cfg.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=1)
+    cfg.parameters["spec"].string_value = spec.to_json()
+    return cfg
+
+
+def build_ensemble_config(
+    name: str, preprocess: str, classifier: str, spec: ModelSpec, max_batch_size: int,
+    label_filename: str | None = "labels.txt",
+) -> mc.ModelConfig:
+    """Ensemble: images -> ``preprocess`` -> ``classifier`` -> logits (labels attached)."""
+    cfg = mc.ModelConfig(name=name, platform="ensemble", max_batch_size=max_batch_size)
+    cfg.input.add(name=ENSEMBLE_INPUT_RAW, data_type=mc.TYPE_UINT8, dims=[-1, -1, -1], optional=True)
+    cfg.input.add(name=ENSEMBLE_INPUT_ENCODED, data_type=mc.TYPE_STRING, dims=[1], optional=True)
+    for i, t in enumerate(spec.outputs):
+        out = cfg.output.add(name=t.name, data_type=getattr(mc, triton_config_dtype(t.dtype)), dims=list(t.shape))
+        if i == 0 and spec.labels and label_filename:
+            out.label_filename = label_filename
+    pre = cfg.ensemble_scheduling.step.add(model_name=preprocess, model_version=-1)
+    pre.input_map[ENSEMBLE_INPUT_RAW] = ENSEMBLE_INPUT_RAW
+    pre.input_map[ENSEMBLE_INPUT_ENCODED] = ENSEMBLE_INPUT_ENCODED
+    pre.output_map[spec.input.name] = "preprocessed"
+    cls = cfg.ensemble_scheduling.step.add(model_name=classifier, model_version=-1)
+    cls.input_map[spec.input.name] = "preprocessed"
+    for t in spec.outputs:
+        cls.output_map[t.name] = t.name
+    return cfg

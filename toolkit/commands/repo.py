@@ -95,11 +95,11 @@ def list_cmd(repository: str, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'model':<20} {'ver':>4} {'platform':<18} {'size':>10} {'maxbatch':>8}  {'accuracy':>8}  created")
+    click.echo(f"{'model':<24} {'ver':>4} {'platform':<18} {'size':>10} {'maxbatch':>8}  {'accuracy':>8}  created")
     for r in rows:
         acc = r["metrics"].get("test_accuracy")
         click.echo(
-            f"{r['model']:<20} {r['version']:>4} {r['platform']:<18} {r['size_bytes']:>10} "
+            f"{r['model']:<24} {r['version']:>4} {r['platform']:<18} {r['size_bytes']:>10} "
             f"{str(r['max_batch_size']):>8}  {'' if acc is None else f'{acc:.4f}':>8}  {r['created'] or ''}"
         )
 
