@@ -56,13 +56,14 @@ def record_path(out: str | os.PathLike[str]) -> Path:
 def _check_shape(x: np.ndarray, spec: ModelSpec, source: str) -> np.ndarray:
     t = spec.input
     want = tuple(t.shape)
+    given = tuple(x.shape)
     if x.ndim == len(want):  # a single sample
         x = x[None]
     ok = x.ndim == len(want) + 1 and all(w < 0 or w == g for w, g in zip(want, x.shape[1:]))
     if not ok:
         shown = "(N, " + ", ".join("?" if d < 0 else str(d) for d in want) + ")"
         raise UsageError(
-            f"calibration data {source} has shape {tuple(x.shape)} but input {t.name!r} expects {shown}; "
+            f"calibration data {source} has shape {given} but input {t.name!r} expects {shown}; "
             "give model inputs (normalized, NCHW) of that shape, or use --calibration-data digits"
         )
     if x.shape[0] == 0:

@@ -7,12 +7,28 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
 
 
 def _argv() -> list[str]:
-    return ["tritonkit", *sys.argv[1:]]
+    """The command line as typed; rebuilt from the parsed parameters when not run as a program."""
+    if Path(sys.argv[0]).name == "tritonkit":
+        return ["tritonkit", *sys.argv[1:]]
+    ctx = click.get_current_context()
+    args, opts = [], []
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if isinstance(param, click.Argument):
+            args.append(str(value))
+        elif value is not None and param.opts:
+            flag = param.opts[0] if value is not False else (param.secondary_opts or param.opts)[0]
+            if param.is_flag:
+                opts.append(flag)
+            else:
+                opts += [max(param.opts, key=len), str(value)]
+    return ["tritonkit", ctx.info_name or "", *args, *opts]
 
 
 def _print_parity_failure(exc: Exception) -> None:
