@@ -1,53 +1,358 @@
-"""Predictions through a running Triton server with the ``tritonclient`` SDK (HTTP or gRPC)."""
+"""Predictions through a running Triton server with the ``tritonclient`` SDK (HTTP or gRPC).
+
+:class:`Predictor` (sync, thread pool) and :class:`AsyncPredictor` (asyncio) share one behaviour:
+
+- ``preprocess`` turns image files into the model's input with the training transform, using the
+  model's :class:`~toolkit.spec.ModelSpec` (given, or read from the served config's
+  ``tritonkit.model_spec`` parameter when the repository carries one);
+- ``predict`` sends one batch; ``predict_many`` splits any number of rows into batches no larger
+  than the model's ``max_batch_size`` and sends them concurrently, in order;
+- an optional LRU cache keyed by each row's bytes skips rows already answered;
+- every call carries a timeout; only UNAVAILABLE/503 and deadline errors are retried, with capped
+  exponential backoff; a bad request fails at once with the server's reason;
+- inputs at or above ``shm_threshold`` bytes can travel through system shared memory (same host);
+- labels and top-k come from Triton's classification extension.
+
+Every failure is a :class:`~toolkit.errors.TritonkitError` with a one-line message.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import os
+import threading
 import time
-from dataclasses import dataclass, field
+import uuid
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from toolkit.errors import ClientError, ServerError
-from toolkit.spec import numpy_dtype_from_wire, triton_wire_dtype
+from toolkit.errors import ClientError, ServerError, UsageError
+from toolkit.predictions import TopK, parse_classification, topk_from_logits
+from toolkit.spec import ModelSpec, numpy_dtype_from_wire, triton_wire_dtype
 
 DEFAULT_URLS = {"http": "127.0.0.1:8000", "grpc": "127.0.0.1:8001"}
+PROTOCOLS = ("grpc", "http")
+SPEC_PARAMETER = "tritonkit.model_spec"
+SHM_MODES = ("off", "auto", "on")
+START_HINT = "start one with 'tritonkit serve --repository model_repository' (or 'make serve')"
 
 
-def _client_module(protocol: str) -> Any:
+def _client_module(protocol: str, aio: bool = False) -> Any:
     if protocol == "http":
-        import tritonclient.http as mod
+        if aio:
+            import tritonclient.http.aio as mod
+        else:
+            import tritonclient.http as mod
     elif protocol == "grpc":
-        import tritonclient.grpc as mod
+        if aio:
+            import tritonclient.grpc.aio as mod
+        else:
+            import tritonclient.grpc as mod
     else:
-        raise ClientError(f"protocol {protocol!r} is not supported; use http or grpc")
+        raise UsageError(f"protocol {protocol!r} is not supported; use one of {', '.join(PROTOCOLS)}")
     return mod
 
 
-@dataclass
+# -- latency, retries, cache --------------------------------------------------------------------
 class LatencyTracker:
-    """Per-call latencies in milliseconds, with percentiles."""
+    """Per-request latencies in milliseconds (thread-safe), with percentiles."""
 
-    samples: list[float] = field(default_factory=list)
+    def __init__(self, keep: int = 100_000) -> None:
+        self._samples: deque[float] = deque(maxlen=keep)
+        self._lock = threading.Lock()
 
     def add(self, ms: float) -> None:
-        self.samples.append(ms)
+        with self._lock:
+            self._samples.append(ms)
+
+    @property
+    def samples(self) -> list[float]:
+        with self._lock:
+            return list(self._samples)
+
+    def reset(self) -> None:
+        with self._lock:
+            self._samples.clear()
 
     def percentiles(self) -> dict[str, float]:
-        if not self.samples:
-            return {}
+        """``p50 p90 p95 p99 mean max`` in ms and ``count``; empty when nothing was sent."""
         a = np.asarray(self.samples)
-        return {f"p{q}": float(np.percentile(a, q)) for q in (50, 90, 99)} | {"mean": float(a.mean())}
+        if not a.size:
+            return {}
+        out = {f"p{q}": float(np.percentile(a, q)) for q in (50, 90, 95, 99)}
+        return out | {"mean": float(a.mean()), "max": float(a.max()), "count": int(a.size)}
 
 
-class Predictor:
-    """Classify batches with a model served by Triton.
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Capped exponential backoff for UNAVAILABLE/503 and deadline errors only."""
+
+    attempts: int = 3
+    initial_s: float = 0.05
+    max_s: float = 1.0
+
+    def delays(self) -> Iterator[float]:
+        """Sleeps between attempts: ``initial, 2*initial, ...`` capped at ``max_s``."""
+        for i in range(max(0, self.attempts - 1)):
+            yield min(self.max_s, self.initial_s * (2**i))
+
+
+def failure_kind(exc: BaseException) -> str:
+    """``unavailable`` / ``timeout`` (both retried), ``connect`` (nothing answers) or ``bad``."""
+    from tritonclient.utils import InferenceServerException
+
+    if isinstance(exc, InferenceServerException):
+        status = str(exc.status() or "")
+        msg = (exc.message() or "").lower()
+        if status in ("StatusCode.DEADLINE_EXCEEDED", "504") or "deadline exceeded" in msg:
+            return "timeout"
+        if status == "StatusCode.UNAVAILABLE" and ("connect" in msg or "connection refused" in msg):
+            return "connect"
+        if status in ("StatusCode.UNAVAILABLE", "503"):
+            return "unavailable"
+        return "bad"
+    if isinstance(exc, TimeoutError | asyncio.TimeoutError) or "Timeout" in type(exc).__name__:
+        return "timeout"
+    if isinstance(exc, OSError) or "Connect" in type(exc).__name__ or "ServerDisconnected" in type(exc).__name__:
+        return "connect"
+    return "bad"
+
+
+RETRIED = ("unavailable", "timeout", "connect")
+
+
+def _first_line(exc: BaseException) -> str:
+    from tritonclient.utils import InferenceServerException
+
+    text = (exc.message() if isinstance(exc, InferenceServerException) else str(exc)) or type(exc).__name__
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+class ResultCache:
+    """LRU of output rows keyed by a hash of each input row's dtype, shape and bytes."""
+
+    def __init__(self, size: int) -> None:
+        self.size = int(size)
+        self._rows: OrderedDict[bytes, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    @staticmethod
+    def key(row: np.ndarray) -> bytes:
+        h = hashlib.blake2b(digest_size=16)
+        h.update(f"{row.dtype.str}{row.shape}".encode())
+        h.update(np.ascontiguousarray(row).tobytes())
+        return h.digest()
+
+    def get(self, key: bytes) -> np.ndarray | None:
+        with self._lock:
+            row = self._rows.get(key)
+            if row is None:
+                self.misses += 1
+                return None
+            self._rows.move_to_end(key)
+            self.hits += 1
+            return row
+
+    def put(self, key: bytes, row: np.ndarray) -> None:
+        with self._lock:
+            self._rows[key] = row
+            self._rows.move_to_end(key)
+            while len(self._rows) > self.size:
+                self._rows.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
+# -- what both predictors share ----------------------------------------------------------------
+class _Base:
+    """Options, metadata, validation, cache and preprocessing shared by the sync and async clients."""
+
+    def _setup(
+        self, model: str, url: str | None, protocol: str, timeout: float, version: str,
+        spec: ModelSpec | None, cache_size: int, retry: RetryPolicy | None, batch_size: int | None,
+        concurrency: int,
+    ) -> None:
+        if protocol not in PROTOCOLS:
+            raise UsageError(f"protocol {protocol!r} is not supported; use one of {', '.join(PROTOCOLS)}")
+        if not timeout or timeout <= 0:
+            raise UsageError(f"timeout {timeout!r} must be a positive number of seconds")
+        if concurrency < 1 or (batch_size is not None and batch_size < 1):
+            raise UsageError("--concurrency and --batch-size must be at least 1")
+        self.model = model
+        self.protocol = protocol
+        self.url = (url or DEFAULT_URLS[protocol]).removeprefix("http://").removeprefix("grpc://")
+        self.timeout = float(timeout)
+        self.version = str(version or "")
+        self.retry = retry or RetryPolicy()
+        self.latency = LatencyTracker()
+        self.cache = ResultCache(cache_size) if cache_size else None
+        self.concurrency = int(concurrency)
+        self._batch_size = batch_size
+        self._spec = spec
+        self._labels: tuple[str, ...] | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.protocol}://{self.url}"
+
+    # -- errors --------------------------------------------------------------------------------
+    def _error(self, exc: BaseException, kind: str, attempts: int) -> Exception:
+        if kind == "connect":
+            return ServerError(f"no Triton server answers at {self.where} ({_first_line(exc)}); {START_HINT}")
+        if kind == "timeout":
+            return ClientError(
+                f"request to model {self.model!r} at {self.where} timed out after {self.timeout:g} s "
+                f"({attempts} attempt(s)); raise --timeout or lighten the server's load"
+            )
+        if kind == "unavailable":
+            return ClientError(
+                f"model {self.model!r} at {self.where} is unavailable after {attempts} attempt(s): "
+                f"{_first_line(exc)}; retry later or check the server log"
+            )
+        return ClientError(f"{self.where} model {self.model!r}: {_first_line(exc)}")
+
+    # -- metadata ------------------------------------------------------------------------------
+    def _read_metadata(self, meta: dict[str, Any], config: dict[str, Any]) -> None:
+        config = config.get("config", config)
+        self.inputs = [{"name": t["name"], "datatype": t["datatype"], "shape": [int(d) for d in t["shape"]]}
+                       for t in meta["inputs"]]
+        self.outputs = [{"name": t["name"], "datatype": t["datatype"], "shape": [int(d) for d in t["shape"]]}
+                        for t in meta["outputs"]]
+        self.max_batch_size = int(config.get("max_batch_size", 0) or 0)
+        self.config = config
+        if self._spec is None:
+            raw = (config.get("parameters") or {}).get(SPEC_PARAMETER, {}).get("string_value")
+            if raw:
+                import json
+
+                self._spec = ModelSpec.from_dict(json.loads(raw))
+
+    @property
+    def spec(self) -> ModelSpec | None:
+        """The model's spec (preprocessing), when given or carried by the served config."""
+        return self._spec
+
+    @property
+    def batch_size(self) -> int:
+        """Rows per request: the asked size, capped at the model's max_batch_size."""
+        want = self._batch_size or 32
+        return min(want, self.max_batch_size) if self.max_batch_size > 0 else want
+
+    def _ready_error(self, index: list[dict[str, Any]]) -> ClientError:
+        ready = sorted({m["name"] for m in index if m.get("state") == "READY"})
+        return ClientError(
+            f"model {self.model!r}{' version ' + self.version if self.version else ''} is not ready at "
+            f"{self.where}; ready models: {', '.join(ready) or 'none'}"
+        )
+
+    def expected_input(self) -> str:
+        t = self.inputs[0]
+        dims = t["shape"][1:] if self.max_batch_size > 0 else t["shape"]
+        shown = ", ".join(map(str, dims))
+        return f"{t['datatype']} [N, {shown}]" if self.max_batch_size > 0 else f"{t['datatype']} [{shown}]"
+
+    def validate(self, batch: np.ndarray) -> np.ndarray:
+        """Check a batch against the model's metadata; the message gives the expected dtype and shape."""
+        t = self.inputs[0]
+        batch = np.asarray(batch)
+        expected = np.dtype(numpy_dtype_from_wire(t["datatype"]))
+        dims = t["shape"][1:] if self.max_batch_size > 0 else t["shape"]
+        where = f"input {t['name']!r} of model {self.model!r}"
+        if batch.dtype != expected:
+            raise ClientError(f"{where} expects {self.expected_input()}, got {batch.dtype.name} "
+                              f"{list(batch.shape)}; cast with .astype({expected.name!r})")
+        ndim = len(dims) + (1 if self.max_batch_size > 0 else 0)
+        shape = batch.shape[1:] if self.max_batch_size > 0 else batch.shape
+        if batch.ndim != ndim or any(d != -1 and d != s for d, s in zip(dims, shape)):
+            raise ClientError(f"{where} expects {self.expected_input()}, got {batch.dtype.name} {list(batch.shape)}")
+        return np.ascontiguousarray(batch)
+
+    def preprocess(self, sources: Sequence[Any]) -> np.ndarray:
+        """Image files (paths, bytes or PIL images) -> one normalized batch, as in training."""
+        from toolkit.images import preprocess_images
+
+        if self._spec is None:
+            raise UsageError(
+                f"model {self.model!r} at {self.where} carries no tritonkit spec, so the training transform "
+                "is unknown; pass --spec FILE (spec .json, manifest.json or .onnx) or --repository DIR"
+            )
+        return preprocess_images(sources, self._spec)
+
+    def _chunks(self, n: int, batch_size: int | None) -> list[tuple[int, int]]:
+        size = min(batch_size, self.max_batch_size) if batch_size and self.max_batch_size > 0 else (
+            batch_size or self.batch_size)
+        return [(s, min(n, s + size)) for s in range(0, n, size)]
+
+    def _cache_split(self, batch: np.ndarray) -> tuple[list[bytes], dict[int, np.ndarray], list[int]]:
+        assert self.cache is not None
+        keys = [ResultCache.key(r) for r in batch]
+        hits = {i: row for i, k in enumerate(keys) if (row := self.cache.get(k)) is not None}
+        return keys, hits, [i for i in range(len(batch)) if i not in hits]
+
+    def _cache_merge(self, keys: list[bytes], hits: dict[int, np.ndarray], miss: list[int],
+                     out: np.ndarray | None) -> np.ndarray:
+        assert self.cache is not None
+        fresh = dict(zip(miss, out)) if out is not None else {}
+        for i, row in fresh.items():
+            self.cache.put(keys[i], row.copy())
+        if not keys:
+            return np.zeros((0, *[max(0, d) for d in self.outputs[0]["shape"][1:]]), dtype=np.float32)
+        return np.stack([hits[i] if i in hits else fresh[i] for i in range(len(keys))])
+
+    def _requested(self, mod: Any, class_count: int = 0) -> list[Any]:
+        name = self.outputs[0]["name"]
+        return [mod.InferRequestedOutput(name, class_count=class_count)]
+
+    def _input(self, mod: Any, batch: np.ndarray) -> Any:
+        t = self.inputs[0]
+        inp = mod.InferInput(t["name"], list(batch.shape), triton_wire_dtype(batch.dtype.name))
+        return inp
+
+    def _num_classes(self) -> int:
+        dims = self.outputs[0]["shape"]
+        return int(dims[-1]) if dims and int(dims[-1]) > 0 else 0
+
+    def _zero_row(self) -> np.ndarray:
+        t = self.inputs[0]
+        dims = [max(1, d) for d in (t["shape"][1:] if self.max_batch_size > 0 else t["shape"])]
+        shape = [1, *dims] if self.max_batch_size > 0 else dims
+        return np.zeros(shape, dtype=numpy_dtype_from_wire(t["datatype"]))
+
+
+def _meta_dict(obj: Any) -> dict[str, Any]:
+    return obj if isinstance(obj, dict) else {}
+
+
+# -- sync --------------------------------------------------------------------------------------
+class Predictor(_Base):
+    """Classify with a model served by Triton (sync API; concurrency through a thread pool).
 
     Args:
         model: model name in the repository.
         url: ``host:port`` of the server (HTTP 8000 / gRPC 8001 by default).
-        protocol: ``http`` or ``grpc``.
-        timeout: seconds for every call.
+        protocol: ``grpc`` or ``http``.
+        timeout: seconds for every call (connect, metadata, each inference).
+        version: model version ("" = the server's choice).
+        spec: the model's ModelSpec (preprocessing); default: the served config's parameter if any.
+        cache_size: rows kept in an LRU result cache (0 = off).
+        retry: backoff for UNAVAILABLE/503 and deadline errors.
+        batch_size: rows per request in ``predict_many`` (capped at max_batch_size; default 32).
+        concurrency: requests in flight in ``predict_many``.
+        shared_memory: ``off``, ``auto`` (inputs >= ``shm_threshold`` bytes) or ``on`` (always);
+            system shared memory needs the server on this host.
+
+    Raises:
+        ServerError: nothing answers at the URL.
+        ClientError: the model is missing or not ready (the message lists the ready ones).
     """
 
     def __init__(
@@ -57,100 +362,383 @@ class Predictor:
         protocol: str = "grpc",
         timeout: float = 30.0,
         version: str = "",
+        *,
+        spec: ModelSpec | None = None,
+        cache_size: int = 0,
+        retry: RetryPolicy | None = None,
+        batch_size: int | None = None,
+        concurrency: int = 4,
+        shared_memory: str = "off",
+        shm_threshold: int = 1 << 20,
     ) -> None:
-        self.model = model
-        self.protocol = protocol
-        self.url = url or DEFAULT_URLS.get(protocol, "")
-        self.timeout = timeout
-        self.version = version
-        self.latency = LatencyTracker()
-        mod = _client_module(protocol)
-        self._mod = mod
+        self._setup(model, url, protocol, timeout, version, spec, cache_size, retry, batch_size, concurrency)
+        if shared_memory not in SHM_MODES:
+            raise UsageError(f"shared memory mode {shared_memory!r} is unknown; use one of {', '.join(SHM_MODES)}")
+        self.shared_memory = shared_memory
+        self.shm_threshold = int(shm_threshold)
+        self._mod = _client_module(protocol)
+        self._local = threading.local()
+        self._clients: list[Any] = []
+        self._regions: list[tuple[Any, Any, str]] = []
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
         try:
-            if protocol == "http":
-                self._client = mod.InferenceServerClient(
-                    self.url, connection_timeout=timeout, network_timeout=timeout
-                )
+            self._connect()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def _client(self) -> Any:
+        """gRPC clients are thread-safe (one is shared); HTTP clients are not (one per thread)."""
+        if self.protocol == "grpc" and self._clients:
+            return self._clients[0]
+        client = getattr(self._local, "client", None)
+        if client is None:
+            try:
+                if self.protocol == "http":
+                    client = self._mod.InferenceServerClient(
+                        self.url, connection_timeout=self.timeout, network_timeout=self.timeout
+                    )
+                else:
+                    client = self._mod.InferenceServerClient(self.url)
+            except Exception as exc:  # noqa: BLE001 - a malformed URL surfaces in many types
+                raise UsageError(f"cannot make a {self.protocol} client for {self.url!r} ({_first_line(exc)}); "
+                                 "give --url as host:port") from None
+            self._local.client = client
+            with self._lock:
+                self._clients.append(client)
+        return client
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """One call with a timeout, retried only on UNAVAILABLE/503 and deadline errors."""
+        if self.protocol == "grpc":
+            kwargs.setdefault("client_timeout", self.timeout)
+        delays = self.retry.delays()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return getattr(self._client(), method)(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - classified just below
+                kind = failure_kind(exc)
+                delay = next(delays, None) if kind in RETRIED else None
+                if delay is None:
+                    raise self._error(exc, kind, attempt) from None
+                if self.protocol == "http" and kind in ("timeout", "connect"):
+                    self._drop_thread_client()  # a timed-out HTTP connection is not reusable
+                time.sleep(delay)
+
+    def _drop_thread_client(self) -> None:
+        client = getattr(self._local, "client", None)
+        if client is not None:
+            self._local.client = None
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+    def _connect(self) -> None:
+        if not self._call("is_server_live"):
+            raise ServerError(f"Triton at {self.where} is not live; {START_HINT}")
+        if not self._call("is_model_ready", self.model, self.version):
+            index = self._call("get_model_repository_index", **({"as_json": True} if self.protocol == "grpc" else {}))
+            models = index.get("models", []) if isinstance(index, dict) else index
+            raise self._ready_error(models)
+        extra = {"as_json": True} if self.protocol == "grpc" else {}
+        meta = self._call("get_model_metadata", self.model, self.version, **extra)
+        config = self._call("get_model_config", self.model, self.version, **extra)
+        self._read_metadata(_meta_dict(meta), _meta_dict(config))
+
+    def _shm_region(self, nbytes: int) -> str:
+        """This thread's registered region, grown to hold ``nbytes``."""
+        import tritonclient.utils.shared_memory as shm
+
+        region = getattr(self._local, "region", None)
+        if region is not None and region[3] >= nbytes:
+            return region[2]
+        if region is not None:
+            self._free_region(region[:3])
+            with self._lock:
+                self._regions.remove(region[:3])
+        size = 1 << max(12, (nbytes - 1).bit_length())
+        name = f"tritonkit_{os.getpid()}_{uuid.uuid4().hex[:12]}"
+        handle = shm.create_shared_memory_region(name, "/" + name, size)
+        try:
+            self._call("register_system_shared_memory", name, "/" + name, size)
+        except BaseException:
+            shm.destroy_shared_memory_region(handle)
+            raise
+        client = self._client()
+        self._local.region = (handle, client, name, size)
+        with self._lock:
+            self._regions.append((handle, client, name))
+        return name
+
+    def _free_region(self, region: tuple[Any, Any, str]) -> None:
+        import tritonclient.utils.shared_memory as shm
+
+        handle, client, name = region
+        try:
+            if self.protocol == "grpc":
+                client.unregister_system_shared_memory(name, client_timeout=self.timeout)
             else:
-                self._client = mod.InferenceServerClient(self.url)
-        except Exception as exc:  # noqa: BLE001
-            raise ClientError(f"cannot create a {protocol} client for {self.url} ({exc})") from None
-        self._check_ready()
-        meta = self._call(self._client.get_model_metadata, model, version)
-        if protocol == "grpc":
-            meta = _grpc_to_dict(meta)
-        self.inputs = meta["inputs"]
-        self.outputs = meta["outputs"]
-
-    def _call(self, func: Any, *args: Any, **kwargs: Any) -> Any:
-        from tritonclient.utils import InferenceServerException
-
+                client.unregister_system_shared_memory(name)
+        except Exception:  # noqa: BLE001 - the server may be gone; the local region still goes
+            pass
         try:
-            if self.protocol == "grpc":
-                kwargs.setdefault("client_timeout", self.timeout)
-            return func(*args, **kwargs)
-        except InferenceServerException as exc:
-            msg = (exc.message() or str(exc)).strip().splitlines()[0]
-            raise ClientError(f"{self.protocol}://{self.url} model {self.model!r}: {msg}") from None
-        except Exception as exc:  # noqa: BLE001 - connection errors come in many types
-            raise ServerError(
-                f"no Triton server answers at {self.protocol}://{self.url} ({type(exc).__name__}); "
-                "start one with 'make serve' or 'tritonkit serve'"
-            ) from None
-
-    def _check_ready(self) -> None:
-        try:
-            live = self._client.is_server_live()
+            shm.destroy_shared_memory_region(handle)
         except Exception:  # noqa: BLE001
-            live = False
-        if not live:
-            raise ServerError(
-                f"no Triton server answers at {self.protocol}://{self.url}; "
-                "start one with 'make serve' or 'tritonkit serve'"
-            )
-        if not self._call(self._client.is_model_ready, self.model, self.version):
-            index = self._call(self._client.get_model_repository_index)
-            if self.protocol == "grpc":
-                index = [{"name": m.name, "state": m.state} for m in index.models]
-            ready = sorted(m["name"] for m in index if m.get("state") == "READY")
-            raise ClientError(
-                f"model {self.model!r} is not ready at {self.url}; ready models: {', '.join(ready) or 'none'}"
-            )
+            pass
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Logits (first output) for one batch ``(N, ...)`` of preprocessed inputs."""
-        spec_in = self.inputs[0]
-        expected = numpy_dtype_from_wire(spec_in["datatype"])
-        if batch.dtype != np.dtype(expected):
-            raise ClientError(f"input {spec_in['name']!r} expects {expected}, got {batch.dtype}")
-        dims = [int(d) for d in spec_in["shape"]][1:]
-        if batch.ndim != len(dims) + 1 or any(d != -1 and d != s for d, s in zip(dims, batch.shape[1:])):
-            raise ClientError(
-                f"input {spec_in['name']!r} expects shape [N, {', '.join(map(str, dims))}], got {list(batch.shape)}"
-            )
-        inp = self._mod.InferInput(spec_in["name"], list(batch.shape), triton_wire_dtype(batch.dtype.name))
-        inp.set_data_from_numpy(batch)
-        out_name = self.outputs[0]["name"]
+    def _infer(self, batch: np.ndarray, class_count: int = 0) -> np.ndarray:
+        inp = self._input(self._mod, batch)
+        use_shm = self.shared_memory == "on" or (self.shared_memory == "auto" and batch.nbytes >= self.shm_threshold)
+        if use_shm:
+            import tritonclient.utils.shared_memory as shm
+
+            name = self._shm_region(batch.nbytes)
+            shm.set_shared_memory_region(self._local.region[0], [batch])
+            inp.set_shared_memory(name, batch.nbytes)
+        else:
+            inp.set_data_from_numpy(batch)
         t0 = time.perf_counter()
-        res = self._call(
-            self._client.infer, self.model, [inp], model_version=self.version,
-            outputs=[self._mod.InferRequestedOutput(out_name)],
-        )
+        res = self._call("infer", self.model, [inp], model_version=self.version,
+                         outputs=self._requested(self._mod, class_count))
         self.latency.add((time.perf_counter() - t0) * 1000)
-        return res.as_numpy(out_name)
+        out = res.as_numpy(self.outputs[0]["name"])
+        if out is None:
+            raise ClientError(f"{self.where} model {self.model!r} returned no {self.outputs[0]['name']!r} output")
+        return out
+
+    # -- public --------------------------------------------------------------------------------
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """The first output (logits) for one batch ``(N, ...)`` of preprocessed inputs."""
+        batch = self.validate(batch)
+        if self.cache is None:
+            return self._infer(batch)
+        keys, hits, miss = self._cache_split(batch)
+        out = self._infer(batch[miss]) if miss else None
+        return self._cache_merge(keys, hits, miss, out)
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
         return self.predict(batch)
 
+    def predict_many(self, batch: np.ndarray, batch_size: int | None = None,
+                     concurrency: int | None = None) -> np.ndarray:
+        """Logits for any number of rows: batches sent ``concurrency`` at a time, results in order."""
+        return self.predict_many_timed(batch, batch_size, concurrency)[0]
+
+    def predict_many_timed(self, batch: np.ndarray, batch_size: int | None = None,
+                           concurrency: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Like :meth:`predict_many`, plus each row's request latency in ms (its batch's round trip)."""
+        batch = self.validate(batch)
+        spans = self._chunks(len(batch), batch_size)
+        workers = int(concurrency or self.concurrency)
+
+        def one(span: tuple[int, int]) -> tuple[np.ndarray, float]:
+            t0 = time.perf_counter()
+            out = self.predict(batch[span[0]:span[1]])
+            return out, (time.perf_counter() - t0) * 1000
+
+        if workers <= 1 or len(spans) <= 1:
+            parts = [one(se) for se in spans]
+        else:
+            parts = list(self._executor(workers).map(one, spans))
+        if not parts:
+            empty = np.zeros((0, *[max(0, d) for d in self.outputs[0]["shape"][1:]]), dtype=np.float32)
+            return empty, np.zeros(0)
+        ms = np.concatenate([np.full(e - s, t) for (s, e), (_, t) in zip(spans, parts)])
+        return np.concatenate([p for p, _ in parts]), ms
+
+    def _executor(self, workers: int) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None or self._pool._max_workers != workers:  # noqa: SLF001
+                if self._pool is not None:
+                    self._pool.shutdown(wait=True)
+                self._pool = ThreadPoolExecutor(workers, thread_name_prefix="tritonkit-predict")
+            return self._pool
+
+    def classify(self, batch: np.ndarray, top_k: int = 5, batch_size: int | None = None,
+                 concurrency: int | None = None) -> list[list[TopK]]:
+        """Top-k labels with softmax probabilities per row (logits from the server, labels from it too)."""
+        return topk_from_logits(self.predict_many(batch, batch_size, concurrency), self.labels, top_k)
+
+    def topk(self, batch: np.ndarray, k: int = 5) -> list[list[TopK]]:
+        """Top-k per row from Triton's classification extension (raw output values, server labels)."""
+        batch = self.validate(batch)
+        return parse_classification(self._infer(batch, class_count=max(1, int(k))))
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """Class labels as served (the output's label file, through the classification extension)."""
+        if self._labels is None:
+            n = self._num_classes()
+            labels: tuple[str, ...] = ()
+            if n:
+                rows = parse_classification(self._infer(self._zero_row(), class_count=n))
+                by_index = {t.index: t.label for t in rows[0]}
+                labels = tuple(by_index.get(i, str(i)) for i in range(n))
+            self._labels = labels or (self._spec.labels if self._spec else ())
+        return self._labels
+
     def close(self) -> None:
+        """Free shared memory regions, the thread pool and the connections."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+        for region in list(getattr(self, "_regions", [])):
+            self._free_region(region)
+        self._regions = []
+        for client in list(getattr(self, "_clients", [])):
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001
+                pass
+        self._clients = []
+
+    def __enter__(self) -> Predictor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+# -- asyncio -----------------------------------------------------------------------------------
+class AsyncPredictor(_Base):
+    """The asyncio twin of :class:`Predictor` over ``tritonclient.grpc.aio`` / ``tritonclient.http.aio``.
+
+    Create with ``await AsyncPredictor.create(model, url, protocol, ...)`` (it checks readiness and
+    reads metadata), then ``await predict(...)``, ``await predict_many(...)``; ``await close()``.
+    Shared memory is not offered here (use :class:`Predictor`).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        url: str | None = None,
+        protocol: str = "grpc",
+        timeout: float = 30.0,
+        version: str = "",
+        *,
+        spec: ModelSpec | None = None,
+        cache_size: int = 0,
+        retry: RetryPolicy | None = None,
+        batch_size: int | None = None,
+        concurrency: int = 4,
+    ) -> None:
+        self._setup(model, url, protocol, timeout, version, spec, cache_size, retry, batch_size, concurrency)
+        self._mod = _client_module(protocol, aio=True)
+        self._aclient: Any = None
+
+    @classmethod
+    async def create(cls, model: str, url: str | None = None, protocol: str = "grpc", timeout: float = 30.0,
+                     version: str = "", **kwargs: Any) -> AsyncPredictor:
+        self = cls(model, url, protocol, timeout, version, **kwargs)
         try:
-            self._client.close()
-        except Exception:  # noqa: BLE001
-            pass
+            if protocol == "http":
+                self._aclient = self._mod.InferenceServerClient(self.url, conn_timeout=self.timeout)
+            else:
+                self._aclient = self._mod.InferenceServerClient(self.url)
+            await self._connect()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        if self.protocol == "grpc":
+            kwargs.setdefault("client_timeout", self.timeout)
+        delays = self.retry.delays()
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return await asyncio.wait_for(getattr(self._aclient, method)(*args, **kwargs), self.timeout + 1)
+            except Exception as exc:  # noqa: BLE001 - classified just below
+                kind = failure_kind(exc)
+                delay = next(delays, None) if kind in RETRIED else None
+                if delay is None:
+                    raise self._error(exc, kind, attempt) from None
+                await asyncio.sleep(delay)
+
+    async def _connect(self) -> None:
+        if not await self._call("is_server_live"):
+            raise ServerError(f"Triton at {self.where} is not live; {START_HINT}")
+        if not await self._call("is_model_ready", self.model, self.version):
+            index = await self._call("get_model_repository_index",
+                                     **({"as_json": True} if self.protocol == "grpc" else {}))
+            models = index.get("models", []) if isinstance(index, dict) else index
+            raise self._ready_error(models)
+        extra = {"as_json": True} if self.protocol == "grpc" else {}
+        meta = await self._call("get_model_metadata", self.model, self.version, **extra)
+        config = await self._call("get_model_config", self.model, self.version, **extra)
+        self._read_metadata(_meta_dict(meta), _meta_dict(config))
+
+    async def _infer(self, batch: np.ndarray, class_count: int = 0) -> np.ndarray:
+        inp = self._input(self._mod, batch)
+        inp.set_data_from_numpy(batch)
+        t0 = time.perf_counter()
+        res = await self._call("infer", self.model, [inp], model_version=self.version,
+                               outputs=self._requested(self._mod, class_count))
+        self.latency.add((time.perf_counter() - t0) * 1000)
+        return res.as_numpy(self.outputs[0]["name"])
+
+    async def predict(self, batch: np.ndarray) -> np.ndarray:
+        batch = self.validate(batch)
+        if self.cache is None:
+            return await self._infer(batch)
+        keys, hits, miss = self._cache_split(batch)
+        out = await self._infer(batch[miss]) if miss else None
+        return self._cache_merge(keys, hits, miss, out)
+
+    async def predict_many(self, batch: np.ndarray, batch_size: int | None = None,
+                           concurrency: int | None = None) -> np.ndarray:
+        batch = self.validate(batch)
+        gate = asyncio.Semaphore(int(concurrency or self.concurrency))
+
+        async def one(s: int, e: int) -> np.ndarray:
+            async with gate:
+                return await self.predict(batch[s:e])
+
+        parts = await asyncio.gather(*(one(s, e) for s, e in self._chunks(len(batch), batch_size)))
+        return np.concatenate(parts) if parts else np.zeros((0,), dtype=np.float32)
+
+    async def topk(self, batch: np.ndarray, k: int = 5) -> list[list[TopK]]:
+        return parse_classification(await self._infer(self.validate(batch), class_count=max(1, int(k))))
+
+    async def close(self) -> None:
+        if self._aclient is not None:
+            try:
+                await self._aclient.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self._aclient = None
+
+    async def __aenter__(self) -> AsyncPredictor:
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
 
 
-def _grpc_to_dict(meta: Any) -> dict[str, Any]:
-    return {
-        "inputs": [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in meta.inputs],
-        "outputs": [{"name": t.name, "datatype": t.datatype, "shape": list(t.shape)} for t in meta.outputs],
-    }
+# -- the evaluator's adapter -------------------------------------------------------------------
+def triton_logits_fn(url: str, model: str, protocol: str = "grpc", *, timeout: float = 30.0,
+                     batch_size: int | None = None, concurrency: int = 4) -> Callable[[np.ndarray], np.ndarray]:
+    """A ``numpy batch -> logits`` function over a Triton endpoint, for ``trainers`` evaluation.
+
+    Any number of rows is accepted (split at the model's max_batch_size and sent concurrently);
+    the input is cast to the served dtype. ``fn.predictor`` is the underlying :class:`Predictor`
+    (``fn.close()`` closes it).
+    """
+    pred = Predictor(model, url=url, protocol=protocol, timeout=timeout, batch_size=batch_size,
+                     concurrency=concurrency)
+    dtype = np.dtype(numpy_dtype_from_wire(pred.inputs[0]["datatype"]))
+
+    def logits(batch: Any) -> np.ndarray:
+        arr = batch.detach().cpu().numpy() if hasattr(batch, "detach") else np.asarray(batch)
+        return pred.predict_many(arr.astype(dtype, copy=False))
+
+    logits.predictor = pred  # type: ignore[attr-defined]
+    logits.close = pred.close  # type: ignore[attr-defined]
+    return logits

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from toolkit.errors import TritonkitError
 from toolkit.spec import ModelSpec
 
 
@@ -60,3 +64,81 @@ def classify(
 def accuracy(preds: list[Prediction]) -> float:
     judged = [p.correct for p in preds if p.correct is not None]
     return sum(judged) / len(judged) if judged else float("nan")
+
+
+@dataclass(frozen=True)
+class TopK:
+    """One of the k best classes for a row: class index, label and score."""
+
+    index: int
+    label: str
+    score: float
+
+
+def topk_from_logits(logits: np.ndarray, labels: tuple[str, ...] | list[str], k: int) -> list[list[TopK]]:
+    """Softmax probabilities of the k best classes per row, best first (ties: lower index first)."""
+    probs = softmax(np.asarray(logits, dtype=np.float64))
+    k = max(1, min(int(k), probs.shape[1]))
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :k]
+    return [
+        [TopK(int(j), labels[j] if j < len(labels) else str(int(j)), float(row[j])) for j in idx]
+        for row, idx in zip(probs, order)
+    ]
+
+
+def parse_classification(values: np.ndarray) -> list[list[TopK]]:
+    """Rows of Triton classification strings ``b"score:index[:label]"`` -> TopK (raw output values)."""
+    rows: list[list[TopK]] = []
+    for row in np.asarray(values).reshape(len(values), -1):
+        out = []
+        for item in row:
+            text = item.decode() if isinstance(item, bytes) else str(item)
+            score, index, *label = text.split(":", 2)
+            out.append(TopK(int(index), label[0] if label else index, float(score)))
+        rows.append(out)
+    return rows
+
+
+def load_spec(path: str | os.PathLike[str]) -> ModelSpec:
+    """A ModelSpec from a spec JSON, a repository ``manifest.json`` or a tritonkit ``.onnx`` file.
+
+    Raises:
+        UsageError: the file is missing or holds no spec.
+    """
+    from toolkit.errors import UsageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"spec file {path} does not exist; give a spec .json, a manifest.json or an .onnx file")
+    if path.suffix == ".onnx":
+        from toolkit.onnx_export import spec_from_onnx
+
+        try:
+            return spec_from_onnx(path)
+        except TritonkitError as exc:
+            raise UsageError(str(exc)) from None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise UsageError(f"spec file {path} is not JSON ({type(exc).__name__}); give a spec .json, "
+                         "a manifest.json or an .onnx file") from None
+    if isinstance(data, dict) and isinstance(data.get("spec"), dict):
+        data = data["spec"]
+    if not isinstance(data, dict) or "inputs" not in data:
+        raise UsageError(f"spec file {path} holds no model spec (no 'inputs'); give the manifest.json of a "
+                         "repository version or the exported .onnx")
+    return ModelSpec.from_dict(data)
+
+
+def spec_from_repository(repository: str | os.PathLike[str], model: str) -> ModelSpec:
+    """The spec in the manifest of the newest version of ``model`` in a tritonkit repository."""
+    from toolkit.errors import UsageError
+    from toolkit.repository import MANIFEST, version_numbers
+
+    model_dir = Path(repository) / model
+    versions = version_numbers(model_dir) if model_dir.is_dir() else []
+    if not versions:
+        have = sorted(p.name for p in Path(repository).iterdir() if p.is_dir()) if Path(repository).is_dir() else []
+        raise UsageError(f"repository {repository} has no versions of model {model!r}; models there: "
+                         f"{', '.join(have) or 'none'}")
+    return load_spec(model_dir / str(versions[-1]) / MANIFEST)

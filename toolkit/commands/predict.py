@@ -1,42 +1,150 @@
-"""``tritonkit predict``: classify images through a running Triton server."""
+"""``tritonkit predict``: classify images (or held-out digits) through a running Triton server.
+
+Where the preprocessing comes from, first found wins: ``--spec FILE`` (a spec .json, a repository
+version's manifest.json or the exported .onnx), ``--repository DIR`` (the manifest of the model's
+newest version there), the served config's ``tritonkit.model_spec`` parameter. ``--digits`` needs
+none of them: the digits set defines its own transform. Labels always come from the server
+(the output's label file, through Triton's classification extension).
+"""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
 import click
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
+
+
+def _expand(paths: tuple[str, ...]) -> list[Path]:
+    """Files as given; a folder stands for its image and .npy files, sorted."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out.extend(sorted(f for f in p.iterdir() if f.suffix.lower() in (*IMAGE_SUFFIXES, ".npy")))
+        else:
+            out.append(p)
+    return out
+
+
+def _load_inputs(pred: Any, files: list[Path]) -> tuple[Any, list[str]]:
+    """Images -> the training transform; ``.npy`` files are model inputs already (sent as they are)."""
+    import numpy as np
+
+    from toolkit.errors import UsageError
+
+    images = [f for f in files if f.suffix.lower() != ".npy"]
+    arrays = [f for f in files if f.suffix.lower() == ".npy"]
+    if images and arrays:
+        raise UsageError("give either image files or .npy model inputs, not both in one run")
+    if images:
+        return pred.preprocess(images), [str(f) for f in images]
+    parts, names = [], []
+    for f in arrays:
+        try:
+            a = np.load(f, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"{f}: cannot be read as a .npy array ({exc}); save it with numpy.save") from None
+        a = a[None] if pred.max_batch_size > 0 and a.ndim == len(pred.inputs[0]["shape"]) - 1 else a
+        parts.append(a)
+        names.extend(f"{f}[{i}]" for i in range(len(a)))
+    return np.concatenate([pred.validate(p) for p in parts]), names
 
 
 @click.command()
 @click.argument("model", default="digits")
-@click.option("--digits", "n_digits", default=10, show_default=True, help="Classify N held-out digits.")
+@click.argument("images", nargs=-1)
+@click.option("--digits", "n_digits", type=int, default=None,
+              help="Classify N held-out test digits (the default, 10, when no IMAGES are given).")
 @click.option("--url", default=None, help="host:port (default 127.0.0.1:8001 gRPC, :8000 HTTP).")
 @click.option("--protocol", type=click.Choice(["grpc", "http"]), default="grpc", show_default=True)
-@click.option("--batch-size", default=32, show_default=True)
+@click.option("--top-k", default=5, show_default=True, help="Labels shown per input.")
+@click.option("--batch-size", default=32, show_default=True, help="Inputs per request (capped at max_batch_size).")
+@click.option("--concurrency", default=4, show_default=True, help="Requests in flight.")
 @click.option("--timeout", default=30.0, show_default=True, help="Seconds for every call.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
-def predict(model: str, n_digits: int, url: str | None, protocol: str, batch_size: int, timeout: float,
-            as_json: bool) -> None:
-    """Classify held-out digits with MODEL served by Triton: label, score, right or wrong."""
-    from toolkit.client import Predictor
-    from toolkit.predictions import accuracy, classify, heldout_digits
-    from toolkit.spec import ModelSpec
-    from trainers.recipes import digits_model_spec
+@click.option("--spec", "spec_file", default=None, help="Model spec: a spec .json, manifest.json or .onnx file.")
+@click.option("--repository", default=None, help="Read the spec from this tritonkit model repository.")
+@click.option("--shared-memory", type=click.Choice(["off", "auto", "on"]), default="off", show_default=True,
+              help="Send inputs through system shared memory (server on this host).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per input, then a summary object.")
+def predict(model: str, images: tuple[str, ...], n_digits: int | None, url: str | None, protocol: str, top_k: int,
+            batch_size: int, concurrency: int, timeout: float, spec_file: str | None, repository: str | None,
+            shared_memory: str, as_json: bool) -> None:
+    """Classify IMAGES (files or folders) or held-out digits with MODEL served by Triton.
 
-    pred = Predictor(model, url=url, protocol=protocol, timeout=timeout)
-    labels = [str(i) for i in range(10)]
-    spec: ModelSpec = digits_model_spec(labels)
-    x, y = heldout_digits(spec, n_digits)
-    rows = classify(pred, x, labels, y, batch_size=batch_size)
-    for r in rows:
-        if as_json:
-            click.echo(json.dumps({"index": r.index, "label": r.label, "score": round(r.score, 6),
-                                   "truth": r.truth, "correct": r.correct}))
+    Prints, per input, the top-k labels with softmax scores and the request latency (a table, or
+    JSON lines with --json), then a summary: count, accuracy (digits), latency percentiles and
+    throughput.
+    """
+    import time
+
+    from toolkit.client import Predictor
+    from toolkit.errors import UsageError
+    from toolkit.predictions import load_spec, spec_from_repository, topk_from_logits
+
+    if images and n_digits is not None:
+        raise UsageError("give IMAGES or --digits N, not both")
+    if spec_file and repository:
+        raise UsageError("give --spec or --repository, not both")
+    if top_k < 1:
+        raise UsageError(f"--top-k {top_k} must be at least 1")
+    spec = load_spec(spec_file) if spec_file else spec_from_repository(repository, model) if repository else None
+    pred = Predictor(model, url=url, protocol=protocol, timeout=timeout, spec=spec, batch_size=batch_size,
+                     concurrency=concurrency, shared_memory=shared_memory)
+    try:
+        truth = None
+        if images:
+            files = _expand(images)
+            if not files:
+                raise UsageError(f"no image files in {', '.join(images)}; give image files or folders holding them")
+            x, names = _load_inputs(pred, files)
         else:
-            click.echo(f"digit #{r.index:<4} predicted {r.label}  score {r.score:.4f}  truth {r.truth}  "
-                       f"{'right' if r.correct else 'WRONG'}")
+            from toolkit.predictions import heldout_digits
+            from trainers.recipes import digits_model_spec
+
+            x, truth = heldout_digits(pred.spec or digits_model_spec([str(i) for i in range(10)]),
+                                      10 if n_digits is None else n_digits)
+            names = [f"digit #{i}" for i in range(len(x))]
+        x = pred.validate(x)
+        labels = pred.labels
+        pred.latency.reset()
+        t0 = time.perf_counter()
+        logits, row_ms = pred.predict_many_timed(x)
+        seconds = time.perf_counter() - t0
+    finally:
+        pred.close()
+    best = topk_from_logits(logits, labels, top_k) if len(logits) else []
+    n_right = 0
+    for i, (name, top) in enumerate(zip(names, best)):
+        row: dict[str, Any] = {"label": top[0].label, "score": round(top[0].score, 6),
+                               "topk": [{"label": t.label, "score": round(t.score, 6)} for t in top],
+                               "latency_ms": round(float(row_ms[i]), 3)}
+        if truth is not None:
+            want = labels[int(truth[i])] if int(truth[i]) < len(labels) else str(int(truth[i]))
+            row = {"index": i, **row, "truth": want, "correct": top[0].label == want}
+            n_right += row["correct"]
+        else:
+            row = {"file": name, **row}
+        if as_json:
+            click.echo(json.dumps(row))
+        else:
+            shown = "  ".join(f"{t.label} {t.score:.4f}" for t in top)
+            judged = "" if truth is None else f"  truth {row['truth']} {'right' if row['correct'] else 'WRONG'}"
+            click.echo(f"{name:<28} {shown:<60} {row['latency_ms']:8.2f} ms{judged}")
     lat = pred.latency.percentiles()
-    summary = {"model": model, "n": len(rows), "accuracy": accuracy(rows), "latency_ms": lat, "url": pred.url}
-    click.echo(json.dumps(summary) if as_json else
-               f"accuracy {summary['accuracy']:.4f} over {len(rows)} held-out digits via {protocol}://{pred.url}; "
-               f"latency p50 {lat.get('p50', 0):.2f} ms p99 {lat.get('p99', 0):.2f} ms")
+    summary = {
+        "model": model, "url": pred.url, "protocol": protocol, "n": len(best),
+        "accuracy": (n_right / len(best) if best else float("nan")) if truth is not None else None,
+        "latency_ms": lat, "seconds": round(seconds, 6),
+        "throughput": round(len(best) / seconds, 2) if seconds > 0 else None,
+        "batch_size": pred.batch_size, "concurrency": concurrency,
+    }
+    if as_json:
+        click.echo(json.dumps(summary))
+        return
+    acc = "" if summary["accuracy"] is None else f"accuracy {summary['accuracy']:.4f}; "
+    click.echo(f"{len(best)} inputs via {protocol}://{pred.url} in {seconds:.3f} s "
+               f"({summary['throughput'] or 0:.0f}/s); {acc}request latency p50 {lat.get('p50', 0):.2f} ms "
+               f"p99 {lat.get('p99', 0):.2f} ms")
