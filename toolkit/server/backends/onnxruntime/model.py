@@ -10,7 +10,8 @@ What it promises, like the native backend:
 - each ``execute`` stacks the requests into one batch per input, runs ONNX Runtime once and splits
   the outputs back; a request that cannot run gets its own error response, the others succeed;
 - ONNX Runtime threads follow the instance count and the CPU cores; config ``parameters``
-  ``intra_op_thread_count``, ``inter_op_thread_count``, ``graph_optimization_level`` override.
+  ``intra_op_thread_count``, ``inter_op_thread_count``, ``graph_optimization_level``
+  (disable_all|basic|extended|all) and ``allow_spinning`` (0|1) override.
 
 The hot path does the minimum Python work per request: one tensor lookup per input, one
 ``np.concatenate`` per input and ``np.split`` views per output.
@@ -176,9 +177,15 @@ class TritonPythonModel:
             )
 
         opts = ort.SessionOptions()
+        # One core stays with Triton's own threads and the stubs; the rest is shared among the
+        # instances. Spinning worker threads would burn the CPU those need, so it is off unless
+        # the config's `allow_spinning` parameter turns it on.
         cores = _cores()
         opts.intra_op_num_threads = _int_param(config, "intra_op_thread_count",
-                                               max(1, cores // _instance_count(config)))
+                                               max(1, (cores - 1) // _instance_count(config)))
+        spinning = "1" if _int_param(config, "allow_spinning", 0) else "0"
+        opts.add_session_config_entry("session.intra_op.allow_spinning", spinning)
+        opts.add_session_config_entry("session.inter_op.allow_spinning", spinning)
         opts.inter_op_num_threads = _int_param(config, "inter_op_thread_count", 1)
         opts.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if opts.inter_op_num_threads > 1
                                else ort.ExecutionMode.ORT_SEQUENTIAL)
