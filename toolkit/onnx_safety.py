@@ -180,7 +180,7 @@ def save_onnx(
         if use_external:
             onnx.save_model(
                 proto, str(tmp_model), save_as_external_data=True, all_tensors_to_one_file=True,
-                location=location, size_threshold=1024,
+                location=location, size_threshold=0 if external_data else 1024,
             )
             check_location(location, out.parent, where=str(out))
             if (tmpdir / location).exists():
