@@ -92,6 +92,25 @@ def write_model(repo: Path, name: str, module: torch.nn.Module, spec: ModelSpec,
     return repo / name
 
 
+def write_string_model(repo: Path, name: str) -> None:
+    """BYTES in, BYTES out (ONNX Identity on strings; torch cannot export string tensors)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    spec = ModelSpec(inputs=(TensorSpec("text", (1,), "object"),), outputs=(TensorSpec("same", (1,), "object"),))
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["text"], ["same"])], "strings",
+        [helper.make_tensor_value_info("text", TensorProto.STRING, ["batch", 1])],
+        [helper.make_tensor_value_info("same", TensorProto.STRING, ["batch", 1])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    (repo / name / "1").mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(repo / name / "1" / "model.onnx"))
+    options = ServingOptions(max_batch_size=8, max_queue_delay_us=1000, label_filename=None, warmup=False)
+    (repo / name / "config.pbtxt").write_text(config_to_text(build_config(name, spec, "onnxruntime_onnx", options)))
+
+
 def publish_version(repo: Path, name: str, module: torch.nn.Module, spec: ModelSpec, version: int) -> None:
     """Build the version folder next to the repository, then rename it in (what a poller may see)."""
     stage = Path(tempfile.mkdtemp(dir=repo.parent, prefix=".stage-"))

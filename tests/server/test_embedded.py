@@ -19,11 +19,12 @@ from tests.server.conftest import (
     TinyCnn,
     ort_run,
     write_model,
+    write_string_model,
 )
 from toolkit.errors import ServerError
 from toolkit.server.embedded import EmbeddedServer
 from toolkit.server.ports import free_port
-from toolkit.spec import ModelSpec, TensorSpec
+from toolkit.spec import ModelSpec, TensorSpec, triton_wire_dtype
 
 pytestmark = pytest.mark.server
 
@@ -39,6 +40,7 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_model(root, "tiny_backend", TinyCnn(), TINY_SPEC, platform="backend")
     write_model(root, "gather", Gather(), GATHER_SPEC)
     write_model(root, "multi", Multi(), MULTI_SPEC)
+    write_string_model(root, "strings")
     return root
 
 
@@ -59,9 +61,7 @@ def _http(server: EmbeddedServer) -> httpclient.InferenceServerClient:
 def _inputs(feeds: dict[str, np.ndarray]) -> list[httpclient.InferInput]:
     inputs = []
     for name, arr in feeds.items():
-        dtype = {"float32": "FP32", "float16": "FP16", "int32": "INT32", "int64": "INT64",
-                 "uint8": "UINT8", "bool": "BOOL"}[arr.dtype.name]
-        i = httpclient.InferInput(name, list(arr.shape), dtype)
+        i = httpclient.InferInput(name, list(arr.shape), triton_wire_dtype(arr.dtype.name))
         i.set_data_from_numpy(arr)
         inputs.append(i)
     return inputs
@@ -136,6 +136,16 @@ def test_infer_round_trips_every_dtype_when_model_has_several_inputs_and_outputs
     assert nd.dtype == np.bool_ and np.array_equal(nd, ~feeds["d"])
 
 
+def test_infer_round_trips_strings_when_model_takes_bytes(server: EmbeddedServer) -> None:
+    text = np.array([[b"seven"], [b"acht"], [b"nine"]], dtype=object)
+    client = _http(server)
+    try:
+        (same,) = _infer_http(client, "strings", {"text": text}, ["same"])
+    finally:
+        client.close()
+    assert same.tolist() == text.tolist()
+
+
 def _stats(server: EmbeddedServer, model: str) -> tuple[int, int]:
     g = grpcclient.InferenceServerClient(server.grpc_url)
     try:
@@ -161,7 +171,9 @@ def test_bad_request_gets_error_and_others_succeed_when_batched_together(server:
     indices = [0, 1, 2, 3, 7, 1, 2, 3]  # 7 is out of range: ONNX Runtime fails on that request only
     before_inf, before_exec = _stats(server, "gather")
     feeds = [{"x": x, "idx": np.array([[i]], dtype=np.int64)} for i in indices]
+    feeds.append({"x": x.astype(np.float64), "idx": np.array([[0]], dtype=np.int64)})  # wrong dtype
     results = _infer_concurrently(server, "gather", feeds, "y")
+    assert isinstance(results[-1], InferenceServerException) and "FP64" in str(results[-1])
     for i, r in zip(indices, results):
         if i == 7:
             assert isinstance(r, InferenceServerException), "the out-of-range request must fail"
