@@ -1,7 +1,10 @@
-"""Poll mode: a version published into the repository is served without one failed request."""
+"""Poll mode: a version published into the repository is served without one failed request, and a
+broken one leaves the last good version serving."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -27,7 +30,7 @@ def _index_status(server: EmbeddedServer, headers: dict[str, str]) -> int:
         return exc.code
 
 
-def test_new_version_is_served_without_failed_requests_when_published_in_poll_mode(tmp_path: Path,
+def test_new_version_is_served_and_broken_one_ignored_without_failed_requests_in_poll_mode(tmp_path: Path,
                                                                                 triton_home: Path) -> None:
     repo = tmp_path / "repo"
     write_model(repo, "tiny", TinyCnn(seed=0), TINY_SPEC)
@@ -44,7 +47,7 @@ def test_new_version_is_served_without_failed_requests_when_published_in_poll_mo
         inp = httpclient.InferInput("input", list(x.shape), "FP32")
         inp.set_data_from_numpy(x)
         failures, seen_v1, seen_v2, published = [], 0, 0, False
-        v2 = None
+        v2, broken_at = None, 0.0
         deadline = time.monotonic() + 60
         try:
             while time.monotonic() < deadline:
@@ -57,7 +60,10 @@ def test_new_version_is_served_without_failed_requests_when_published_in_poll_mo
                     seen_v1 += 1
                 elif v2 is not None and np.allclose(out, v2, atol=1e-5):
                     seen_v2 += 1
-                    if seen_v2 >= 20:
+                    if seen_v2 == 20:
+                        _publish_broken(repo, version=3)
+                        broken_at = time.monotonic()
+                    if broken_at and time.monotonic() - broken_at > 4:  # a few polls saw v3 fail
                         break
                 else:
                     failures.append("output matches neither version")
@@ -67,5 +73,15 @@ def test_new_version_is_served_without_failed_requests_when_published_in_poll_mo
                     published = True
         finally:
             client.close()
+        log = server.read_log()
     assert failures == []
     assert seen_v1 >= 20 and seen_v2 >= 20, f"v1 {seen_v1}, v2 {seen_v2}: the new version was not served"
+    assert broken_at, "the broken version was not published"
+    assert "failed to load 'tiny' version 3" in log, "the poller should have tried the broken version"
+
+
+def _publish_broken(repo: Path, version: int) -> None:
+    """A version whose model.onnx is not ONNX: the poller must keep serving the last good one."""
+    stage = Path(tempfile.mkdtemp(dir=repo.parent, prefix=".stage-"))
+    (stage / "model.onnx").write_bytes(b"not an onnx file")
+    os.rename(stage, repo / "tiny" / str(version))
