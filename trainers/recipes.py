@@ -1,19 +1,32 @@
-"""Ready-made training runs: the default digits model that ``make repo`` trains."""
+"""Ready-made training runs: the default digits model that ``make repo`` trains, and the
+generic run behind ``tritonkit train``."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
+from toolkit.errors import UsageError
 from toolkit.spec import ModelSpec, TensorSpec
-from trainers.checkpoint import save_checkpoint
-from trainers.data import DIGITS_MEAN, DIGITS_SCALE, DIGITS_STD, create_dataloader, load_digits_splits
-from trainers.models import create_model
+from trainers.callbacks import EarlyStopping, LearningRateScheduler, ModelCheckpoint
+from trainers.checkpoint import load_checkpoint, save_checkpoint
+from trainers.data import (
+    DATASETS,
+    DIGITS_MEAN,
+    DIGITS_SCALE,
+    DIGITS_STD,
+    Split,
+    create_dataloader,
+    load_digits_splits,
+    load_splits,
+)
+from trainers.models import available_models, create_model
+from trainers.trainer import FitResult, Trainer
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -43,50 +56,141 @@ def accuracy(model: nn.Module, loader: Any) -> float:
     return correct / max(total, 1)
 
 
+def spec_for_split(split: Split) -> ModelSpec:
+    """The input spec of a model trained on ``split`` (digits: :func:`digits_model_spec`)."""
+    if (split.meta or {}).get("name") == "digits":
+        return digits_model_spec(list(split.classes))
+    meta = split.meta
+    c, h, w = (int(d) for d in split.images.shape[1:])
+    return ModelSpec(
+        inputs=(TensorSpec(INPUT_NAME, (c, h, w), "float32"),),
+        outputs=(TensorSpec(OUTPUT_NAME, (len(split.classes),), "float32"),),
+        layout="NCHW",
+        mean=tuple(meta["mean"]),
+        std=tuple(meta["std"]),
+        scale=float(meta["scale"]),
+        value_range=tuple(meta.get("value_range", (0.0, 255.0))),  # type: ignore[arg-type]
+        labels=tuple(split.classes),
+    )
+
+
+def one_cycle(max_lr: float) -> Any:
+    """A scheduler factory: OneCycleLR over the run's optimizer steps (known at fit start)."""
+
+    def factory(optimizer: torch.optim.Optimizer, trainer: Trainer) -> Any:
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=max_lr, total_steps=trainer.total_steps)
+
+    return factory
+
+
 def train_digits_default(out: str | Path, epochs: int = 15, seed: int = 0, quiet: bool = False) -> Path:
-    """Train the default SmallCNN on digits and save ``out`` (a checkpoint file)."""
-    torch.manual_seed(seed)
-    np.random.seed(seed)
+    """Train the default SmallCNN on digits with the Trainer and save ``out`` (a checkpoint file).
+
+    The run folder (config, metrics, curves) is ``<out without suffix>_run/`` beside it.
+    """
+    out = Path(out)
     splits = load_digits_splits(seed=seed)
     labels = splits["train"].classes
     arch = {"name": "smallcnn", "kwargs": {"num_classes": len(labels), "in_channels": 1, "width": 32}}
+    torch.manual_seed(seed)
     model = create_model(arch["name"], **arch["kwargs"])
     train = create_dataloader(splits["train"], {"batch_size": 32, "seed": seed, "shuffle": True})
     val = create_dataloader(splits["val"], {"batch_size": 256, "shuffle": False})
     test = create_dataloader(splits["test"], {"batch_size": 256, "shuffle": False})
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=epochs * len(train))
-    loss_fn = nn.CrossEntropyLoss()
-    t0 = time.perf_counter()
-    step = 0
-    for epoch in range(epochs):
-        model.train()
-        for x, y in train:
-            opt.zero_grad(set_to_none=True)
-            loss = loss_fn(model(x), y)
-            loss.backward()
-            opt.step()
-            sched.step()
-            step += 1
-        if not quiet:
-            print(f"epoch {epoch + 1}/{epochs} loss {loss.item():.4f} val_acc {accuracy(model, val):.4f}")
-    metrics = {"val_accuracy": accuracy(model, val), "test_accuracy": accuracy(model, test),
-               "train_seconds": time.perf_counter() - t0}
-    return save_checkpoint(
-        {
-            "architecture": arch,
-            "model_spec": digits_model_spec(labels).to_dict(),
-            "labels": labels,
-            "model_state": model.state_dict(),
-            "metrics": metrics,
-            "epoch": epochs,
-            "step": step,
-            "dataset": splits["train"].meta,
-            "optimizer_state": opt.state_dict(),
-            "scheduler_state": sched.state_dict(),
-            "callbacks_state": {},
-            "rng_state": None,
-            "config": {"epochs": epochs, "seed": seed, "batch_size": 32, "lr": 3e-3},
-        },
-        out,
+    trainer = Trainer(
+        model, opt, callbacks=[LearningRateScheduler(one_cycle(3e-3), interval="batch")],
+        run_dir=out.parent / f"{out.stem}_run", seed=seed, architecture=arch,
+        model_spec=digits_model_spec(labels).to_dict(), labels=labels, dataset=splits["train"].meta,
+        config={"recipe": "digits_default", "epochs": epochs, "seed": seed, "batch_size": 32, "lr": 3e-3},
+        progress=not quiet, num_threads=1,  # 1 thread: fastest for this model, robust on busy cores
     )
+    t0 = time.perf_counter()
+    trainer.fit(train, val, epochs=epochs)
+    payload = trainer.checkpoint_payload()
+    payload["metrics"] = {"val_accuracy": accuracy(model, val), "test_accuracy": accuracy(model, test),
+                          "train_seconds": time.perf_counter() - t0}
+    return save_checkpoint(payload, out)
+
+
+@dataclass
+class TrainOutcome:
+    """What :func:`train_classifier` produced."""
+
+    run_dir: Path
+    model_path: Path | None
+    metrics: dict[str, float]
+    result: FitResult
+
+
+def train_classifier(
+    out: str | Path,
+    model: str = "smallcnn",
+    data: str = "digits",
+    epochs: int = 15,
+    data_dir: str | Path | None = None,
+    resume: str | None = None,
+    batch_size: int = 32,
+    lr: float = 3e-3,
+    seed: int = 0,
+    image_size: int = 32,
+    val_every_n_epochs: int = 1,
+    precision: str = "fp32",
+    accumulate_grad_batches: int = 1,
+    patience: int = 10,
+    num_threads: int | None = 1,
+    quiet: bool = False,
+) -> TrainOutcome:
+    """Train ``model`` on ``data`` in the run folder ``out``; the best weights (by val_loss) are
+    saved with their test metrics as ``out/model.pt``, ready for ``tritonkit export``.
+
+    Raises:
+        UsageError: unknown model or data set (listing the valid ones); DataError: bad folder.
+        TrainingError: non-finite loss, nothing to resume.
+    """
+    if model not in available_models():
+        raise UsageError(f"unknown model {model!r}; choose one of: {', '.join(available_models())}")
+    if data not in DATASETS:
+        raise UsageError(f"unknown data set {data!r}; choose one of: {', '.join(DATASETS)}")
+    run_dir = Path(out)
+    extra = {"image_size": image_size} if data == "imagefolder" else {}
+    splits = load_splits(data, data_dir, seed=seed, **extra)
+    train_split = splits["train"]
+    labels = list(train_split.classes)
+    arch = {"name": model, "kwargs": {"num_classes": len(labels),
+                                      "in_channels": int(train_split.images.shape[1])}}
+    torch.manual_seed(seed)
+    net = create_model(arch["name"], **arch["kwargs"])
+    flip = data == "imagefolder"
+    train = create_dataloader(train_split, {"batch_size": batch_size, "seed": seed, "flip": flip})
+    val = (create_dataloader(splits["val"], {"batch_size": 256, "shuffle": False})
+           if len(splits["val"].labels) else None)
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-4)
+    callbacks = [EarlyStopping(patience=patience), ModelCheckpoint(save_top_k=1),
+                 LearningRateScheduler(one_cycle(lr), interval="batch")]
+    spec = spec_for_split(train_split)
+    trainer = Trainer(
+        net, opt, callbacks=callbacks, run_dir=run_dir, seed=seed, architecture=arch,
+        model_spec=spec.to_dict(), labels=labels, dataset=train_split.meta,
+        val_every_n_epochs=val_every_n_epochs, precision=precision,
+        accumulate_grad_batches=accumulate_grad_batches, progress=not quiet, num_threads=num_threads,
+        config={"model": model, "data": data, "data_dir": str(data_dir) if data_dir else None,
+                "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+                "image_size": image_size, "patience": patience},
+    )
+    result = trainer.fit(train, val, epochs=epochs, resume=resume)
+    if result.interrupted:
+        return TrainOutcome(run_dir, None, {}, result)
+    if result.best_checkpoint:  # deploy the best weights, not merely the last
+        net.load_state_dict(load_checkpoint(result.best_checkpoint)["model_state"])
+    metrics = dict(trainer.metrics)
+    if val is not None:
+        metrics["val_accuracy"] = accuracy(net, val)
+    if len(splits["test"].labels):
+        metrics["test_accuracy"] = accuracy(
+            net, create_dataloader(splits["test"], {"batch_size": 256, "shuffle": False}))
+    payload = trainer.checkpoint_payload()
+    payload["model_state"] = net.state_dict()
+    payload["metrics"] = metrics
+    path = save_checkpoint(payload, run_dir / "model.pt")
+    return TrainOutcome(run_dir, path, metrics, result)
