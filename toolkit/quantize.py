@@ -11,7 +11,9 @@ any engine is built, and the same file serves TensorRT 10, 11 and ONNX Runtime.
   ``op_block_list``. It is a small, maintained converter already in the dependencies; NVIDIA
   ModelOpt's AutoCast does the same with more policy but pulls in a large, GPU-oriented package.
 - INT8: ONNX Runtime's ``quantize_static`` in QDQ format with symmetric int8 activations and
-  per-channel symmetric int8 weights, calibrated (MinMax) on real training-split samples. QDQ with
+  per-channel symmetric int8 weights, calibrated (MinMax) on real training-split samples; the first
+  layer (the conv reading the image) stays fp32, which removed the whole accuracy drop on digits
+  (1.9 -> 0 points) at almost no cost (1 input channel). QDQ with
   zero points of 0 is exactly the explicit quantization TensorRT 10/11 consume, ONNX Runtime runs
   it on a CPU, and it ships with onnxruntime (no extra package, unlike ModelOpt).
 
@@ -171,8 +173,25 @@ class _Reader:
         pass
 
 
-def quantize_int8(src: str | os.PathLike[str], out: str | os.PathLike[str], calibration: np.ndarray) -> Path:
-    """Explicit Q/DQ INT8 (symmetric, per-channel weights) calibrated on ``calibration``."""
+def first_layers(proto: Any) -> list[str]:
+    """Names of the compute nodes (Conv/Gemm/MatMul) that read a graph input directly.
+
+    They see the raw input distribution and have few channels, so INT8 hurts them most and saves
+    least: on the digits model quantizing the first conv cost 1.9 points, keeping it fp32 cost 0.
+    """
+    inputs = {i.name for i in proto.graph.input} - {i.name for i in proto.graph.initializer}
+    return [n.name for n in proto.graph.node
+            if n.op_type in ("Conv", "ConvTranspose", "Gemm", "MatMul") and inputs & set(n.input) and n.name]
+
+
+def quantize_int8(
+    src: str | os.PathLike[str], out: str | os.PathLike[str], calibration: np.ndarray, *,
+    keep_fp32: list[str] | None = None,
+) -> Path:
+    """Explicit Q/DQ INT8 (symmetric, per-channel weights) calibrated on ``calibration``.
+
+    ``keep_fp32``: node names left unquantized; None = :func:`first_layers`.
+    """
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -201,6 +220,7 @@ def quantize_int8(src: str | os.PathLike[str], out: str | os.PathLike[str], cali
                 str(work / "src.onnx"), str(work / "q.onnx"), reader, quant_format=QuantFormat.QDQ,
                 activation_type=QuantType.QInt8, weight_type=QuantType.QInt8, per_channel=True,
                 calibrate_method=CalibrationMethod.MinMax,
+                nodes_to_exclude=first_layers(src_proto) if keep_fp32 is None else keep_fp32,
                 extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
             )
         finally:
@@ -264,7 +284,7 @@ def quantize_onnx(
         ExportError: unreadable model.
     """
     from toolkit.onnx_export import spec_from_onnx
-    from toolkit.onnx_safety import ensure_writable
+    from toolkit.onnx_safety import ensure_writable, load_onnx
     from toolkit.parity import OnnxRunner, compare, raise_if_failed
     from trainers.checkpoint import sha256_of
 
@@ -282,7 +302,8 @@ def quantize_onnx(
             x = load_calibration(calibration, spec, samples=calibration_samples, dataset=src.dataset)
             cal_name = str(calibration)
         cal_info = {"source": cal_name, "samples": int(len(x)), "method": "MinMax",
-                    "split": "train" if cal_name == "digits" else None}
+                    "split": "train" if cal_name == "digits" else None,
+                    "nodes_kept_fp32": first_layers(load_onnx(model, load_external_data=False))}
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         tmp = work / out.name

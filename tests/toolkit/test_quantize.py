@@ -50,7 +50,10 @@ def test_quantize_int8_writes_symmetric_qdq_within_one_point_when_calibrated_on_
                    if n.op_type == "QuantizeLinear" and len(n.input) > 2 and n.input[2] in inits]
     assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)  # TensorRT-style
     assert _io_types(path) == [onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT]
-    assert record["calibration"] == {"source": "digits", "samples": 256, "method": "MinMax", "split": "train"}
+    assert record["calibration"] == {"source": "digits", "samples": 256, "method": "MinMax", "split": "train",
+                                     "nodes_kept_fp32": ["/features.0/Conv"]}
+    first = next(n for n in proto.graph.node if n.name == "/features.0/Conv")
+    assert not any("DequantizeLinear" in i for i in first.input)  # reads fp32 input and weights
     assert record["accuracy"]["fp32"] - record["accuracy"]["int8"] <= 0.01
     assert record["parity"]["passed"] is True
 
