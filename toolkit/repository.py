@@ -108,8 +108,14 @@ def _side_dir(repository: Path, suffix: str) -> Path:
 def repository_lock(repository: Path, timeout: float = 120.0) -> Iterator[None]:
     """Exclusive lock serializing writers of one repository (flock on a file beside it)."""
     lock_path = _side_dir(repository, "lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fh = open(lock_path, "a+")  # noqa: SIM115 - held for the duration of the context
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        fh = open(lock_path, "a+")  # noqa: SIM115 - held for the duration of the context
+    except OSError as exc:
+        raise RepositoryError(
+            f"{repository}: cannot take the writer lock {lock_path} ({exc.strerror}); the repository is "
+            "unchanged. Fix permissions or free space and retry"
+        ) from None
     deadline = time.monotonic() + timeout
     try:
         while True:
@@ -335,7 +341,11 @@ def _publish(
 ) -> Published:
     if repository.exists() and not repository.is_dir():
         raise RepositoryError(f"{repository}: exists and is not a folder; choose another --repository")
-    repository.mkdir(parents=True, exist_ok=True)
+    try:
+        repository.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RepositoryError(f"{repository}: cannot create the repository ({exc.strerror}); "
+                              "fix permissions or choose another --repository") from None
     model_dir = repository / name
     labels_text = "".join(f"{label}\n" for label in spec.labels)
     with repository_lock(repository):
@@ -351,8 +361,14 @@ def _publish(
             return Published(name, v, model_dir / str(v), created=False)
         version = (version_numbers(model_dir) or [0])[-1] + 1
         staging_root = _side_dir(repository, "staging")
-        staging_root.mkdir(parents=True, exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=f"{name}-{version}-", dir=staging_root))
+        try:
+            staging_root.mkdir(parents=True, exist_ok=True)
+            stage = Path(tempfile.mkdtemp(prefix=f"{name}-{version}-", dir=staging_root))
+        except OSError as exc:
+            raise RepositoryError(
+                f"{repository}: cannot stage version {version} of {name} in {staging_root} ({exc.strerror}); "
+                "the repository is unchanged. Fix permissions or free space and retry"
+            ) from None
         try:
             vdir = stage / "model" / str(version)
             vdir.mkdir(parents=True)

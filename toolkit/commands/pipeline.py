@@ -12,12 +12,16 @@ import click
 @click.option("--onnx", "onnx_path", default="build/digits_smallcnn.onnx", show_default=True, type=click.Path())
 @click.option("--epochs", default=15, show_default=True)
 @click.option("--validate/--no-validate", default=True, show_default=True, help="Lint the repository last.")
-def pipeline(repository: str, name: str, checkpoint: str, onnx_path: str, epochs: int, validate: bool) -> None:
+@click.pass_context
+def pipeline(
+    ctx: click.Context, repository: str, name: str, checkpoint: str, onnx_path: str, epochs: int, validate: bool
+) -> None:
     """Train (if no checkpoint), export ONNX (if stale) and publish a new version (if changed)."""
     from toolkit.pipeline import build_repository
 
     build_repository(repository, name=name, checkpoint=checkpoint, onnx_path=onnx_path, epochs=epochs)
     if validate:
-        from toolkit.commands.repo import run_validate
+        from toolkit.commands.repo_validate import validate as validate_cmd
 
-        run_validate(repository)
+        click.echo(f"linting {repository}")
+        ctx.invoke(validate_cmd, directory=repository, as_json=False, target_triton=None)

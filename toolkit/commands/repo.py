@@ -3,27 +3,10 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import click
 
 from toolkit.errors import RepositoryError
-
-
-def run_validate(repository: str, target_triton: str | None = None, as_json: bool = False) -> None:
-    """Lint ``repository``; print one line per problem; exit 1 when any error."""
-    from toolkit.validate import validate_repository
-
-    problems = validate_repository(repository, target_triton=target_triton)
-    errors = [p for p in problems if p.severity == "error"]
-    if as_json:
-        click.echo(json.dumps([p.__dict__ for p in problems], indent=2))
-    else:
-        for p in problems:
-            click.echo(f"{p.severity}: {p.line()}", err=p.severity == "error")
-        click.echo(f"validated {repository}: {len(errors)} error(s), {len(problems) - len(errors)} warning(s)")
-    if errors:
-        sys.exit(1)
 
 
 @click.group()
@@ -128,10 +111,10 @@ def prune_cmd(name: str, keep: int, repository: str) -> None:
     click.echo(f"pruned {name}: removed versions {removed or 'none'}")
 
 
-@repo.command("validate")
-@click.argument("directory", type=click.Path())
-@click.option("--json", "as_json", is_flag=True)
-@click.option("--target-triton", default=None, help="Triton container release, e.g. 24.09.")
-def validate_cmd(directory: str, as_json: bool, target_triton: str | None) -> None:
-    """Lint any Triton repository offline: one line per problem, exit 1 on errors."""
-    run_validate(directory, target_triton, as_json)
+def _attach_validate() -> None:
+    from toolkit.commands.repo_validate import validate
+
+    repo.add_command(validate, "validate")
+
+
+_attach_validate()
