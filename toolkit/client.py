@@ -379,7 +379,7 @@ class Predictor(_Base):
         self._mod = _client_module(protocol)
         self._local = threading.local()
         self._clients: list[Any] = []
-        self._regions: list[tuple[Any, Any, str]] = []
+        self._regions: list[Any] = []
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         try:
@@ -450,56 +450,57 @@ class Predictor(_Base):
         config = self._call("get_model_config", self.model, self.version, **extra)
         self._read_metadata(_meta_dict(meta), _meta_dict(config))
 
-    def _shm_region(self, nbytes: int) -> str:
-        """This thread's registered region, grown to hold ``nbytes``."""
-        import tritonclient.utils.shared_memory as shm
+    def _shm_region(self, nbytes: int) -> Any:
+        """This thread's registered system shared memory region, grown to hold ``nbytes``.
+
+        Python's own POSIX shared memory is used, not ``tritonclient.utils.shared_memory``: that
+        module imports ``pkg_resources``, which current setuptools no longer ships. Triton maps the
+        same ``/name`` key either way.
+        """
+        from multiprocessing import shared_memory
 
         region = getattr(self._local, "region", None)
-        if region is not None and region[3] >= nbytes:
-            return region[2]
+        if region is not None and region.size >= nbytes:
+            return region
         if region is not None:
-            self._free_region(region[:3])
-            with self._lock:
-                self._regions.remove(region[:3])
+            self._local.region = None
+            self._free_region(region)
         size = 1 << max(12, (nbytes - 1).bit_length())
         name = f"tritonkit_{os.getpid()}_{uuid.uuid4().hex[:12]}"
-        handle = shm.create_shared_memory_region(name, "/" + name, size)
+        region = shared_memory.SharedMemory(name=name, create=True, size=size)
+        with self._lock:
+            self._regions.append(region)
         try:
             self._call("register_system_shared_memory", name, "/" + name, size)
         except BaseException:
-            shm.destroy_shared_memory_region(handle)
+            self._free_region(region, registered=False)
             raise
-        client = self._client()
-        self._local.region = (handle, client, name, size)
+        self._local.region = region
+        return region
+
+    def _free_region(self, region: Any, registered: bool = True) -> None:
         with self._lock:
-            self._regions.append((handle, client, name))
-        return name
-
-    def _free_region(self, region: tuple[Any, Any, str]) -> None:
-        import tritonclient.utils.shared_memory as shm
-
-        handle, client, name = region
+            if region in self._regions:
+                self._regions.remove(region)
+        if registered:
+            try:
+                extra = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
+                self._client().unregister_system_shared_memory(region.name, **extra)
+            except Exception:  # noqa: BLE001 - the server may be gone; the local region still goes
+                pass
+        region.close()
         try:
-            if self.protocol == "grpc":
-                client.unregister_system_shared_memory(name, client_timeout=self.timeout)
-            else:
-                client.unregister_system_shared_memory(name)
-        except Exception:  # noqa: BLE001 - the server may be gone; the local region still goes
-            pass
-        try:
-            shm.destroy_shared_memory_region(handle)
-        except Exception:  # noqa: BLE001
+            region.unlink()
+        except FileNotFoundError:
             pass
 
     def _infer(self, batch: np.ndarray, class_count: int = 0) -> np.ndarray:
         inp = self._input(self._mod, batch)
         use_shm = self.shared_memory == "on" or (self.shared_memory == "auto" and batch.nbytes >= self.shm_threshold)
         if use_shm:
-            import tritonclient.utils.shared_memory as shm
-
-            name = self._shm_region(batch.nbytes)
-            shm.set_shared_memory_region(self._local.region[0], [batch])
-            inp.set_shared_memory(name, batch.nbytes)
+            region = self._shm_region(batch.nbytes)
+            np.frombuffer(region.buf, dtype=np.uint8, count=batch.nbytes)[:] = batch.reshape(-1).view(np.uint8)
+            inp.set_shared_memory(region.name, batch.nbytes)
         else:
             inp.set_data_from_numpy(batch)
         t0 = time.perf_counter()

@@ -77,10 +77,16 @@ def decode_image(source: str | os.PathLike[str] | bytes | Any, spec: ModelSpec) 
 
 
 def normalize(raw: np.ndarray, spec: ModelSpec) -> np.ndarray:
-    """The training transform on raw ``(N, C, H, W)`` values, in the model's layout and dtype."""
-    from trainers.data import normalize as train_normalize
+    """The training transform on raw ``(N, C, H, W)`` values, in the model's layout and dtype.
 
-    x = train_normalize(raw, spec.scale, spec.mean, spec.std)
+    The same float32 arithmetic as ``trainers.data.normalize`` (tests hold them equal), written here
+    so the client does not import torch.
+    """
+    x = raw.astype(np.float32) * np.float32(spec.scale)
+    if spec.mean:
+        m = np.asarray(spec.mean, dtype=np.float32).reshape(1, -1, 1, 1)
+        s = np.asarray(spec.std, dtype=np.float32).reshape(1, -1, 1, 1)
+        x = (x - m) / s
     if spec.layout == "NHWC":
         x = x.transpose(0, 2, 3, 1)
     return np.ascontiguousarray(x.astype(spec.input.dtype))

@@ -62,3 +62,10 @@ def test_decode_raises_one_line_usage_error_when_file_is_not_an_image(tmp_path: 
 def test_decode_raises_usage_error_when_file_is_missing(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="no such file"):
         decode_image(tmp_path / "nope.png", SPEC)
+
+
+def test_client_normalize_equals_training_normalize_bit_for_bit() -> None:
+    from toolkit.images import normalize as client_normalize
+
+    raw = load_digits_splits()["test"].images
+    assert np.array_equal(client_normalize(raw, SPEC), normalize(raw, DIGITS_SCALE, DIGITS_MEAN, DIGITS_STD))
