@@ -232,3 +232,44 @@ def test_export_from_plain_module_uses_spec_names_when_no_checkpoint(tmp_path):
     assert [i.name for i in proto.graph.input] == ["input"]
     assert [o.name for o in proto.graph.output] == ["logits"]
     assert os.listdir(tmp_path) == ["plain.onnx"]  # no record without a call to record
+
+
+def test_model_exporter_exports_plain_module_when_given_input_shape(tmp_path):
+    from toolkit.api import ModelExporter
+
+    path = ModelExporter(create_model("smallcnn"), input_shape=(1, 8, 8), num_outputs=10).export(
+        tmp_path / "m.onnx", format="onnx", optimize=True)
+    assert path == tmp_path / "m.onnx"
+    assert spec_from_onnx(path).output == TensorSpec("output", (10,))
+    assert json.loads(record_path(path).read_text())["call"].startswith("ModelExporter(SmallCNN")
+
+
+def test_model_exporter_exports_checkpoint_and_rejects_unknown_format(tk_checkpoint, tmp_path):
+    from toolkit.api import ModelExporter
+
+    exporter = ModelExporter(tk_checkpoint)
+    with pytest.raises(UsageError, match="choose one of: onnx"):
+        exporter.export(tmp_path / "m.pt", format="torchscript")
+    assert exporter.export(tmp_path / "m.onnx").exists()
+
+
+def test_format_converter_writes_fp16_onnx_and_refuses_tensorrt_cleanly_when_absent(tk_onnx, tmp_path):
+    import shutil
+
+    from toolkit.api import FormatConverter
+    from toolkit.errors import MissingDependencyError
+    from toolkit.tensorrt_build import gpu_visible
+
+    src = Path(shutil.copy(tk_onnx, tmp_path / "m.onnx"))
+    fp16 = FormatConverter(src).convert(target_format="onnx", precision="fp16")
+    assert fp16 == tmp_path / "m.fp16.onnx" and fp16.exists()
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        if gpu_visible():
+            pytest.skip("tensorrt and a GPU are present: covered by the gpu test")
+    with pytest.raises(MissingDependencyError):
+        FormatConverter(src).convert(target_format="tensorrt", precision="fp16")
+    assert not (tmp_path / "m.plan").exists()
