@@ -205,6 +205,8 @@ def tune(
             import tritonclient.grpc as grpcclient
 
             client = grpcclient.InferenceServerClient(server.grpc_url)
+            # Triton's gRPC restricted-protocol check expects the header with this prefix.
+            admin = {f"triton-grpc-protocol-{k}": v for k, v in server.admin_headers.items()}
             for k, v in enumerate(variants, 1):
                 trial = Trial(v)
                 trials.append(trial)
@@ -212,7 +214,7 @@ def tune(
                 log(f"[{k}/{len(variants)}] {v.name}")
                 try:
                     publish_onnx(temp_repo, vname, onnx_path, _options_for(base, v), labels=labels or None)
-                    client.load_model(vname, headers=server.admin_headers)
+                    client.load_model(vname, headers=admin)
                 except InferenceServerException as exc:
                     msg = (exc.message() or str(exc)).strip().splitlines()[0]
                     trial.error = f"failed to load: {msg}"
@@ -234,7 +236,7 @@ def tune(
                                        if any(r.stable for r in run.rows) else "no stable measurement")
                 finally:
                     try:
-                        client.unload_model(vname, headers=server.admin_headers)
+                        client.unload_model(vname, headers=admin)
                     except InferenceServerException:
                         pass
             client.close()
