@@ -62,11 +62,12 @@ def main() -> int:
 
     onnx_path = work / "digits.onnx"
     onnx_from_checkpoint(ckpt, onnx_path)  # warm-up: imports and first ONNX Runtime session
-    times = []
+    times, cpu_times = [], []
     for _ in range(args.repeats):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         onnx_from_checkpoint(ckpt, onnx_path)
         times.append(time.perf_counter() - t0)
+        cpu_times.append(time.process_time() - c0)  # wall time suffers on a shared machine
     record = json.loads(record_path(onnx_path).read_text())
 
     tk = Path(sys.executable).with_name("tritonkit")
@@ -92,7 +93,7 @@ def main() -> int:
         "",
         f"checkpoint: {ckpt} (test split: {len(test.labels)} images)",
         f"export + parity, in process: median {np.median(times):.2f} s over {len(times)} runs "
-        f"(min {min(times):.2f} s); goal < 10 s",
+        f"(min {min(times):.2f} s; CPU time median {np.median(cpu_times):.2f} s); goal < 10 s",
         f"`tritonkit export` command, fresh process: {cli_seconds:.2f} s",
         f"fp32 parity max abs error: {record['parity']['logits']['max_abs']:.3g}",
         "",
@@ -108,7 +109,7 @@ def main() -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "report.md").write_text(text + "\n")
     (out_dir / "report.json").write_text(json.dumps({
-        "export_parity_seconds": times, "cli_export_seconds": cli_seconds,
+        "export_parity_seconds": times, "export_parity_cpu_seconds": cpu_times, "cli_export_seconds": cli_seconds,
         "parity": record["parity"], "accuracy": {name: acc for name, acc, _ in rows},
         "conversion_seconds": {name: s for name, _, s in rows if s is not None},
         "test_images": int(len(test.labels)),

@@ -248,8 +248,8 @@ def test_model_exporter_exports_checkpoint_and_rejects_unknown_format(tk_checkpo
     from toolkit.api import ModelExporter
 
     exporter = ModelExporter(tk_checkpoint)
-    with pytest.raises(UsageError, match="choose one of: onnx"):
-        exporter.export(tmp_path / "m.pt", format="torchscript")
+    with pytest.raises(UsageError, match="choose one of: onnx, torchscript"):
+        exporter.export(tmp_path / "m.tflite", format="tflite")
     assert exporter.export(tmp_path / "m.onnx").exists()
 
 
@@ -273,3 +273,17 @@ def test_format_converter_writes_fp16_onnx_and_refuses_tensorrt_cleanly_when_abs
     with pytest.raises(MissingDependencyError):
         FormatConverter(src).convert(target_format="tensorrt", precision="fp16")
     assert not (tmp_path / "m.plan").exists()
+
+
+def test_export_cli_writes_torchscript_matching_torch_when_format_is_torchscript(tk_checkpoint, tmp_path):
+    out = tmp_path / "model.pt"
+    res = CliRunner().invoke(main, ["export", str(tk_checkpoint), "-o", str(out), "--format", "torchscript"])
+    assert res.exit_code == 0, res.output
+    traced = torch.jit.load(str(out))
+    from trainers.checkpoint import model_from_checkpoint
+
+    x = torch.randn(4, 1, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(traced(x), model_from_checkpoint(tk_checkpoint)(x), atol=1e-5, rtol=1e-5)
+    rec = json.loads(record_path(out).read_text())
+    assert rec["format"] == "torchscript" and rec["parity"]["logits"]["max_abs"] < 1e-4

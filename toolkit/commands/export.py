@@ -48,13 +48,22 @@ def _print_parity_failure(exc: Exception) -> None:
               help="Fail when torch and ONNX Runtime disagree beyond fp32 tolerance.")
 @click.option("--external-data/--no-external-data", default=None,
               help="Weights in <out>.data (default: only for models over ~2 GB).")
+@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), default="onnx", show_default=True,
+              help="torchscript: a traced model.pt for Triton's pytorch_libtorch backend.")
 def export(checkpoint: str, out: str, opset: int, dynamic_batch: bool, dynamic_hw: bool, optimize: bool,
-           check_parity: bool, external_data: bool | None) -> None:
+           check_parity: bool, external_data: bool | None, fmt: str) -> None:
     """Export a tritonkit CHECKPOINT to a verified ONNX model (record in <out>.export.json)."""
     from toolkit.onnx_export import onnx_from_checkpoint, record_path
     from toolkit.parity import ParityError
 
     try:
+        if fmt == "torchscript":
+            from toolkit.torchscript_export import torchscript_from_checkpoint
+
+            path = torchscript_from_checkpoint(checkpoint, out, optimize=optimize, check_parity=check_parity,
+                                               command=_argv())
+            click.echo(f"wrote {path} (TorchScript); call in {record_path(path)}")
+            return
         path = onnx_from_checkpoint(checkpoint, out, opset=opset, dynamic_batch=dynamic_batch,
                                     dynamic_hw=dynamic_hw, optimize=optimize, check_parity=check_parity,
                                     external_data=external_data, command=_argv())
