@@ -35,10 +35,11 @@ import numpy as np
 from toolkit.errors import ClientError, ServerError, UsageError
 from toolkit.predictions import TopK, parse_classification, topk_from_logits
 from toolkit.spec import ModelSpec, numpy_dtype_from_wire, triton_wire_dtype
+from toolkit.triton_config import SPEC_PARAMETER
 
 DEFAULT_URLS = {"http": "127.0.0.1:8000", "grpc": "127.0.0.1:8001"}
 PROTOCOLS = ("grpc", "http")
-SPEC_PARAMETER = "tritonkit.model_spec"
+
 SHM_MODES = ("off", "auto", "on")
 START_HINT = "start one with 'tritonkit serve --repository model_repository' (or 'make serve')"
 

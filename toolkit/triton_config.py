@@ -11,6 +11,7 @@ from tritonclient.grpc import model_config_pb2 as mc
 from toolkit.errors import RepositoryError, UsageError
 from toolkit.spec import ModelSpec, triton_config_dtype
 
+SPEC_PARAMETER = "tritonkit.model_spec"
 ONNX_PLATFORM = "onnxruntime_onnx"
 PLAN_PLATFORM = "tensorrt_plan"
 
@@ -97,6 +98,8 @@ def build_config(
         cfg.response_cache.enable = True
     for cc, filename in (cc_model_filenames or {}).items():
         cfg.cc_model_filenames[cc] = filename
+    # The served model carries its own preprocessing contract, so clients need no side files.
+    cfg.parameters[SPEC_PARAMETER].string_value = spec.to_json()
     return cfg
 
 
