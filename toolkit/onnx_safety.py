@@ -119,8 +119,10 @@ def load_onnx(path: str | os.PathLike[str], *, load_external_data: bool = True) 
     return proto
 
 
-def ensure_writable(out: str | os.PathLike[str], *, what: str = "output") -> Path:
+def ensure_writable(out: str | os.PathLike[str], *, what: str = "output", create: bool = True) -> Path:
     """Check before any work that ``out`` can be written (its folder exists or can be made).
+
+    ``create=False`` only checks, so a later failure leaves no new folder behind.
 
     Raises:
         UsageError: the folder is a file, cannot be created, or is not writable.
@@ -136,6 +138,8 @@ def ensure_writable(out: str | os.PathLike[str], *, what: str = "output") -> Pat
         raise UsageError(f"cannot write {what} {out}: {probe} is a file, not a folder; choose another -o")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise UsageError(f"cannot write {what} {out}: {probe} is not writable; choose another -o")
+    if not create:
+        return out
     try:
         parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

@@ -285,7 +285,7 @@ def plan_from_onnx(
         raise UsageError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
     if workspace_mb is not None and workspace_mb < 1:
         raise UsageError(f"--workspace must be >= 1 MB (got {workspace_mb})")
-    out = ensure_writable(Path(out), what="plan")
+    out = ensure_writable(Path(out), what="plan", create=False)
     proto = load_onnx(onnx_path, load_external_data=False)
     meta = metadata_of(onnx_path)
     refs = json.loads(meta.get(REFERENCE_SHAPES_KEY, "{}"))

@@ -130,6 +130,7 @@ class Branchy(torch.nn.Module):
         return y
 
 
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 def test_export_fails_with_parity_table_and_writes_nothing_when_torch_and_onnx_disagree(tk_checkpoint, tmp_path):
     from trainers.checkpoint import load_checkpoint, save_checkpoint
 
@@ -146,6 +147,7 @@ def test_export_fails_with_parity_table_and_writes_nothing_when_torch_and_onnx_d
     assert not out.exists() and _files(out.parent) == []
 
 
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")
 def test_export_parity_error_carries_report_when_called_from_python(tmp_path):
     model = Branchy()
     with pytest.raises(ParityError) as info:

@@ -113,8 +113,7 @@ def test_build_cli_exits_3_with_one_line_and_writes_nothing_when_tensorrt_missin
     assert res.exit_code == 3
     lines = res.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and ("TensorRT" in lines[0] or "GPU" in lines[0])
-    assert not out.exists() and not (tmp_path / "out" / "m.plan.json").exists()
-    assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "out").exists()  # not even the folder
 
 
 def test_build_cli_exits_2_when_batch_options_inconsistent(tk_onnx, tmp_path):
