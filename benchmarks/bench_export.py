@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -115,6 +116,7 @@ def main() -> int:
         "test_images": int(len(test.labels)),
     }, indent=2))
     print(f"report: {out_dir}")
+    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
