@@ -71,7 +71,7 @@ def test_predict_accuracy_equals_onnxruntime_over_heldout_digits(triton_server, 
 @pytest.mark.server
 def test_profile_writes_report_with_perf_analyzer_csv(triton_server, tmp_path: Path) -> None:
     proc = run_cli(
-        "profile", "digits", "--url", triton_server.grpc_url, "--concurrency", "1,4",
+        "profile", "digits", "--url", triton_server.grpc_url, "--concurrency", "1,4", "--batch", "1",
         "--measurement-ms", "500", "--stability-pct", "100", "--out", str(tmp_path), "--json",
     )
     assert proc.returncode == 0, proc.stderr + proc.stdout
@@ -118,3 +118,43 @@ def test_pipeline_fails_in_one_line_when_repository_is_a_file(tmp_path: Path, di
     assert proc.returncode != 0 and "Traceback" not in proc.stderr
     assert "not a folder" in proc.stderr.strip().splitlines()[-1]
     assert target.read_text() == "x"
+
+
+@pytest.mark.server
+def test_image_ensemble_matches_classifier_on_raw_and_encoded_images(triton_server) -> None:
+    """Raw UINT8 digits and the same digits as PNG files give the classifier's own logits."""
+    import io
+
+    import tritonclient.grpc as grpcclient
+    from PIL import Image
+
+    from toolkit.spec import ModelSpec
+    from trainers.data import load_digits_splits, normalize
+
+    client = grpcclient.InferenceServerClient(triton_server.grpc_url)
+    test = load_digits_splits()["test"]
+    raw = test.images[:8]  # (8, 1, 8, 8), values 0..16
+    params = client.get_model_config("digits", as_json=True)["config"]["parameters"]
+    spec = ModelSpec.from_dict(json.loads(params["tritonkit.model_spec"]["string_value"]))
+
+    def infer(model: str, name: str, array: np.ndarray, dtype: str) -> np.ndarray:
+        inp = grpcclient.InferInput(name, list(array.shape), dtype)
+        inp.set_data_from_numpy(array)
+        return client.infer(model, [inp]).as_numpy("logits")
+
+    direct = infer("digits", "input", normalize(raw, spec.scale, spec.mean, spec.std), "FP32")
+    via_raw = infer("digits_image", "IMAGE", raw.transpose(0, 2, 3, 1).astype(np.uint8), "UINT8")
+    assert float(np.abs(via_raw - direct).max()) <= 1e-5
+    pixels = (raw[:, 0] * 255 / 16).round().astype(np.uint8)  # the digits as 8-bit grayscale PNGs
+    pngs = []
+    for img in pixels:
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "PNG")
+        pngs.append([buf.getvalue()])
+    via_png = infer("digits_image", "IMAGE_BYTES", np.array(pngs, dtype=object), "BYTES")
+    # decoded 0..255 is mapped back onto the value range 0..16, then the training transform
+    expected = infer("digits", "input", normalize(pixels[:, None].astype(np.float32) * 16 / 255, spec.scale,
+                                                  spec.mean, spec.std), "FP32")
+    assert float(np.abs(via_png - expected).max()) <= 1e-4
+    with pytest.raises(Exception, match="not a PNG/JPEG image"):
+        infer("digits_image", "IMAGE_BYTES", np.array([[b"not an image"]], dtype=object), "BYTES")

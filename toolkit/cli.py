@@ -27,6 +27,9 @@ COMMANDS: dict[str, str] = {
     "serve": "toolkit.commands.serve:serve",
     "predict": "toolkit.commands.predict:predict",
     "profile": "toolkit.commands.profile:profile",
+    "profile-local": "toolkit.commands.profile:profile_local",
+    "report": "toolkit.commands.profile:report",
+    "tune": "toolkit.commands.profile:tune",
     "pipeline": "toolkit.commands.pipeline:pipeline",
 }
 

@@ -15,9 +15,9 @@ FAST = ["--measurement-ms", "300", "--stability-pct", "100"]
 
 
 def tk(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """Run ``tritonkit ARGS`` (through the shim that registers this issue's commands)."""
+    """Run the real ``tritonkit ARGS`` from the project root."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "tests.profiling.cli_shim", *args], capture_output=True, text=True,
+    return subprocess.run([str(Path(sys.executable).parent / "tritonkit"), *args], capture_output=True, text=True,
                           cwd=ROOT, env=full_env, timeout=timeout)
 
 

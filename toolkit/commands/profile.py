@@ -37,7 +37,7 @@ def _model_version(text: str) -> tuple[str, str]:
 @click.option("--url", default="127.0.0.1:8001", show_default=True, help="Server host:port for --protocol.")
 @click.option("--protocol", type=click.Choice(["grpc", "http"]), default="grpc", show_default=True)
 @click.option("--concurrency", default="1,2,4,8,16,32", show_default=True, help="Requests in flight, per level.")
-@click.option("--batch", default="1", show_default=True,
+@click.option("--batch", default="1,8", show_default=True,
               help="Comma-separated batch sizes per request, e.g. 1,8 (each must fit the model's max batch).")
 @click.option("--shape", "shape", multiple=True, metavar="NAME:D1,D2",
               help="Shape (without batch) for an input with variable dims; default: the config's warm-up shape.")
