@@ -151,6 +151,7 @@ class EmbeddedServer:
         self.admin_value = secrets.token_hex(16) if model_control != "none" else None
         self._log_path = Path(log_path) if log_path else None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._scrubbed = self.admin_value is None
         self.ready_seconds: float | None = None
 
     # -- addresses ------------------------------------------------------------------------
@@ -227,6 +228,7 @@ class EmbeddedServer:
             self._log_path = Path(name)
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
+        self._scrubbed = self.admin_value is None
         with open(self._log_path, "wb") as log:
             # Own session: stop() can signal the server and its python stubs together.
             self._proc = subprocess.Popen(
@@ -248,7 +250,12 @@ class EmbeddedServer:
         while True:
             if self._proc.poll() is not None:
                 raise ServerError(self._failure_message(f"exited with code {self._proc.returncode}"))
+            if not self._scrubbed and self._log_path and self._log_path.stat().st_size > 0:
+                # Triton has parsed its flags before it logs anything: the key is now only in its heap.
+                self._scrubbed = scrub_cmdline(self._proc.pid, self.admin_value)
             if http_get(ready_url, timeout=1.0)[0] == 200:
+                if not self._scrubbed:
+                    self._scrubbed = scrub_cmdline(self._proc.pid, self.admin_value)
                 return
             if time.monotonic() >= deadline:
                 raise ServerError(self._failure_message(f"not ready after {timeout:g} s"))
@@ -304,6 +311,35 @@ class EmbeddedServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def scrub_cmdline(pid: int, secret: str | None) -> bool:
+    """Overwrite ``secret`` in the argument memory of child ``pid`` so ``ps`` and ``/proc/PID/cmdline``
+    no longer show it; True when it is gone (or there was none).
+
+    tritonserver takes the restricted-API header value only as a flag, and every local user can read
+    a process's command line. Once Triton has parsed its flags the argv copy is dead memory, so the
+    parent (allowed to write a child's memory under Yama ptrace_scope <= 1) blanks it. Best effort:
+    where the kernel refuses, the key stays visible to local users for the server's life, and the
+    caller knows from the False return.
+    """
+    if not secret:
+        return True
+    needle = secret.encode()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end (stat fields 48, 49)
+        with open(f"/proc/{pid}/mem", "r+b", buffering=0) as mem:
+            mem.seek(start)
+            args = mem.read(end - start)
+            at = args.find(needle)
+            while at >= 0:
+                mem.seek(start + at)
+                mem.write(b"x" * len(needle))
+                at = args.find(needle, at + len(needle))
+        return needle not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return False
 
 
 def _kill_group(pgid: int) -> None:
