@@ -111,3 +111,74 @@ class FormatConverter:
 
 
 # --------------------------------------------------------------------------- profiling and deployment
+
+
+from toolkit.local_profile import PerformanceProfiler  # noqa: E402, F401 - re-exported seed name
+
+
+class Deployment:
+    """Export a model and publish it as a new version in a Triton model repository.
+
+    ``config`` keys: ``repository`` (default ``model_repository``), ``name`` (default ``model``),
+    ``labels`` (list), ``spec`` / ``input_shape`` + ``num_outputs`` (for a plain ``nn.Module``) and
+    any :class:`toolkit.triton_config.ServingOptions` field (``max_batch_size``, ``instances``...).
+    """
+
+    FORMATS = ("onnx", "tensorrt")
+
+    def __init__(self, model: Any, config: dict[str, Any] | None = None):
+        from dataclasses import fields
+
+        from toolkit.repository import check_model_name
+        from toolkit.triton_config import ServingOptions
+
+        config = dict(config or {})
+        self.model = model
+        self.repository = Path(config.pop("repository", "model_repository"))
+        self.name = check_model_name(str(config.pop("name", "model")))
+        self.labels = config.pop("labels", None)
+        exporter_keys = ("spec", "input_shape", "num_outputs", "input_name", "output_name")
+        self.exporter_options = {k: config.pop(k) for k in exporter_keys if k in config}
+        known = {f.name for f in fields(ServingOptions)}
+        unknown = sorted(set(config) - known)
+        if unknown:
+            raise UsageError(f"create_deployment: unknown config keys {unknown}; use repository, name, labels, "
+                             f"spec, input_shape, num_outputs or serving options: {', '.join(sorted(known))}")
+        self.options = ServingOptions(**config)
+        self.options.validate()
+
+    def deploy(self, model_path: str | os.PathLike[str], format: str = "onnx",  # noqa: A002
+               optimize: bool = True, precision: str = "fp16") -> Any:
+        """Export to ``model_path`` (``.onnx``, or ``.plan`` for tensorrt) and publish; returns the
+        published version (``.model``, ``.version``, ``.path``)."""
+        import json
+
+        from toolkit.repository import publish_onnx, publish_plan
+
+        if format not in self.FORMATS:
+            raise UsageError(f"unknown deployment format {format!r}; choose one of: {', '.join(self.FORMATS)}")
+        model_path = Path(model_path)
+        onnx_path = model_path if format == "onnx" else model_path.with_suffix(".onnx")
+        exported = ModelExporter(self.model, **self.exporter_options).export(onnx_path, optimize=optimize)
+        provenance: dict[str, Any] = {}
+        record_file = Path(f"{exported}.export.json")
+        if record_file.is_file():
+            export_record = json.loads(record_file.read_text())
+            provenance = {"export": export_record, "parity": export_record.get("parity")}
+            if export_record.get("checkpoint_sha256"):
+                provenance["checkpoint_sha256"] = export_record["checkpoint_sha256"]
+        if format == "onnx":
+            return publish_onnx(self.repository, self.name, exported, self.options, labels=self.labels,
+                                provenance=provenance)
+        from toolkit.tensorrt_build import read_record
+
+        plan = FormatConverter(exported).convert("tensorrt", precision, output=model_path)
+        record = read_record(plan)
+        cc = str(record.get("compute_capability", "0.0"))
+        return publish_plan(self.repository, self.name, {cc: plan}, {cc: record}, self.options,
+                            labels=self.labels, provenance=provenance)
+
+
+def create_deployment(model: Any, config: dict[str, Any] | None = None) -> Deployment:
+    """The seed API: ``create_deployment(model, config).deploy(model_path, format="onnx")``."""
+    return Deployment(model, config)
