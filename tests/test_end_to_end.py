@@ -158,3 +158,19 @@ def test_image_ensemble_matches_classifier_on_raw_and_encoded_images(triton_serv
     assert float(np.abs(via_png - expected).max()) <= 1e-4
     with pytest.raises(Exception, match="not a PNG/JPEG image"):
         infer("digits_image", "IMAGE_BYTES", np.array([[b"not an image"]], dtype=object), "BYTES")
+
+
+@pytest.mark.server
+def test_evaluate_through_triton_equals_onnxruntime_accuracy(triton_server, digits_onnx: Path) -> None:
+    from toolkit.onnx_export import run_onnx, spec_from_onnx
+    from trainers.data import load_digits_splits, normalize
+
+    proc = run_cli("evaluate", "--triton", triton_server.grpc_url, "--model", "digits", "--data", "digits",
+                   "--bootstrap", "20", "--json")
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    spec = spec_from_onnx(digits_onnx)
+    test = load_digits_splits()["test"]
+    local = run_onnx(digits_onnx, normalize(test.images, spec.scale, spec.mean, spec.std)).argmax(1)
+    assert report["num_samples"] == len(test.labels)
+    assert report["top1_accuracy"] == pytest.approx(float((local == test.labels).mean()), abs=0)

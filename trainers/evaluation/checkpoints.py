@@ -69,6 +69,30 @@ def _one(path: str | os.PathLike[str], data: str | None, split: str,
     return create_evaluator(model, {"labels": labels}).evaluate(loader), payload
 
 
+def evaluate_callable(
+    predict: Any,
+    spec: ModelSpec,
+    data: str,
+    split: str = "test",
+    where: str = "model",
+    batch_size: int = 256,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Metrics of any ``numpy batch -> logits`` callable (a Triton endpoint, an ONNX session...)
+    on a data set split normalized with ``spec``: the same numbers at every stage."""
+    payload = {"dataset": {"name": "imagefolder" if data != "digits" else "digits", "root": data, "seed": seed}}
+    chosen = _split_for(spec, payload, data, split)
+    loader = _loader_for(spec, chosen, where, batch_size)
+    labels = list(spec.labels) or list(chosen.classes)
+    result = create_evaluator(predict, {"labels": labels}).evaluate(loader)
+    return {
+        "model": where, "data": data, "split": split, **result.to_dict(),
+        "bootstrap": {m: bootstrap_ci(result.y_true, result.y_pred, m, n_resamples=n_resamples)
+                      for m in ("accuracy", "macro_f1")},
+    }
+
+
 def evaluate_checkpoint(
     checkpoint: str | os.PathLike[str],
     data: str | None = None,
@@ -111,7 +135,7 @@ def format_report(report: dict[str, Any]) -> str:
     """A short human-readable table of an :func:`evaluate_checkpoint` report."""
     ci = report["bootstrap"]
     lines = [
-        f"checkpoint      {report['checkpoint']}",
+        f"{'checkpoint' if 'checkpoint' in report else 'model':<16}{report.get('checkpoint', report.get('model'))}",
         f"data            {report['data']} ({report['split']}, {report['num_samples']} images)",
         f"top-1 accuracy  {report['top1_accuracy']:.4f}  "
         f"[{ci['accuracy']['low']:.4f}, {ci['accuracy']['high']:.4f}] 95% CI",
