@@ -103,9 +103,23 @@ def test_predict_names_expected_dtype_when_array_is_float64(triton_server, tmp_p
 
 
 @pytest.mark.server
-def test_predict_asks_for_a_spec_when_server_carries_none(triton_server, digit_pngs) -> None:
+def test_predict_images_uses_the_spec_the_served_config_carries(triton_server, digits_onnx, digit_pngs) -> None:
+    from toolkit.images import preprocess_images
+    from toolkit.onnx_export import run_onnx, spec_from_onnx
+
     folder, _ = digit_pngs
-    line = one_error_line(run_cli("digits", str(folder / "d00.png"), "--url", triton_server.grpc_url))
+    proc = run_cli("digits", str(folder), "--url", triton_server.grpc_url, "--json")
+    assert proc.returncode == 0, proc.stderr
+    *rows, _ = [json.loads(line) for line in proc.stdout.splitlines()]
+    files = sorted(folder.iterdir())
+    local = run_onnx(digits_onnx, preprocess_images(files, spec_from_onnx(digits_onnx))).argmax(1)
+    assert [int(r["label"]) for r in rows] == local.tolist()
+
+
+@pytest.mark.server
+def test_predict_asks_for_a_spec_when_server_carries_none(sleepy_server, digit_pngs) -> None:
+    folder, _ = digit_pngs
+    line = one_error_line(run_cli("sleepy", str(folder / "d00.png"), "--url", sleepy_server.grpc_url))
     assert "--spec" in line and "--repository" in line
 
 
