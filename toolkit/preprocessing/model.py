@@ -21,6 +21,9 @@ import json
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+# Encoded images may declare any size in a few bytes; refuse before decoding what would not fit.
+MAX_PIXELS = 1 << 24
+
 
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
@@ -53,12 +56,17 @@ class TritonPythonModel:
     def _decode(self, data: bytes) -> np.ndarray:
         from PIL import Image, UnidentifiedImageError
 
+        arr, size = None, (0, 0)
         try:
             with Image.open(io.BytesIO(data)) as im:
-                im = im.convert("L" if self.c == 1 else "RGB")
-                arr = np.asarray(im, dtype=np.float32)
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
+                size = im.size
+                if size[0] * size[1] <= MAX_PIXELS:
+                    arr = np.asarray(im.convert("L" if self.c == 1 else "RGB"), dtype=np.float32)
+        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
             raise ValueError(f"IMAGE_BYTES is not a PNG/JPEG image ({type(exc).__name__})") from None
+        if arr is None:
+            raise ValueError(f"IMAGE_BYTES declares {size[0]}x{size[1]} pixels, over the {MAX_PIXELS} "
+                             "allowed; send a smaller image")
         if arr.ndim == 2:
             arr = arr[:, :, None]
         return self.lo + arr * np.float32((self.hi - self.lo) / 255.0)
