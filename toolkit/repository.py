@@ -210,9 +210,32 @@ def publish_onnx(
         options = replace(options, label_filename=None)
     cfg = build_config(name, spec, ONNX_PLATFORM, options)
     config_text = config_to_text(cfg)
+    files = {"model.onnx": onnx_path, **_external_data_files(onnx_path)}
     model_sha = _sha256(onnx_path)
-    files = {"model.onnx": onnx_path}
+    if len(files) > 1:
+        model_sha = _text_sha("".join(f"{rel}:{_sha256(p)}" for rel, p in sorted(files.items())))
     return _publish(repository, name, files, config_text, spec, model_sha, provenance or {}, skip_if_unchanged)
+
+
+def _external_data_files(onnx_path: Path) -> dict[str, Path]:
+    """External data files the model needs, published beside it; a location escaping the model's
+    folder (absolute, ``..``, symlink), in any subgraph, is refused before anything is written."""
+    import onnx
+
+    from toolkit.errors import ExportError
+    from toolkit.onnx_safety import check_location, external_locations
+
+    proto = onnx.load(str(onnx_path), load_external_data=False)
+    out: dict[str, Path] = {}
+    for loc in external_locations(proto):
+        try:
+            src = check_location(loc, onnx_path.parent, where=str(onnx_path))
+        except ExportError as exc:
+            raise RepositoryError(str(exc)) from None
+        if not src.is_file():
+            raise RepositoryError(f"{onnx_path}: external data file {loc!r} is missing; copy it beside the model")
+        out[loc] = onnx_path.parent / loc
+    return out
 
 
 def _check_labels(spec: ModelSpec) -> None:
@@ -367,6 +390,7 @@ def _publish(
             vdir.mkdir(parents=True)
             manifest_files = {}
             for target, src in files.items():
+                (vdir / target).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src, vdir / target)
                 manifest_files[target] = _sha256(vdir / target)
             manifest = {

@@ -33,7 +33,13 @@ def _load_model_module() -> types.ModuleType:
     pb = types.ModuleType("triton_python_backend_utils")
     pb.get_input_tensor_by_name = lambda req, name: req.get(name)  # type: ignore[attr-defined]
     pb.Tensor = _Tensor  # type: ignore[attr-defined]
-    pb.TritonError = lambda msg: msg  # type: ignore[attr-defined]
+    class TritonError:
+        INVALID_ARG, INTERNAL = "INVALID_ARG", "INTERNAL"
+
+        def __init__(self, msg: str, code: str = "INTERNAL") -> None:
+            self.msg, self.code = msg, code
+
+    pb.TritonError = TritonError  # type: ignore[attr-defined]
     pb.InferenceResponse = lambda output_tensors=None, error=None: (output_tensors, error)  # type: ignore[attr-defined]
     saved = sys.modules.get("triton_python_backend_utils")
     sys.modules["triton_python_backend_utils"] = pb

@@ -25,6 +25,12 @@ import triton_python_backend_utils as pb_utils
 MAX_PIXELS = 1 << 24
 
 
+def _error(message: str, code: str):
+    """A TritonError with ``code`` where this python backend supports codes (23.xx+)."""
+    value = getattr(pb_utils.TritonError, code, None)
+    return pb_utils.TritonError(message, value) if value is not None else pb_utils.TritonError(message)
+
+
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
         config = json.loads(args["model_config"])
@@ -92,6 +98,8 @@ class TritonPythonModel:
             try:
                 out = pb_utils.Tensor(self.out_name, self._one(request))
                 responses.append(pb_utils.InferenceResponse(output_tensors=[out]))
+            except ValueError as exc:  # the client's input: a 400, not a server fault
+                responses.append(pb_utils.InferenceResponse(error=_error(str(exc), "INVALID_ARG")))
             except Exception as exc:  # noqa: BLE001 - becomes this request's error response
-                responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))))
+                responses.append(pb_utils.InferenceResponse(error=_error(str(exc), "INTERNAL")))
         return responses
