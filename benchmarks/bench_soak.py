@@ -6,6 +6,10 @@ python stubs. Drift = last window minus first window. ``--model digits`` (defaul
 ONNX model through the embedded Triton; ``--model slow`` the fixed-cost python model.
 
     .venv/bin/python benchmarks/bench_soak.py --minutes 15 [--model digits|slow] [--load 0.8]
+    .venv/bin/python benchmarks/bench_soak.py --crash-runs 30   # only: SIGKILL `repo add` 30 times
+
+``--crash-runs N`` instead kills ``tritonkit repo add`` N times at random moments while a polling
+Triton watches the repository, and reports runs / kills / corrupt versions (writes crash_<time>).
 
 Writes ``benchmarks/reports/soak_<time>.{md,json}``.
 """
@@ -30,7 +34,11 @@ def main() -> None:
     ap.add_argument("--window", type=float, default=30.0, help="seconds per measured window")
     ap.add_argument("--model", choices=["slow", "digits"], default="digits")
     ap.add_argument("--onnx", type=Path, default=ROOT / "build" / "digits_smallcnn.onnx")
+    ap.add_argument("--crash-runs", type=int, default=0, help="run the publish-crash loop instead")
     args = ap.parse_args()
+    if args.crash_runs:
+        crash_only(args)
+        return
     from tests.reliability.conftest import write_slow_model
     from tests.reliability.loadgen import open_loop, rss_mb, saturation
     from toolkit.server.embedded import EmbeddedServer
@@ -89,6 +97,34 @@ def main() -> None:
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines[:3]))
     print(f"wrote {out}.md")
+
+
+def crash_only(args: argparse.Namespace) -> None:
+    import shutil
+
+    from tests.reliability.crashing import crash_loop
+    from toolkit.repository import publish_onnx
+    from toolkit.server.embedded import EmbeddedServer
+    from toolkit.server.ports import free_port
+
+    with tempfile.TemporaryDirectory() as tmp:
+        repo, onnx = Path(tmp) / "repo", Path(tmp) / "digits.onnx"
+        shutil.copy(args.onnx, onnx)
+        publish_onnx(repo, "digits", onnx)
+        server = EmbeddedServer(repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+                                model_control="poll", poll_secs=1, log_path=Path(tmp) / "triton.log")
+        with server:
+            r = crash_loop(repo, "digits", onnx, server.http_url, server.admin_headers, args.crash_runs, seed=30,
+                           log=print)
+            ready = server.is_ready()
+    result = {"runs": r.runs, "kills": r.kills, "completed": r.completed, "corrupt": r.corrupt,
+              "old_changed": r.old_changed, "ready_versions_checked": r.ready_checked, "server_ready_after": ready}
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    out = ROOT / "benchmarks" / "reports" / f"crash_{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(f"runs {r.runs} kills {r.kills} completed {r.completed} corrupt {len(r.corrupt)} "
+          f"old versions changed {len(r.old_changed)} READY versions checked {r.ready_checked}; wrote {out}")
 
 
 if __name__ == "__main__":
