@@ -248,11 +248,14 @@ class _Base:
         want = self._batch_size or 32
         return min(want, self.max_batch_size) if self.max_batch_size > 0 else want
 
-    def _ready_error(self, index: list[dict[str, Any]]) -> ClientError:
-        ready = sorted({m["name"] for m in index if m.get("state") == "READY"})
+    def _ready_error(self, index: list[dict[str, Any]] | None) -> ClientError:
+        if index is None:
+            listed = "not listed (the server restricts its model-repository API)"
+        else:
+            listed = ", ".join(sorted({m["name"] for m in index if m.get("state") == "READY"})) or "none"
         return ClientError(
             f"model {self.model!r}{' version ' + self.version if self.version else ''} is not ready at "
-            f"{self.where}; ready models: {', '.join(ready) or 'none'}"
+            f"{self.where}; ready models: {listed}"
         )
 
     def expected_input(self) -> str:
@@ -443,8 +446,12 @@ class Predictor(_Base):
         if not self._call("is_server_live"):
             raise ServerError(f"Triton at {self.where} is not live; {START_HINT}")
         if not self._call("is_model_ready", self.model, self.version):
-            index = self._call("get_model_repository_index", **({"as_json": True} if self.protocol == "grpc" else {}))
-            models = index.get("models", []) if isinstance(index, dict) else index
+            try:
+                index = self._call("get_model_repository_index",
+                                   **({"as_json": True} if self.protocol == "grpc" else {}))
+                models = index.get("models", []) if isinstance(index, dict) else index
+            except ClientError:  # the model-repository API is restricted (explicit/poll servers)
+                models = None
             raise self._ready_error(models)
         extra = {"as_json": True} if self.protocol == "grpc" else {}
         meta = self._call("get_model_metadata", self.model, self.version, **extra)
@@ -668,9 +675,12 @@ class AsyncPredictor(_Base):
         if not await self._call("is_server_live"):
             raise ServerError(f"Triton at {self.where} is not live; {START_HINT}")
         if not await self._call("is_model_ready", self.model, self.version):
-            index = await self._call("get_model_repository_index",
-                                     **({"as_json": True} if self.protocol == "grpc" else {}))
-            models = index.get("models", []) if isinstance(index, dict) else index
+            try:
+                index = await self._call("get_model_repository_index",
+                                         **({"as_json": True} if self.protocol == "grpc" else {}))
+                models = index.get("models", []) if isinstance(index, dict) else index
+            except ClientError:  # the model-repository API is restricted (explicit/poll servers)
+                models = None
             raise self._ready_error(models)
         extra = {"as_json": True} if self.protocol == "grpc" else {}
         meta = await self._call("get_model_metadata", self.model, self.version, **extra)

@@ -36,7 +36,7 @@ import toolkit
 from toolkit.errors import ExportError, UsageError
 from toolkit.onnx_safety import EXTERNAL_DATA_THRESHOLD, ensure_writable, load_onnx, save_onnx
 from toolkit.optimize import optimize_for_inference
-from toolkit.spec import ModelSpec, TensorSpec
+from toolkit.spec import METADATA_SPEC_KEY, ModelSpec, TensorSpec
 
 __all__ = [
     "DEFAULT_OPSET", "METADATA_SPEC_KEY", "onnx_from_checkpoint", "onnx_from_module", "spec_from_onnx",
@@ -46,7 +46,7 @@ __all__ = [
 DEFAULT_OPSET = 17  # parsed by ONNX Runtime >= 1.14 and TensorRT 10.x/11.x (opsets 9-20+)
 MIN_OPSET = 9
 MAX_OPSET = 20  # the TorchScript exporter's maximum, and TensorRT 10.0's
-METADATA_SPEC_KEY = "tritonkit.model_spec"
+
 REFERENCE_SHAPES_KEY = "tritonkit.reference_shapes"
 
 
@@ -289,7 +289,7 @@ def cleanup_graph_safe(proto: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _sha256(path: Path) -> str:
-    from trainers.checkpoint import sha256_of
+    from toolkit.fileio import sha256_of
 
     return sha256_of(path)
 

@@ -283,10 +283,10 @@ def quantize_onnx(
         UsageError: unknown precision, bad calibration data, unwritable output.
         ExportError: unreadable model.
     """
+    from toolkit.fileio import sha256_of
     from toolkit.onnx_export import spec_from_onnx
     from toolkit.onnx_safety import ensure_writable, load_onnx
     from toolkit.parity import OnnxRunner, compare, raise_if_failed
-    from trainers.checkpoint import sha256_of
 
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")

@@ -26,6 +26,7 @@ from typing import Any
 
 import toolkit
 from toolkit.errors import RepositoryError, UsageError
+from toolkit.fileio import fsync_path, sha256_of
 from toolkit.spec import ModelSpec, TensorSpec
 from toolkit.triton_config import (
     ONNX_PLATFORM,
@@ -63,32 +64,17 @@ def version_numbers(model_dir: Path) -> list[int]:
     return sorted(out)
 
 
-def _fsync_dir(path: str | os.PathLike[str]) -> None:
-    """fsync one file or folder (a folder's fsync makes the names in it durable)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _fsync_tree(root: Path) -> None:
     for dirpath, _dirs, files in os.walk(root):
         for f in files:
-            _fsync_dir(os.path.join(dirpath, f))
-        _fsync_dir(dirpath)
+            fsync_path(os.path.join(dirpath, f))
+        fsync_path(dirpath)
 
 
 def _fault(step: str) -> None:
     """Test hook: ``TRITONKIT_FAULT_AT=<step>`` kills the process right after that step."""
     if os.environ.get("TRITONKIT_FAULT_AT") == step:
         os.kill(os.getpid(), 9)
-
-
-def _sha256(path: Path) -> str:
-    from trainers.checkpoint import sha256_of
-
-    return sha256_of(path)
 
 
 def _side_dir(repository: Path, suffix: str) -> Path:
@@ -131,7 +117,7 @@ def spec_from_onnx_graph(path: Path, labels: tuple[str, ...] = ()) -> ModelSpec:
     """Inputs/outputs read from the ONNX graph itself (dims without batch, -1 for dynamic)."""
     import onnx
 
-    from toolkit.onnx_export import METADATA_SPEC_KEY
+    from toolkit.spec import METADATA_SPEC_KEY
 
     try:
         proto = onnx.load(str(path), load_external_data=False)
@@ -211,9 +197,9 @@ def publish_onnx(
     cfg = build_config(name, spec, ONNX_PLATFORM, options)
     config_text = config_to_text(cfg)
     files = {"model.onnx": onnx_path, **_external_data_files(onnx_path)}
-    model_sha = _sha256(onnx_path)
+    model_sha = sha256_of(onnx_path)
     if len(files) > 1:
-        model_sha = _text_sha("".join(f"{rel}:{_sha256(p)}" for rel, p in sorted(files.items())))
+        model_sha = _text_sha("".join(f"{rel}:{sha256_of(p)}" for rel, p in sorted(files.items())))
     return _publish(repository, name, files, config_text, spec, model_sha, provenance or {}, skip_if_unchanged)
 
 
@@ -308,7 +294,7 @@ def publish_plan(
             cc_names[cc] = target
     cfg = build_config(name, spec, PLAN_PLATFORM, options, cc_model_filenames=cc_names)
     prov = {"plan_records": records, **(provenance or {})}
-    model_sha = _text_sha("".join(_sha256(p) for p in files.values()))
+    model_sha = _text_sha("".join(sha256_of(p) for p in files.values()))
     return _publish(Path(repository), name, files, config_to_text(cfg), spec, model_sha, prov, False)
 
 
@@ -339,7 +325,7 @@ def publish_image_ensemble(
     model_py = Path(__file__).parent / "preprocessing" / "model.py"
     pre_cfg = config_to_text(build_preprocess_config(pre_name, spec, max_batch_size))
     out = [_publish(Path(repository), pre_name, {"model.py": model_py}, pre_cfg, replace(spec, labels=()),
-                    _text_sha(_sha256(model_py) + pre_cfg), {}, skip_if_unchanged)]
+                    _text_sha(sha256_of(model_py) + pre_cfg), {}, skip_if_unchanged)]
     ens_cfg = config_to_text(build_ensemble_config(name, pre_name, classifier, spec, max_batch_size))
     out.append(_publish(Path(repository), name, {}, ens_cfg, spec, _text_sha(ens_cfg), {}, skip_if_unchanged))
     return out
@@ -392,7 +378,7 @@ def _publish(
             for target, src in files.items():
                 (vdir / target).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(src, vdir / target)
-                manifest_files[target] = _sha256(vdir / target)
+                manifest_files[target] = sha256_of(vdir / target)
             manifest = {
                 "model": name,
                 "version": version,
@@ -416,17 +402,17 @@ def _publish(
             _fault("fsynced")
             if not model_dir.exists():
                 os.rename(stage / "model", model_dir)
-                _fsync_dir(repository)
+                fsync_path(repository)
                 _fault("version_renamed")
                 _fault("config_replaced")
             else:
                 os.rename(vdir, model_dir / str(version))
-                _fsync_dir(model_dir)
+                fsync_path(model_dir)
                 _fault("version_renamed")
                 if labels_text:
                     os.replace(stage / "model" / "labels.txt", model_dir / "labels.txt")
                 os.replace(stage / "model" / "config.pbtxt", model_dir / "config.pbtxt")
-                _fsync_dir(model_dir)
+                fsync_path(model_dir)
                 _fault("config_replaced")
         except OSError as exc:
             raise RepositoryError(
@@ -499,7 +485,7 @@ def verify_version(version_dir: str | os.PathLike[str]) -> list[str]:
     bad = []
     for rel, sha in manifest.get("files", {}).items():
         p = version_dir / rel
-        if not p.is_file() or _sha256(p) != sha:
+        if not p.is_file() or sha256_of(p) != sha:
             bad.append(rel)
     return bad
 

@@ -125,3 +125,7 @@ class ModelSpec:
     @property
     def output(self) -> TensorSpec:
         return self.outputs[0]
+
+
+# Where a ModelSpec is stored: ONNX metadata_props key, and the served config's parameter.
+METADATA_SPEC_KEY = "tritonkit.model_spec"

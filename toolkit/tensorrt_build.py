@@ -273,10 +273,10 @@ def plan_from_onnx(
     Options are checked first (UsageError, exit 2), then the ONNX (ExportError), then TensorRT
     and the GPU (MissingDependencyError, exit 3); nothing is written until the engine exists.
     """
+    from toolkit.fileio import atomic_write_bytes, sha256_of
     from toolkit.onnx_export import REFERENCE_SHAPES_KEY, metadata_of
     from toolkit.onnx_safety import ensure_writable, load_onnx
     from toolkit.quantize import onnx_precision
-    from trainers.checkpoint import atomic_write_bytes, sha256_of
 
     check_batches(min_batch, opt_batch, max_batch)
     if hardware_compat not in HARDWARE_COMPAT:

@@ -9,9 +9,9 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from toolkit.errors import RepositoryError, UsageError
-from toolkit.spec import ModelSpec, triton_config_dtype
+from toolkit.spec import METADATA_SPEC_KEY, ModelSpec, triton_config_dtype
 
-SPEC_PARAMETER = "tritonkit.model_spec"
+SPEC_PARAMETER = METADATA_SPEC_KEY
 ONNX_PLATFORM = "onnxruntime_onnx"
 PLAN_PLATFORM = "tensorrt_plan"
 

@@ -40,11 +40,9 @@ holds all of the keys above; ``fit(..., resume=path)`` continues from any of the
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import pickletools
-import tempfile
 import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
@@ -53,6 +51,7 @@ from typing import Any
 import torch
 
 from toolkit.errors import CheckpointError
+from toolkit.fileio import atomic_write_bytes, sha256_of  # noqa: F401 - part of this module's API
 from toolkit.spec import ModelSpec
 
 FORMAT_VERSION = 1
@@ -77,36 +76,6 @@ _ALLOWED_GLOBALS = {
         "uint8", "bool",
     )
 }
-
-
-def sha256_of(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file, streamed."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike[str]) -> Path:
