@@ -8,7 +8,7 @@ REPO ?= model_repository
 MODEL ?= digits
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup repo test test-fast serve predict bench demo lint clean
+.PHONY: help setup repo test serve predict bench benchmarks soak demo lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -39,6 +39,18 @@ predict: $(STAMP) ## Classify held-out digits through the running server
 
 bench: $(STAMP) ## perf_analyzer against the running server; report under benchmarks/reports/
 	$(TK) profile $(MODEL) --report
+
+benchmarks: $(STAMP) ## All figure scripts under benchmarks/ (several minutes; reports in benchmarks/reports/)
+	$(BIN)/python benchmarks/bench_training.py
+	$(BIN)/python benchmarks/bench_export.py
+	$(BIN)/python benchmarks/bench_validate.py
+	$(BIN)/python benchmarks/bench_client.py
+	$(BIN)/python benchmarks/bench_serving.py
+	$(BIN)/python benchmarks/bench_overload.py
+
+soak: $(STAMP) ## 15-minute soak at 80% of saturation, plus 30 publish crashes
+	$(BIN)/python benchmarks/bench_soak.py --minutes 15
+	$(BIN)/python benchmarks/bench_soak.py --crash-runs 30
 
 demo: repo ## repo -> start server -> predict -> bench -> stop
 	$(TK) serve --repository $(REPO) --detach
