@@ -9,7 +9,7 @@ What it promises, like the native backend:
   dimension); a mismatch refuses the load and names the tensor;
 - each ``execute`` stacks the requests into one batch per input, runs ONNX Runtime once and splits
   the outputs back; a request that cannot run gets its own error response, the others succeed;
-- ONNX Runtime threads follow the instance count and the CPU cores; config ``parameters``
+- ONNX Runtime threads: the CPU cores divided among the instances; config ``parameters``
   ``intra_op_thread_count``, ``inter_op_thread_count``, ``graph_optimization_level``
   (disable_all|basic|extended|all) and ``allow_spinning`` (0|1) override.
 
@@ -177,12 +177,13 @@ class TritonPythonModel:
             )
 
         opts = ort.SessionOptions()
-        # One core stays with Triton's own threads and the stubs; the rest is shared among the
-        # instances. Spinning worker threads would burn the CPU those need, so it is off unless
-        # the config's `allow_spinning` parameter turns it on.
+        # The cores are shared among the instances. Measured on 2 cores (resnet_small, 3x64x64,
+        # concurrency 16): 2 threads served 139 samples/s, 1 thread 86, so no core is held back
+        # for Triton's own threads. Spinning worker threads would burn the CPU those need, so
+        # spinning is off unless the config's `allow_spinning` parameter turns it on.
         cores = _cores()
         opts.intra_op_num_threads = _int_param(config, "intra_op_thread_count",
-                                               max(1, (cores - 1) // _instance_count(config)))
+                                               max(1, cores // _instance_count(config)))
         spinning = "1" if _int_param(config, "allow_spinning", 0) else "0"
         opts.add_session_config_entry("session.intra_op.allow_spinning", spinning)
         opts.add_session_config_entry("session.inter_op.allow_spinning", spinning)
