@@ -37,6 +37,16 @@ def test_default_model_reaches_97_percent_on_test_split(digits_checkpoint: Path)
     assert load_checkpoint(digits_checkpoint)["metrics"]["test_accuracy"] >= 0.97
 
 
+def test_published_version_records_checkpoint_and_fp32_parity(digits_build: dict[str, Path]) -> None:
+    from trainers.checkpoint import sha256_of
+
+    manifest = json.loads((digits_build["repository"] / "digits" / "1" / "manifest.json").read_text())
+    assert manifest["checkpoint_sha256"] == sha256_of(digits_build["checkpoint"])
+    assert manifest["checkpoint_metrics"]["test_accuracy"] >= 0.97
+    assert 0 <= manifest["parity"]["logits"]["max_abs"] <= 1e-5
+    assert manifest["parity"]["logits"]["top1_agreement"] == 1.0
+
+
 @pytest.mark.server
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_served_outputs_match_onnxruntime_within_1e5(triton_server, digits_onnx: Path, protocol: str) -> None:

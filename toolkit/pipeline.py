@@ -75,10 +75,12 @@ def build_repository(
         onnx_from_checkpoint(checkpoint, onnx_path)
         result.steps["export"] = time.perf_counter() - t1
     t2 = time.perf_counter()
+    export_record = _read_json(Path(f"{onnx_path}.export.json"))
     provenance = {
         "checkpoint_sha256": sha,
         "checkpoint_metrics": payload.get("metrics", {}),
-        "export": _read_json(Path(f"{onnx_path}.export.json")),
+        "export": export_record,
+        "parity": export_record.get("parity"),
     }
     pub = publish_onnx(
         repository, name, onnx_path, options or ServingOptions(),

@@ -252,3 +252,47 @@ def test_list_models_shows_metrics_from_manifest(digits_build: dict) -> None:
     assert set(rows) == {"digits", "digits_image", "digits_preprocess"}
     assert rows["digits"]["metrics"]["test_accuracy"] >= 0.97
     assert rows["digits_image"]["platform"] == "ensemble"
+
+
+def test_repo_add_plan_reads_io_from_record_and_refuses_batch_above_profile(tmp_path: Path) -> None:
+    plan = tmp_path / "m.plan"
+    plan.write_bytes(b"engine bytes")
+    (tmp_path / "m.plan.json").write_text(json.dumps({**_record(8), "compute_capability": "8.6"}))
+    bad = subprocess.run([TRITONKIT, "repo", "add", "m_trt", "--repository", str(tmp_path / "repo"), "--plan",
+                          str(plan), "--max-batch", "32"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr and "profile maximum 8" in bad.stderr
+    ok = subprocess.run([TRITONKIT, "repo", "add", "m_trt", "--repository", str(tmp_path / "repo"), "--plan",
+                         str(plan), "--max-batch", "8", "--no-warmup"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    cfg = read_config(tmp_path / "repo" / "m_trt" / "config.pbtxt")
+    assert cfg.platform == "tensorrt_plan" and cfg.max_batch_size == 8
+    assert cfg.instance_group[0].kind == cfg.instance_group[0].KIND_GPU
+    assert [(i.name, list(i.dims)) for i in cfg.input] == [("input", [1, 8, 8])]
+
+
+@pytest.mark.server
+def test_repo_add_load_switches_version_and_broken_version_keeps_old_one(tmp_path: Path, digits_onnx: Path) -> None:
+    from toolkit.errors import ServerError
+    from toolkit.server.ports import free_port
+    from toolkit.server.runner import load_detached
+
+    repo = tmp_path / "repo"
+    publish_onnx(repo, "m", digits_onnx, ServingOptions(warmup=False))
+    ports = [str(free_port()) for _ in range(3)]
+    serve = [TRITONKIT, "serve", "--repository", str(repo), "--model-control", "explicit", "--http-port", ports[0],
+             "--grpc-port", ports[1], "--metrics-port", ports[2]]
+    started = subprocess.run([*serve, "--detach"], capture_output=True, text=True, cwd=tmp_path, timeout=180)
+    assert started.returncode == 0, started.stderr
+    try:
+        add = subprocess.run([TRITONKIT, "repo", "add", "m", "--repository", str(repo), "--onnx", str(digits_onnx),
+                              "--no-warmup", "--load", "--json"], capture_output=True, text=True, cwd=tmp_path)
+        assert add.returncode == 0, add.stderr
+        loaded = json.loads(add.stdout)["loaded"]
+        assert (2, "READY") in {(int(m["version"]), m["state"]) for m in loaded}
+        # a broken version 3 (truncated model file) must not replace version 2
+        (repo / "m" / "3").mkdir()
+        (repo / "m" / "3" / "model.onnx").write_bytes((repo / "m" / "2" / "model.onnx").read_bytes()[:100])
+        with pytest.raises(ServerError, match="was not loaded.*still serving version 2"):
+            load_detached("m", tmp_path / ".tritonkit" / "serve")
+    finally:
+        subprocess.run([TRITONKIT, "serve", "stop"], cwd=tmp_path, capture_output=True, timeout=60)

@@ -27,28 +27,41 @@ def _int_list(value: str | None) -> list[int]:
 @click.argument("name")
 @click.option("--repository", default="model_repository", show_default=True, type=click.Path())
 @click.option("--onnx", "onnx_path", type=click.Path(), help="ONNX model to publish.")
+@click.option("--plan", "plans", multiple=True, type=click.Path(),
+              help="TensorRT plan to publish (repeat for several GPUs); its record is PLAN.json.")
+@click.option("--plan-record", "plan_records", multiple=True, type=click.Path(),
+              help="Record of each --plan, in the same order (default: PLAN.json beside it).")
 @click.option("--max-batch", default=32, show_default=True, type=int)
 @click.option("--dynamic-batching/--no-dynamic-batching", default=True, show_default=True)
 @click.option("--max-queue-delay-us", default=100, show_default=True, type=int)
 @click.option("--preferred-batch", default=None, help="Comma-separated preferred batch sizes, e.g. 8,16.")
 @click.option("--max-queue-size", default=0, show_default=True, type=int, help="0 = unbounded.")
 @click.option("--instances", default=1, show_default=True, type=int)
-@click.option("--kind", type=click.Choice(["auto", "cpu", "gpu"]), default="cpu", show_default=True)
+@click.option("--kind", type=click.Choice(["auto", "cpu", "gpu"]), default=None,
+              help="Instance kind (default: gpu for --plan, cpu for --onnx).")
 @click.option("--keep-versions", default=1, show_default=True, type=int, help="version_policy latest N.")
 @click.option("--warmup/--no-warmup", default=True, show_default=True)
 @click.option("--labels", "labels_file", type=click.Path(), help="One label per line; default: from the model.")
+@click.option("--load", is_flag=True,
+              help="Then load it on the detached `tritonkit serve --model-control explicit` server.")
 @click.option("--json", "as_json", is_flag=True)
-def add(name: str, repository: str, onnx_path: str | None, max_batch: int, dynamic_batching: bool,
-        max_queue_delay_us: int, preferred_batch: str | None, max_queue_size: int, instances: int, kind: str,
-        keep_versions: int, warmup: bool, labels_file: str | None, as_json: bool) -> None:
-    """Publish a NEW version of NAME (never modifies an existing one)."""
+def add(name: str, repository: str, onnx_path: str | None, plans: tuple[str, ...], plan_records: tuple[str, ...],
+        max_batch: int, dynamic_batching: bool, max_queue_delay_us: int, preferred_batch: str | None,
+        max_queue_size: int, instances: int, kind: str | None, keep_versions: int, warmup: bool,
+        labels_file: str | None,
+        load: bool, as_json: bool) -> None:
+    """Publish a NEW version of NAME (never modifies an existing one).
+
+    Inputs, outputs, dtypes and dims come from the ONNX graph (--onnx) or the plan record (--plan),
+    never from flags. A TensorRT plan's max batch may not exceed its profile's maximum.
+    """
     from pathlib import Path
 
     from toolkit.repository import publish_onnx
     from toolkit.triton_config import ServingOptions
 
-    if not onnx_path:
-        raise RepositoryError("repo add: nothing to publish; give --onnx FILE")
+    if bool(onnx_path) == bool(plans):
+        raise RepositoryError("repo add: give either --onnx FILE or --plan FILE (with its record)")
     labels = None
     if labels_file:
         try:
@@ -58,13 +71,44 @@ def add(name: str, repository: str, onnx_path: str | None, max_batch: int, dynam
     opts = ServingOptions(
         max_batch_size=max_batch, dynamic_batching=dynamic_batching, max_queue_delay_us=max_queue_delay_us,
         preferred_batch_sizes=_int_list(preferred_batch), max_queue_size=max_queue_size, instances=instances,
-        kind=kind, keep_versions=keep_versions, warmup=warmup,
+        kind=kind or ("gpu" if plans else "cpu"), keep_versions=keep_versions, warmup=warmup,
     )
-    pub = publish_onnx(repository, name, onnx_path, opts, labels=labels)
+    if onnx_path:
+        pub = publish_onnx(repository, name, onnx_path, opts, labels=labels)
+    else:
+        pub = _publish_plans(repository, name, plans, plan_records, opts, labels)
+    loaded = None
+    if load:
+        from toolkit.server.runner import load_detached
+
+        loaded = load_detached(name)
     if as_json:
-        click.echo(json.dumps({"model": pub.model, "version": pub.version, "path": str(pub.path)}))
+        click.echo(json.dumps({"model": pub.model, "version": pub.version, "path": str(pub.path), "loaded": loaded}))
     else:
         click.echo(f"published {pub.model} version {pub.version} -> {pub.path}")
+        if loaded is not None:
+            ready = sorted(int(m["version"]) for m in loaded if m["state"] == "READY")
+            click.echo(f"loaded {name}: ready versions {ready}")
+
+
+def _publish_plans(repository: str, name: str, plans: tuple[str, ...], records: tuple[str, ...],
+                   opts: object, labels: list[str] | None) -> object:
+    """Plans keyed by the compute capability their records name."""
+    from toolkit.repository import publish_plan, read_plan_record
+
+    if records and len(records) != len(plans):
+        raise RepositoryError(f"{len(plans)} --plan but {len(records)} --plan-record; give one record per plan "
+                              "or none (then PLAN.json beside each plan is used)")
+    by_cc: dict[str, str] = {}
+    recs: dict[str, dict] = {}
+    for i, plan in enumerate(plans):
+        record = read_plan_record(records[i] if records else f"{plan}.json")
+        cc = str(record.get("compute_capability") or f"plan{i}")
+        if cc in by_cc:
+            raise RepositoryError(f"{plan} and {by_cc[cc]} were both built for compute capability {cc}; "
+                                  "give one plan per GPU kind")
+        by_cc[cc], recs[cc] = plan, record
+    return publish_plan(repository, name, by_cc, recs, opts, labels=labels)
 
 
 @repo.command("list")

@@ -209,6 +209,42 @@ def _repository_index(http_url: str, headers: dict[str, str]) -> list[dict[str, 
         return []
 
 
+def load_detached(model: str, run_dir: Path = DEFAULT_RUN_DIR, timeout: float = 120) -> dict[str, Any]:
+    """Ask the detached server (model control ``explicit``) to (re)load ``model``.
+
+    Triton keeps the versions it serves when a load fails, so a broken new version leaves the old
+    one answering; the error names the reason Triton gave. Returns the model's index entries.
+    """
+    import urllib.error
+    import urllib.request
+
+    state = read_state(run_dir)
+    if not state or not _is_our_server(int(state["pid"]), state):
+        raise ServerError(f"no detached server is recorded in {run_dir}; start one with "
+                          "`tritonkit serve --model-control explicit --detach`")
+    if state.get("model_control") != "explicit":
+        raise ServerError(f"the server in {run_dir} runs with model control {state.get('model_control')!r}; "
+                          "--load needs `tritonkit serve --model-control explicit` (poll reloads by itself)")
+    headers = {"Content-Type": "application/json", **(state.get("admin_headers") or {})}
+    req = urllib.request.Request(f"http://{state['http_url']}/v2/repository/models/{model}/load", data=b"{}",
+                                 method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout):  # noqa: S310 - local URL only
+            pass
+    except urllib.error.HTTPError as exc:
+        try:
+            reason = json.loads(exc.read()).get("error", "")
+        except ValueError:
+            reason = exc.reason
+        serving = [m for m in _repository_index(state["http_url"], state.get("admin_headers") or {})
+                   if m["name"] == model and m["state"] == "READY"]
+        kept = f"; still serving version {serving[0]['version']}" if serving else ""
+        raise ServerError(f"model {model!r} was not loaded: {' '.join(str(reason).split())}{kept}") from None
+    except OSError as exc:
+        raise ServerError(f"the server at {state['http_url']} did not answer the load request ({exc})") from None
+    return [m for m in _repository_index(state["http_url"], state.get("admin_headers") or {}) if m["name"] == model]
+
+
 def stop_detached(run_dir: Path = DEFAULT_RUN_DIR, timeout: float = 30) -> bool:
     """Stop the detached server recorded in ``run_dir``; False when none was running."""
     state = read_state(run_dir)
