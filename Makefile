@@ -14,10 +14,10 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml scripts/setup-system.sh
+	@PYTHON=$(PYTHON) bash scripts/setup-system.sh
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e ".[dev]"
-	@bash scripts/setup-system.sh
 	@touch $(STAMP)
 
 setup: $(STAMP) ## Create .venv, install tritonkit and the system library perf_analyzer needs

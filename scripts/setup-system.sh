@@ -1,15 +1,24 @@
 #!/usr/bin/env bash
-# System libraries perf_analyzer needs (the tritonclient wheel's binary links libb64.so.0d).
-# Installs them with apt-get when running as root; otherwise says in one line what to install.
+# System packages tritonkit needs, from Debian/Ubuntu's apt when running as root; otherwise one
+# line saying what to install:
+# - python3-venv, when the Python that makes .venv lacks ensurepip (Debian splits it out);
+# - libb64-0d, which the perf_analyzer binary in the tritonclient wheel links.
 set -euo pipefail
-if ldconfig -p 2>/dev/null | grep -q 'libb64\.so\.0d' || [ -e /lib/x86_64-linux-gnu/libb64.so.0d ] \
-   || [ -e /usr/lib/x86_64-linux-gnu/libb64.so.0d ]; then
-  exit 0
+PYTHON=${PYTHON:-python3}
+need=()
+if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then
+  need+=(python3-venv)
 fi
+if ! { ldconfig -p 2>/dev/null | grep -q 'libb64\.so\.0d'; } && [ ! -e /lib/x86_64-linux-gnu/libb64.so.0d ] \
+   && [ ! -e /usr/lib/x86_64-linux-gnu/libb64.so.0d ]; then
+  need+=(libb64-0d)
+fi
+[ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
-  echo "installing libb64-0d (needed by perf_analyzer) with apt-get"
+  echo "installing ${need[*]} with apt-get"
   apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libb64-0d >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
 else
-  echo "note: perf_analyzer needs libb64.so.0d: run 'sudo apt-get install libb64-0d' (Debian/Ubuntu); profiling is unavailable until then" >&2
+  echo "note: tritonkit needs the system packages ${need[*]}: run 'sudo apt-get install ${need[*]}' (Debian/Ubuntu)" >&2
+  case " ${need[*]} " in *" python3-venv "*) exit 1 ;; esac  # no .venv can be made without it
 fi

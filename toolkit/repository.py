@@ -39,6 +39,8 @@ from toolkit.triton_config import (
 
 MANIFEST = "manifest.json"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_VERSION_RE = re.compile(r"[1-9][0-9]*", re.ASCII)  # what Triton loads: ASCII digits, no leading zero
+_FILE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", re.ASCII)  # a file name inside a version folder
 # Publishing steps, in order; tests inject faults between them through TRITONKIT_FAULT_AT.
 STEPS = ("staged", "fsynced", "version_renamed", "config_replaced")
 
@@ -59,7 +61,7 @@ def version_numbers(model_dir: Path) -> list[int]:
         return []
     out = []
     for p in model_dir.iterdir():
-        if p.is_dir() and p.name.isdigit() and not (len(p.name) > 1 and p.name.startswith("0")):
+        if p.is_dir() and _VERSION_RE.fullmatch(p.name):
             out.append(int(p.name))
     return sorted(out)
 
@@ -240,9 +242,18 @@ def read_plan_record(path: str | os.PathLike[str]) -> dict[str, Any]:
         record = json.loads(Path(path).read_text())
     except (OSError, ValueError) as exc:
         raise RepositoryError(f"{path}: cannot read the plan record ({exc}); rebuild with 'tritonkit build'") from None
+    if not isinstance(record, dict):
+        raise RepositoryError(f"{path}: a plan record is a JSON object; rebuild with 'tritonkit build'")
     for key in ("inputs", "outputs", "max_batch_size", "tensorrt_version"):
         if key not in record:
             raise RepositoryError(f"{path}: plan record lacks {key!r}; rebuild with 'tritonkit build'")
+    try:
+        int(record["max_batch_size"])
+        for t in [*record["inputs"], *record["outputs"]]:
+            TensorSpec(str(t["name"]), tuple(int(d) for d in t["shape"]), str(t["dtype"]))
+    except (TypeError, ValueError, KeyError) as exc:
+        raise RepositoryError(f"{path}: plan record has malformed max_batch_size or tensors ({exc}); "
+                              "rebuild with 'tritonkit build'") from None
     return record
 
 
@@ -288,6 +299,10 @@ def publish_plan(
         p = Path(path)
         if not p.is_file() or p.stat().st_size == 0:
             raise RepositoryError(f"{p}: plan file missing or empty; build it with 'tritonkit build'")
+        want = records[cc].get("sha256")
+        if want and want != sha256_of(p):
+            raise RepositoryError(f"{p}: the plan's sha256 differs from its record's; the record belongs to "
+                                  "another build. Pass the record written beside this plan")
         target = "model.plan" if len(plans) == 1 else f"model_{cc.replace('.', '_')}.plan"
         files[target] = p
         if len(plans) > 1:
@@ -364,13 +379,19 @@ def _publish(
         version = (version_numbers(model_dir) or [0])[-1] + 1
         staging_root = _side_dir(repository, "staging")
         try:
-            staging_root.mkdir(parents=True, exist_ok=True)
+            staging_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if staging_root.stat().st_uid != os.geteuid():
+                raise RepositoryError(
+                    f"{staging_root}: the staging folder belongs to another user, who could swap staged files; "
+                    "remove it or publish into a repository whose parent folder only you can write"
+                )
             stage = Path(tempfile.mkdtemp(prefix=f"{name}-{version}-", dir=staging_root))
         except OSError as exc:
             raise RepositoryError(
                 f"{repository}: cannot stage version {version} of {name} in {staging_root} ({exc.strerror}); "
                 "the repository is unchanged. Fix permissions or free space and retry"
             ) from None
+        moved_in = False
         try:
             vdir = stage / "model" / str(version)
             vdir.mkdir(parents=True)
@@ -407,6 +428,7 @@ def _publish(
                 _fault("config_replaced")
             else:
                 os.rename(vdir, model_dir / str(version))
+                moved_in = True
                 fsync_path(model_dir)
                 _fault("version_renamed")
                 if labels_text:
@@ -415,6 +437,15 @@ def _publish(
                 fsync_path(model_dir)
                 _fault("config_replaced")
         except OSError as exc:
+            if moved_in:  # the new version is in but its config is not: take it back out
+                try:
+                    os.rename(model_dir / str(version), stage / "withdrawn")
+                except OSError:
+                    raise RepositoryError(
+                        f"{repository}: publishing {name} version {version} failed ({exc.strerror or exc}) after "
+                        f"the version folder was renamed in and could not be withdrawn; delete "
+                        f"{model_dir / str(version)} by hand"
+                    ) from None
             raise RepositoryError(
                 f"{repository}: publishing {name} version {version} failed ({exc.strerror or exc}); "
                 "the repository is unchanged. Free space or fix permissions and retry"
@@ -490,20 +521,56 @@ def verify_version(version_dir: str | os.PathLike[str]) -> list[str]:
     return bad
 
 
+def _safe_relative(rel: str) -> bool:
+    """A plain relative path inside a version folder: no absolute path, no '..', simple names."""
+    parts = rel.split("/")
+    return bool(rel) and not rel.startswith("/") and all(_FILE_RE.fullmatch(p) for p in parts)
+
+
 def rollback(repository: str | os.PathLike[str], name: str, to: int) -> Published:
-    """Serve an older version again by publishing a copy of it as a new version (history kept)."""
+    """Serve an older version again by publishing a copy of it as a new version (history kept).
+
+    The old version is copied to a private folder under the lock (so a concurrent prune cannot
+    pull it away mid-read), its files are checked against its manifest, then published as usual.
+    """
     repository = Path(repository)
     check_model_name(name)
     src = repository / name / str(to)
-    if to not in version_numbers(repository / name):
+    with repository_lock(repository):
         have = version_numbers(repository / name)
-        raise RepositoryError(f"{name}: no version {to} to roll back to; versions present: {have}")
-    manifest = json.loads((src / MANIFEST).read_text())
-    files = {rel: src / rel for rel in manifest["files"]}
-    spec = ModelSpec.from_dict(manifest["spec"])
-    prov = {k: v for k, v in manifest.items() if k.startswith("checkpoint") or k in ("parity", "export")}
-    prov["rolled_back_from"] = to
-    return _publish(repository, name, files, manifest["config"], spec, manifest["model_sha256"], prov, False)
+        if to not in have:
+            raise RepositoryError(f"{name}: no version {to} to roll back to; versions present: {have}")
+        try:
+            manifest = json.loads((src / MANIFEST).read_text())
+            listed = dict(manifest["files"])
+            config_text, spec = str(manifest["config"]), ModelSpec.from_dict(manifest["spec"])
+            model_sha = str(manifest["model_sha256"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise RepositoryError(f"{src / MANIFEST}: unreadable or incomplete manifest ({exc}); "
+                                  "this version cannot be rolled back to") from None
+        bad = [rel for rel in listed if not _safe_relative(str(rel))]
+        if bad:
+            raise RepositoryError(f"{src / MANIFEST}: lists file names outside the version folder {bad[:3]}; "
+                                  "refusing to roll back to it")
+        changed = verify_version(src)
+        if changed:
+            raise RepositoryError(f"{src}: files differ from the manifest ({', '.join(changed[:3])}); "
+                                  "refusing to roll back to a modified version")
+        copy_dir = Path(tempfile.mkdtemp(prefix=f"rollback-{name}-{to}-"))
+        try:
+            files = {}
+            for rel in listed:
+                (copy_dir / rel).parent.mkdir(parents=True, exist_ok=True)
+                files[rel] = Path(shutil.copy2(src / rel, copy_dir / rel))
+        except OSError as exc:
+            shutil.rmtree(copy_dir, ignore_errors=True)
+            raise RepositoryError(f"{src}: cannot copy version {to} ({exc.strerror}); nothing changed") from None
+    try:
+        prov = {k: v for k, v in manifest.items() if k.startswith("checkpoint") or k in ("parity", "export")}
+        prov["rolled_back_from"] = to
+        return _publish(repository, name, files, config_text, spec, model_sha, prov, False)
+    finally:
+        shutil.rmtree(copy_dir, ignore_errors=True)
 
 
 def prune(repository: str | os.PathLike[str], name: str, keep: int) -> list[int]:
@@ -517,9 +584,17 @@ def prune(repository: str | os.PathLike[str], name: str, keep: int) -> list[int]
         versions = version_numbers(model_dir)
         doomed = versions[:-keep]
         trash = _side_dir(repository, "trash")
-        trash.mkdir(parents=True, exist_ok=True)
-        for v in doomed:
-            dest = Path(tempfile.mkdtemp(dir=trash)) / str(v)
-            os.rename(model_dir / str(v), dest)
-            shutil.rmtree(dest.parent, ignore_errors=True)
+        removed = []
+        try:
+            trash.mkdir(parents=True, exist_ok=True)
+            for v in doomed:
+                dest = Path(tempfile.mkdtemp(dir=trash)) / str(v)
+                os.rename(model_dir / str(v), dest)
+                removed.append(v)
+                shutil.rmtree(dest.parent, ignore_errors=True)
+        except OSError as exc:
+            raise RepositoryError(
+                f"{model_dir}: pruning stopped ({exc.strerror}) after removing versions {removed or 'none'}; "
+                "fix permissions and run it again"
+            ) from None
     return doomed

@@ -296,3 +296,41 @@ def test_repo_add_load_switches_version_and_broken_version_keeps_old_one(tmp_pat
             load_detached("m", tmp_path / ".tritonkit" / "serve")
     finally:
         subprocess.run([TRITONKIT, "serve", "stop"], cwd=tmp_path, capture_output=True, timeout=60)
+
+
+def test_rollback_refuses_manifest_naming_files_outside_the_version(tmp_path: Path, digits_onnx: Path) -> None:
+    repo = tmp_path / "repo"
+    pub = publish_onnx(repo, "m", digits_onnx)
+    manifest = json.loads((pub.path / "manifest.json").read_text())
+    manifest["files"]["../../../escaped.txt"] = "0" * 64
+    (pub.path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(RepositoryError, match="outside the version folder"):
+        rollback(repo, "m", to=1)
+    assert not (tmp_path / "escaped.txt").exists() and version_numbers(repo / "m") == [1]
+
+
+def test_rollback_refuses_modified_or_unreadable_version(tmp_path: Path, digits_onnx: Path) -> None:
+    repo = tmp_path / "repo"
+    pub = publish_onnx(repo, "m", digits_onnx)
+    publish_onnx(repo, "m", digits_onnx)
+    (pub.path / "model.onnx").write_bytes(b"tampered")
+    with pytest.raises(RepositoryError, match="differ from the manifest"):
+        rollback(repo, "m", to=1)
+    (pub.path / "manifest.json").write_text("{not json")
+    with pytest.raises(RepositoryError, match="unreadable or incomplete manifest"):
+        rollback(repo, "m", to=1)
+    assert version_numbers(repo / "m") == [1, 2]
+
+
+def test_version_numbers_ignore_non_ascii_digits_and_leading_zeros(tmp_path: Path) -> None:
+    for name in ("1", "2", "010", "0", "²", "١", "v3"):
+        (tmp_path / name).mkdir()
+    assert version_numbers(tmp_path) == [1, 2]
+
+
+def test_plan_record_of_another_build_is_refused(tmp_path: Path) -> None:
+    plan = tmp_path / "m.plan"
+    plan.write_bytes(b"engine bytes")
+    with pytest.raises(RepositoryError, match="sha256 differs"):
+        publish_plan(tmp_path / "repo", "m_trt", {"8.6": plan}, {"8.6": {**_record(8), "sha256": "0" * 64}},
+                     ServingOptions(max_batch_size=8, kind="gpu"))

@@ -47,6 +47,8 @@ def _load_inputs(pred: Any, files: list[Path]) -> tuple[Any, list[str]]:
             a = np.load(f, allow_pickle=False)
         except (OSError, ValueError) as exc:
             raise UsageError(f"{f}: cannot be read as a .npy array ({exc}); save it with numpy.save") from None
+        if a.ndim == 0:
+            raise UsageError(f"{f}: holds a single number, not a model input; save the input array itself")
         a = a[None] if pred.max_batch_size > 0 and a.ndim == len(pred.inputs[0]["shape"]) - 1 else a
         parts.append(a)
         names.extend(f"{f}[{i}]" for i in range(len(a)))

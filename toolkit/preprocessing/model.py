@@ -48,8 +48,17 @@ class TritonPythonModel:
         """HWC float image in value-range units -> (C, H, W) at the model's size."""
         from PIL import Image
 
-        if img.shape[2] != self.c:
-            img = img.mean(axis=2, keepdims=True) if self.c == 1 else np.repeat(img[:, :, :1], self.c, axis=2)
+        channels = img.shape[2]
+        if channels in (2, 4):  # grayscale+alpha, RGBA: alpha is not part of the image
+            img, channels = img[:, :, : channels - 1], channels - 1
+        if channels not in (1, 3) or 0 in img.shape[:2]:
+            raise ValueError(f"IMAGE must be [N, H, W, C] with H, W >= 1 and C in 1..4, got H, W, C = "
+                             f"{list(img.shape[:2]) + [img.shape[2]]}")
+        if channels != self.c:
+            if self.c == 1:  # Pillow's RGB -> L weights (ITU-R 601-2), as training's convert("L")
+                img = (img @ np.asarray([0.299, 0.587, 0.114], np.float32))[:, :, None]
+            else:
+                img = np.repeat(img, self.c, axis=2)
         if img.shape[:2] != (self.h, self.w):
             chans = [
                 np.asarray(Image.fromarray(img[:, :, k].astype(np.float32), mode="F").resize(
