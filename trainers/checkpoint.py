@@ -3,8 +3,9 @@
 A checkpoint is a single file written by :func:`save_checkpoint` with ``torch.save`` over plain
 containers (dicts, lists, str, int, float, bool, None and tensors) and read by
 :func:`load_checkpoint` with ``torch.load(weights_only=True)``, after a scan of the pickle that
-refuses any global outside torch's tensor rebuilders. A file carrying pickled code is refused
-before anything in it runs.
+refuses any global outside torch's tensor rebuilders (and any pickle torch might read other than
+the one scanned). The scan is a first line that names what is wrong; ``weights_only=True`` stays
+the guarantee that nothing in the file runs.
 
 Keys (``format_version`` 1):
 
@@ -93,28 +94,56 @@ def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike[str]) -> Pa
     return Path(path)
 
 
+_STRING_OPS = ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8", "SHORT_BINSTRING", "BINSTRING",
+               "STRING")
+_MEMO_OPS = ("MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT")
+
+
+def _data_pickle(zf: zipfile.ZipFile) -> bytes | None:
+    """The one pickle torch.load reads (``<archive>/data.pkl``); None when that is ambiguous.
+
+    torch takes the archive name from the first entry; a second ``.pkl``, a duplicate name or a
+    data.pkl elsewhere could make this scan and torch read different bytes, so they are refused.
+    """
+    names = zf.namelist()
+    if not names or len(names) != len(set(names)):
+        return None
+    prefix = names[0].split("/", 1)[0]
+    pickles = [n for n in names if n.endswith(".pkl")]
+    if pickles != [f"{prefix}/data.pkl"]:
+        return None
+    return zf.read(pickles[0])
+
+
 def _unsafe_globals(raw: bytes) -> list[str]:
-    """Globals named by the pickle inside a torch zip checkpoint that are not allowed."""
+    """Globals (and code-running opcodes) in the checkpoint's pickle that are not allowed.
+
+    ``STACK_GLOBAL`` is accepted only when its module and name are string literals pushed right
+    before it: names fetched from the memo could differ from what a literal scan sees.
+    """
     with zipfile.ZipFile(io.BytesIO(raw)) as zf:
-        names = [n for n in zf.namelist() if n.endswith("data.pkl")]
-        if not names:
-            return ["<no data.pkl>"]
-        data = zf.read(names[0])
+        data = _data_pickle(zf)
+    if data is None:
+        return ["<not exactly one <archive>/data.pkl>"]
     bad: list[str] = []
-    strings: list[str] = []
+    recent: list[tuple[str, Any]] = []  # last opcodes, memo writes skipped
     for opcode, arg, _ in pickletools.genops(data):
-        if opcode.name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
-            strings.append(arg)
-        elif opcode.name == "GLOBAL":
-            module, name = arg.split(" ", 1)
-            if (module, name) not in _ALLOWED_GLOBALS:
-                bad.append(f"{module}.{name}")
-        elif opcode.name == "STACK_GLOBAL":
-            module, name = (strings[-2], strings[-1]) if len(strings) >= 2 else ("?", "?")
-            if (module, name) not in _ALLOWED_GLOBALS:
-                bad.append(f"{module}.{name}")
-        elif opcode.name in ("INST", "OBJ", "EXT1", "EXT2", "EXT4"):
-            bad.append(f"opcode {opcode.name}")
+        name = opcode.name
+        if name == "GLOBAL":
+            module, attr = arg.split(" ", 1)
+            if (module, attr) not in _ALLOWED_GLOBALS:
+                bad.append(f"{module}.{attr}")
+        elif name == "STACK_GLOBAL":
+            if len(recent) >= 2 and recent[-1][0] in _STRING_OPS and recent[-2][0] in _STRING_OPS:
+                module, attr = str(recent[-2][1]), str(recent[-1][1])
+                if (module, attr) not in _ALLOWED_GLOBALS:
+                    bad.append(f"{module}.{attr}")
+            else:
+                bad.append("STACK_GLOBAL with names from the memo")
+        elif name in ("INST", "OBJ", "EXT1", "EXT2", "EXT4"):
+            bad.append(f"opcode {name}")
+        if name not in _MEMO_OPS:
+            recent = [*recent[-1:], (name, arg)]
     return bad
 
 
