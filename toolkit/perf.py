@@ -360,8 +360,11 @@ def run_perf_analyzer(
     timeout: float = 300.0,
     headers: dict[str, str] | None = None,
     label: str = "",
+    progress: Any = None,
 ) -> PerfRun:
     """One perf_analyzer sweep over concurrency levels at one batch size; CSVs and log kept.
+
+    ``progress(concurrency)`` is called as each level starts (for a progress bar).
 
     Every level is attempted; an unstable level becomes an ``stable=False`` row, a failed one an
     entry in ``failures`` (and ``ok=False``). Nothing is dropped.
@@ -381,6 +384,8 @@ def run_perf_analyzer(
     csvs: list[Path] = []
     unstable: list[int] = []
     for c in conc:
+        if progress is not None:
+            progress(c)
         csv_path = out_dir / f"{tag}-c{c}.csv"
         csv_path.unlink(missing_ok=True)
         cmd = [

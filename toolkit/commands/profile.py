@@ -68,6 +68,12 @@ def profile(models: tuple[str, ...], url: str, protocol: str, concurrency: str, 
     first = _model_version(models[0])[0]
     folder = report_dir(out, first)
     runs, max_batch = [], {}
+    from tqdm import tqdm
+
+    # On stderr and only on a terminal (disable=None), so --json output stays clean.
+    bar = tqdm(total=len(models) * len(batches) * len(conc), desc="perf_analyzer", unit="level",
+               file=sys.stderr, disable=None, leave=False)
+    started: list[int] = []
     for spec in models:
         name, version = _model_version(spec)
         cfg = model_config(url, name, protocol=protocol, version=version)
@@ -81,9 +87,17 @@ def profile(models: tuple[str, ...], url: str, protocol: str, concurrency: str, 
                 runs.append(PerfRun(model=name, command=[], version=version, batch_size=b, ok=False,
                                     error=f"batch {b} exceeds max_batch_size {mb} of {name}: not run"))
                 continue
+            def step(c: int, name: str = name, b: int = b) -> None:
+                if started:
+                    bar.update(1)  # the previous level is done
+                started.append(c)
+                bar.set_postfix_str(f"{name} batch {b} concurrency {c}")
+
             runs.append(run_perf_analyzer(name, url, folder / "perf", protocol=protocol, concurrency=conc,
                                           batch_size=b, measurement_ms=measurement_ms, stability_pct=stability_pct,
-                                          max_trials=max_trials, shapes=shapes, version=version))
+                                          max_trials=max_trials, shapes=shapes, version=version, progress=step))
+    bar.update(bar.total - bar.n)
+    bar.close()
     profiles = _local_baselines(local, runs, first)
     path = (write_perf_report(runs, folder, f"perf_analyzer report: {', '.join(models)}", local=profiles,
                               env=environment(url, protocol)) if report else None)
