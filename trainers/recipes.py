@@ -74,6 +74,18 @@ def spec_for_split(split: Split) -> ModelSpec:
     )
 
 
+def _check_resume_epochs(path: Path, epochs: int) -> None:
+    """The one-cycle schedule is sized for the planned run: resuming must keep its length."""
+    if not path.is_file():
+        return  # the Trainer says there is nothing to resume
+    planned = (load_checkpoint(path).get("config") or {}).get("epochs")
+    if planned is not None and int(planned) != int(epochs):
+        raise UsageError(
+            f"{path}: this run was planned for {planned} epochs and its learning-rate schedule is sized for "
+            f"that; resume with --epochs {planned}, or start a new run (another --out) for {epochs}"
+        )
+
+
 def one_cycle(max_lr: float) -> Any:
     """A scheduler factory: OneCycleLR over the run's optimizer steps (known at fit start)."""
 
@@ -178,6 +190,8 @@ def train_classifier(
                 "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
                 "image_size": image_size, "patience": patience},
     )
+    if resume:
+        _check_resume_epochs(trainer.checkpoint_dir / "last.pt" if str(resume) == "last" else Path(resume), epochs)
     result = trainer.fit(train, val, epochs=epochs, resume=resume)
     if result.interrupted:
         return TrainOutcome(run_dir, None, {}, result)
