@@ -75,14 +75,14 @@ def spec_for_split(split: Split) -> ModelSpec:
 
 
 def _check_resume_epochs(path: Path, epochs: int) -> None:
-    """The one-cycle schedule is sized for the planned run: resuming must keep its length."""
+    """The one-cycle schedule is sized for the planned run: a resume may stop earlier, not go longer."""
     if not path.is_file():
         return  # the Trainer says there is nothing to resume
     planned = (load_checkpoint(path).get("config") or {}).get("epochs")
-    if planned is not None and int(planned) != int(epochs):
+    if planned is not None and int(epochs) > int(planned):
         raise UsageError(
             f"{path}: this run was planned for {planned} epochs and its learning-rate schedule is sized for "
-            f"that; resume with --epochs {planned}, or start a new run (another --out) for {epochs}"
+            f"that; resume with --epochs {planned} or fewer, or start a new run (another --out) for {epochs}"
         )
 
 
