@@ -88,26 +88,21 @@ def check_against(ctx: Context, cfg: Any, art: Artifact) -> None:
     mbs = cfg.max_batch_size
     src = art.source
     by_name = {t.name: t for t in art.inputs}
-    for t in cfg.input:
-        m = by_name.get(t.name)
-        if m is None:
-            ctx.error(CONFIG, f"input[{t.name}]", f"{src} has no input named {t.name!r} (it has "
-                      f"{', '.join(sorted(by_name)) or 'none'})", "use the model's input names")
-            continue
-        _compare(ctx, "input", t, m, mbs, src)
-    names = {t.name for t in cfg.input}
-    for name in by_name:
-        if name not in names and cfg.input:
-            ctx.error(CONFIG, f"input[{name}]", f"{src} needs input {name!r}, which the config does not list",
-                      "add it to the config's inputs (name, data_type, dims)")
-    out_names = {t.name: t for t in art.outputs}
-    for t in cfg.output:
-        m = out_names.get(t.name)
-        if m is None:
-            ctx.error(CONFIG, f"output[{t.name}]", f"{src} has no output named {t.name!r} (it has "
-                      f"{', '.join(sorted(out_names)) or 'none'})", "use the model's output names")
-            continue
-        _compare(ctx, "output", t, m, mbs, src)
+    for kind, declared, model_side in (("input", cfg.input, by_name), ("output", cfg.output,
+                                                                      {t.name: t for t in art.outputs})):
+        for t in declared:
+            m = model_side.get(t.name)
+            if m is None:
+                ctx.error(CONFIG, f"{kind}[{t.name}]", f"{src} has no {kind} named {t.name!r} (it has "
+                          f"{', '.join(sorted(model_side)) or 'none'})", f"use the model's {kind} names")
+                continue
+            _compare(ctx, kind, t, m, mbs, src)
+        if kind == "input":
+            names = {t.name for t in cfg.input}
+            for name in by_name:
+                if name not in names and cfg.input:
+                    ctx.error(CONFIG, f"input[{name}]", f"{src} needs input {name!r}, which the config does not "
+                              "list", "add it to the config's inputs (name, data_type, dims)")
 
 
 def _compare(ctx: Context, group: str, t: Any, m: Tensor, mbs: int, src: str) -> None:

@@ -204,26 +204,20 @@ class TritonPythonModel:
         self.outputs = [_Tensor(io) for io in config.get("output", [])]
         graph_in = {n.name: n for n in self.session.get_inputs()}
         graph_out = {n.name: n for n in self.session.get_outputs()}
-        for t in self.inputs:
-            if t.name not in graph_in:
-                raise pb_utils.TritonModelException(
-                    f"model '{model}', input '{t.name}': not an input of the ONNX graph {path} "
-                    f"(graph inputs: {', '.join(graph_in)}); make config.pbtxt match the graph"
-                )
-            _check_tensor(model, "input", t, graph_in[t.name], self.batching, max_batch, path)
+        for kind, tensors, graph in (("input", self.inputs, graph_in), ("output", self.outputs, graph_out)):
+            for t in tensors:
+                if t.name not in graph:
+                    raise pb_utils.TritonModelException(
+                        f"model '{model}', {kind} '{t.name}': not an {kind} of the ONNX graph {path} "
+                        f"(graph {kind}s: {', '.join(graph)}); make config.pbtxt match the graph"
+                    )
+                _check_tensor(model, kind, t, graph[t.name], self.batching, max_batch, path)
         missing = [n for n in graph_in if n not in {t.name for t in self.inputs}]
         if missing:
             raise pb_utils.TritonModelException(
                 f"model '{model}', input '{missing[0]}': required by the ONNX graph {path} but not in "
                 "config.pbtxt; add it to the config's inputs"
             )
-        for t in self.outputs:
-            if t.name not in graph_out:
-                raise pb_utils.TritonModelException(
-                    f"model '{model}', output '{t.name}': not an output of the ONNX graph {path} "
-                    f"(graph outputs: {', '.join(graph_out)}); make config.pbtxt match the graph"
-                )
-            _check_tensor(model, "output", t, graph_out[t.name], self.batching, max_batch, path)
         if not self.outputs:
             raise pb_utils.TritonModelException(f"model '{model}': config.pbtxt lists no outputs")
 
