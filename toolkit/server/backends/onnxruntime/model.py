@@ -246,6 +246,8 @@ class TritonPythonModel:
                     for p in parts:
                         bounds.append(bounds[-1] + p.shape[0])
                 feeds[name] = np.concatenate(parts)
+            if bounds is None:
+                raise ValueError("no inputs to take the batch size from")
             if not self.plain:
                 feeds = self._to_graph(feeds)
             outs = self.run(self.output_names, feeds)
