@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -158,8 +159,8 @@ def throughput(run: object) -> float:
 
 
 def median_run(runs: list) -> object:
-    """The run whose throughput is the median (the lower middle one for an even count)."""
-    ordered = sorted(runs, key=lambda r: (throughput(r) == throughput(r), throughput(r)))
+    """The run whose throughput is the median (the lower middle one; a failed run counts as lowest)."""
+    ordered = sorted(runs, key=lambda r: -math.inf if math.isnan(throughput(r)) else throughput(r))
     return ordered[(len(ordered) - 1) // 2]
 
 
@@ -215,6 +216,8 @@ def main() -> int:
     ap.add_argument("--skip-pytriton", action="store_true")
     ap.add_argument("--pytriton-child", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.rounds < 1:
+        ap.error(f"--rounds {args.rounds}: use 1 or more")
     if args.pytriton_child:
         pytriton_child(*args.pytriton_child)
         return 0
