@@ -55,3 +55,78 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         Path(tmp).unlink(missing_ok=True)
         raise
     fsync_path(path.parent)
+
+
+class NotRegularFileError(OSError):
+    """A path that must name a regular file names something else (FIFO, device, folder, symlink)."""
+
+
+def _kind(mode: int) -> str:
+    import stat
+
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symlink"),
+                       (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def open_regular(path: str | os.PathLike[str], *, follow_symlinks: bool = True) -> int:
+    """Open ``path`` for reading only if it is a regular file; returns the fd.
+
+    Opens with ``O_NONBLOCK`` (a FIFO never blocks the open) and checks the opened file itself with
+    ``fstat``, so a file swapped in between a check and the open cannot slip through. With
+    ``follow_symlinks=False`` a symlink is refused too (``O_NOFOLLOW``).
+
+    Raises:
+        FileNotFoundError: nothing is there.
+        NotRegularFileError: it is a FIFO, device, socket, folder (or a symlink when not followed).
+    """
+    import stat
+
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    if not follow_symlinks:
+        flags |= os.O_NOFOLLOW
+    try:
+        info = os.lstat(path) if not follow_symlinks else os.stat(path)
+    except FileNotFoundError:
+        raise
+    if not stat.S_ISREG(info.st_mode):
+        raise NotRegularFileError(f"{path} is {_kind(info.st_mode)}, not a regular file")
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        import errno
+
+        if exc.errno == errno.ELOOP:
+            raise NotRegularFileError(f"{path} is a symlink, not a regular file") from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFileError(f"{path} is {_kind(mode)}, not a regular file")
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def read_regular_bytes(path: str | os.PathLike[str], *, limit: int | None = None,
+                       follow_symlinks: bool = True) -> bytes:
+    """The bytes of a regular file (see :func:`open_regular`), refusing one larger than ``limit``."""
+    fd = open_regular(path, follow_symlinks=follow_symlinks)
+    with os.fdopen(fd, "rb") as fh:
+        if limit is None:
+            return fh.read()
+        data = fh.read(limit + 1)
+    if len(data) > limit:
+        raise NotRegularFileError(f"{path} is larger than {limit} bytes")
+    return data
+
+
+def read_regular_text(path: str | os.PathLike[str], *, limit: int | None = None,
+                      follow_symlinks: bool = True) -> str:
+    """:func:`read_regular_bytes` decoded as UTF-8 (undecodable bytes raise ``UnicodeDecodeError``)."""
+    return read_regular_bytes(path, limit=limit, follow_symlinks=follow_symlinks).decode("utf-8")
