@@ -49,7 +49,12 @@ def test_serve_detach_then_status_then_stop_when_repository_is_valid(tmp_path: P
 
         again = _run(["serve", "--runtime", "embedded", *args], tmp_path)
         assert again.returncode != 0
-        assert again.stderr.strip().count("\n") == 0 and "in use" in again.stderr
+        assert again.stderr.strip().count("\n") == 0 and "already running" in again.stderr
+        elsewhere = tmp_path / "elsewhere"
+        (elsewhere / "model_repository").mkdir(parents=True)
+        taken = _run(["serve", "--runtime", "embedded", *args], elsewhere)
+        assert taken.returncode != 0
+        assert taken.stderr.strip().count("\n") == 0 and "in use" in taken.stderr
     finally:
         stop = _run(["serve", "stop"], tmp_path)
     assert stop.returncode == 0 and "stopped" in stop.stdout
