@@ -101,9 +101,12 @@ def test_model_control_is_none_when_not_asked(tmp_path: Path) -> None:
     server = EmbeddedServer(tmp_path, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port())
     cmd = server.command()
     assert "--model-control-mode=none" in cmd
-    assert not any("restricted" in a or "poll" in a or "load-model" in a for a in cmd)
+    assert not any("poll" in a or "load-model" in a for a in cmd)
     assert all(f"--{k}-address=127.0.0.1" in cmd for k in ("http", "grpc", "metrics"))
-    assert server.admin_headers == {}
+    # The admin APIs stay restricted without model control; the flag holds only the placeholder.
+    restricted = [a for a in cmd if "restricted" in a]
+    assert len(restricted) == 2 and all(a.endswith(":tritonkit-admin-key=@TRITONKIT_ADMIN_KEY@") for a in restricted)
+    assert server.admin_value not in " ".join(cmd)
 
 
 def test_repository_api_refuses_requests_without_admin_header_when_model_control_is_poll(poll_server) -> None:

@@ -25,15 +25,26 @@ def test_docker_command_publishes_ports_only_on_localhost_and_mounts_repository_
     for flag in ("--model-repository=/models", "--model-control-mode=none", "--strict-readiness=true",
                  "--exit-on-error=true", "--disable-auto-complete-config"):
         assert flag in tail
-    assert not any("restricted" in a for a in tail)
+    assert [a for a in tail if "restricted" in a] == [
+        "--http-restricted-api=shared-memory,logging,trace,model-repository:tritonkit-admin-key=@TRITONKIT_ADMIN_KEY@",
+        "--grpc-restricted-protocol=shared-memory,logging,trace,model-repository:tritonkit-admin-key=@TRITONKIT_ADMIN_KEY@",
+    ]
 
 
-def test_docker_command_adds_gpus_and_restricts_repository_api_when_model_control_is_on(tmp_path: Path) -> None:
-    cmd = docker_command(tmp_path, "img", PORTS, gpus=True, model_control="poll", admin_value="s3cret")
+def test_docker_command_adds_gpus_and_keeps_admin_key_off_every_command_line_when_model_control_is_on(
+        tmp_path: Path) -> None:
+    from toolkit.server.docker import DockerServer
+
+    cmd = docker_command(tmp_path, "img", PORTS, gpus=True, model_control="poll")
     assert cmd[cmd.index("--gpus") + 1] == "all"
     assert "--model-control-mode=poll" in cmd and "--repository-poll-secs=2" in cmd
-    assert "--http-restricted-api=model-repository:tritonkit-admin-key=s3cret" in cmd
-    assert "--grpc-restricted-protocol=model-repository:tritonkit-admin-key=s3cret" in cmd
+    # The key comes from the docker client's environment (-e NAME without a value) and the
+    # preloaded argv_key library puts it into Triton's flags inside the container.
+    assert cmd[cmd.index("-e", cmd.index("LD_PRELOAD=/opt/tritonkit/argv_key.so") + 1) + 1] == "TRITONKIT_ADMIN_KEY"
+    assert any(a.endswith(":/opt/tritonkit/argv_key.so:ro") for a in cmd)
+    server = DockerServer(tmp_path, image="img", gpus=False, model_control="explicit")
+    assert server.admin_value not in " ".join(docker_command(tmp_path, "img", PORTS, model_control="explicit"))
+    assert server._env()["TRITONKIT_ADMIN_KEY"] == server.admin_value
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import ServerError
-from toolkit.server.embedded import EmbeddedServer, safe_flags
+from toolkit.server.embedded import KEY_VARIABLE, EmbeddedServer, safe_flags
 
 IMAGE_REPO = "nvcr.io/nvidia/tritonserver"
 # Triton container release -> the TensorRT it ships (NVIDIA's framework support matrix).
@@ -34,6 +34,7 @@ RELEASE_TENSORRT: dict[str, str] = {
 DEFAULT_RELEASE = "24.09"
 CONTAINER_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
 CONTAINER_REPOSITORY = "/models"
+CONTAINER_ARGV_KEY = "/opt/tritonkit/argv_key.so"
 
 
 def image_for_release(release: str) -> str:
@@ -90,14 +91,23 @@ def docker_command(
     shm_size: str = "1g",
     *,
     name: str | None = None,
-    admin_value: str | None = None,
+    argv_key_lib: str | os.PathLike[str] | None = None,
     poll_secs: int = 2,
 ) -> list[str]:
     """``docker run`` for Triton: repository read-only, ports published only on ``host``.
 
     ``ports`` maps ``http``/``grpc``/``metrics`` to host ports. Inside the container Triton binds
     all interfaces (needed for publishing); only ``host`` on the machine reaches it.
+
+    The admin key is on no command line, neither ``docker run``'s nor tritonserver's: ``-e
+    TRITONKIT_ADMIN_KEY`` (name only) copies it from the environment of the ``docker`` client, which
+    the caller sets, and the ``argv_key`` library (``argv_key_lib``, mounted read-only and preloaded)
+    puts it into Triton's flags before ``main``. It is visible to whoever may use the Docker engine
+    (``docker inspect``), who is root-equivalent anyway.
     """
+    from toolkit.server.install import argv_key_library
+
+    lib = Path(argv_key_lib) if argv_key_lib else argv_key_library()
     repo = Path(repository).resolve()
     cmd = ["docker", "run", "--rm", "--init"]
     if name:
@@ -107,11 +117,14 @@ def docker_command(
     cmd += ["--shm-size", shm_size]
     for what, inside in CONTAINER_PORTS.items():
         cmd += ["-p", f"{host}:{int(ports[what])}:{inside}"]
-    cmd += ["-v", f"{repo}:{CONTAINER_REPOSITORY}:ro", image, "tritonserver"]
+    cmd += ["-v", f"{repo}:{CONTAINER_REPOSITORY}:ro"]
+    cmd += ["-v", f"{lib.resolve()}:{CONTAINER_ARGV_KEY}:ro", "-e", f"LD_PRELOAD={CONTAINER_ARGV_KEY}",
+            "-e", KEY_VARIABLE]
+    cmd += [image, "tritonserver"]
     cmd += safe_flags(
         repository=CONTAINER_REPOSITORY, host="0.0.0.0", http_port=CONTAINER_PORTS["http"],
         grpc_port=CONTAINER_PORTS["grpc"], metrics_port=CONTAINER_PORTS["metrics"],
-        model_control=model_control, poll_secs=poll_secs, admin_value=admin_value,
+        model_control=model_control, poll_secs=poll_secs,
     )
     return cmd
 
@@ -159,11 +172,12 @@ class DockerServer(EmbeddedServer):
         ports = {"http": self.http_port, "grpc": self.grpc_port, "metrics": self.metrics_port}
         return docker_command(
             self.repository, self.image, ports, self.host, self.gpus, self.model_control,
-            self.shm_size, name=self.container, admin_value=self.admin_value, poll_secs=self.poll_secs,
+            self.shm_size, name=self.container, poll_secs=self.poll_secs,
         ) + list(self.extra_args)
 
     def _env(self) -> dict[str, str]:
-        return dict(os.environ)
+        """The ``docker`` client's environment: where ``-e TRITONKIT_ADMIN_KEY`` takes the key from."""
+        return {**os.environ, KEY_VARIABLE: self.admin_value}
 
     def stop(self, timeout: float = 30) -> None:
         if self.is_running():

@@ -3,9 +3,10 @@
 :class:`EmbeddedServer` runs the ``tritonserver`` from the ``nvidia-pytriton`` wheel (prepared by
 :func:`toolkit.server.install.prepare_triton`) with safe defaults: every endpoint bound to
 127.0.0.1, no model control unless asked, strict readiness, exit on any load error, no config
-auto-completion, and the model-repository API restricted to a per-server header when model control
-is on. ``start()`` returns once ``/v2/health/ready`` answers 200, or raises a one-line
-:class:`~toolkit.errors.ServerError` carrying the server's own reason per failed model.
+auto-completion, and the shared-memory, logging, trace and model-repository APIs restricted to a
+per-server header whose value never appears on any command line (see ``argv_key.c``). ``start()``
+returns once ``/v2/health/ready`` answers 200, or raises a one-line :class:`~toolkit.errors.ServerError`
+carrying the server's own reason per failed model.
 """
 
 from __future__ import annotations
@@ -28,6 +29,13 @@ from toolkit.server.ports import port_in_use
 
 MODEL_CONTROL_MODES = ("none", "explicit", "poll")
 ADMIN_HEADER = "tritonkit-admin-key"
+# Triton API categories that only requests carrying the per-server admin header may use: the
+# shared-memory API lets a client map (and crash on) other processes' regions, logging and trace
+# settings redirect files and flood disks, and the repository API loads code.
+RESTRICTED_APIS = ("shared-memory", "logging", "trace", "model-repository")
+# Stands in for the key on tritonserver's command line; must match argv_key.c.
+KEY_PLACEHOLDER = "@TRITONKIT_ADMIN_KEY@"
+KEY_VARIABLE = "TRITONKIT_ADMIN_KEY"
 
 
 def safe_flags(
@@ -39,9 +47,15 @@ def safe_flags(
     metrics_port: int,
     model_control: str,
     poll_secs: int,
-    admin_value: str | None,
+    restrict: bool = True,
 ) -> list[str]:
-    """tritonserver flags shared by the embedded server and the container command."""
+    """tritonserver flags shared by the embedded server and the container command.
+
+    With ``restrict`` the admin APIs answer only requests carrying :data:`ADMIN_HEADER`; its value is
+    :data:`KEY_PLACEHOLDER` here, replaced inside tritonserver before ``main`` by the preloaded
+    ``argv_key`` library from ``TRITONKIT_ADMIN_KEY``, so the key never enters argument memory that
+    other local users can read.
+    """
     if model_control not in MODEL_CONTROL_MODES:
         raise UsageError(
             f"model control mode {model_control!r} is unknown; use one of {', '.join(MODEL_CONTROL_MODES)}"
@@ -63,10 +77,32 @@ def safe_flags(
         flags.append(f"--repository-poll-secs={max(1, int(poll_secs))}")
     if model_control == "explicit":
         flags.append("--load-model=*")
-    if model_control != "none" and admin_value:
-        flags.append(f"--http-restricted-api=model-repository:{ADMIN_HEADER}={admin_value}")
-        flags.append(f"--grpc-restricted-protocol=model-repository:{ADMIN_HEADER}={admin_value}")
+    if restrict:
+        apis = ",".join(RESTRICTED_APIS)
+        flags.append(f"--http-restricted-api={apis}:{ADMIN_HEADER}={KEY_PLACEHOLDER}")
+        flags.append(f"--grpc-restricted-protocol={apis}:{ADMIN_HEADER}={KEY_PLACEHOLDER}")
     return flags
+
+
+def check_repository(path: Path) -> None:
+    """Refuse, in one line, a repository path that is not a folder (saying what it is instead)."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ServerError(
+            f"model repository {path} does not exist; create one with `tritonkit repo add` or pass --repository"
+        ) from None
+    except OSError as exc:
+        raise ServerError(f"model repository {path} cannot be read ({exc.strerror}); check its permissions") from None
+    if not stat.S_ISDIR(mode):
+        kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISREG, "a file"), (stat.S_ISSOCK, "a socket"),
+                 (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+        kind = next((name for test, name in kinds if test(mode)), "not a folder")
+        raise ServerError(
+            f"model repository {path} is {kind}, not a folder; pass --repository with the repository folder"
+        )
 
 
 def check_ports(host: str, ports: dict[str, int]) -> None:
@@ -107,10 +143,10 @@ def server_error_lines(log_text: str) -> list[str]:
     return lines
 
 
-def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
+def http_get(url: str, timeout: float = 2.0, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
     """GET ``url``; (status, body), with status 0 when nothing answers."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as r:  # noqa: S310 - local URL only
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout) as r:  # noqa: S310 - local URL only
             return r.status, r.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -121,8 +157,8 @@ def http_get(url: str, timeout: float = 2.0) -> tuple[int, bytes]:
 class EmbeddedServer:
     """A tritonserver process serving ``repository`` on ``host``.
 
-    Use as a context manager, or ``start()`` / ``stop()``. ``admin_headers`` carries the header
-    that model-repository API calls need when model control is ``explicit`` or ``poll``.
+    Use as a context manager, or ``start()`` / ``stop()``. ``admin_headers`` carries the header that
+    the restricted APIs (shared memory, logging, trace, model repository) need; every server has one.
     """
 
     kind = "embedded"
@@ -148,10 +184,9 @@ class EmbeddedServer:
         self.model_control = model_control
         self.poll_secs = int(poll_secs)
         self.extra_args = tuple(extra_args)
-        self.admin_value = secrets.token_hex(16) if model_control != "none" else None
+        self.admin_value = secrets.token_hex(16)
         self._log_path = Path(log_path) if log_path else None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._scrubbed = self.admin_value is None
         self.ready_seconds: float | None = None
 
     # -- addresses ------------------------------------------------------------------------
@@ -177,21 +212,22 @@ class EmbeddedServer:
 
     @property
     def admin_headers(self) -> dict[str, str]:
-        return {ADMIN_HEADER: self.admin_value} if self.admin_value else {}
+        return {ADMIN_HEADER: self.admin_value}
 
     # -- lifecycle ------------------------------------------------------------------------
     def command(self) -> list[str]:
         """The exact tritonserver command line (after preparing the install)."""
-        from toolkit.server.install import prepare_triton
+        from toolkit.server.install import argv_key_library, prepare_triton
 
         install = prepare_triton()
         self._install = install
+        self._argv_key_lib = argv_key_library()
         return [
             str(install.binary),
             *safe_flags(
                 repository=str(self.repository), host=self.host, http_port=self.http_port,
                 grpc_port=self.grpc_port, metrics_port=self.metrics_port,
-                model_control=self.model_control, poll_secs=self.poll_secs, admin_value=self.admin_value,
+                model_control=self.model_control, poll_secs=self.poll_secs,
             ),
             f"--backend-directory={install.backend_dir}",
             f"--cache-directory={install.cache_dir}",
@@ -201,14 +237,14 @@ class EmbeddedServer:
         ]
 
     def _env(self) -> dict[str, str]:
-        return self._install.env()
+        """The install's environment plus the key and the library that moves it into argv (see argv_key.c)."""
+        env = self._install.env()
+        env[KEY_VARIABLE] = self.admin_value
+        env["LD_PRELOAD"] = os.pathsep.join(p for p in (str(self._argv_key_lib), env.get("LD_PRELOAD", "")) if p)
+        return env
 
     def _check_before_start(self) -> None:
-        if not self.repository.is_dir():
-            raise ServerError(
-                f"model repository {self.repository} does not exist; create one with `tritonkit repo` "
-                "or pass --repository"
-            )
+        check_repository(self.repository)
         check_ports(self.host, {"http": self.http_port, "grpc": self.grpc_port, "metrics": self.metrics_port})
 
     def start(self, timeout: float = 120) -> EmbeddedServer:
@@ -228,7 +264,6 @@ class EmbeddedServer:
             self._log_path = Path(name)
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
-        self._scrubbed = self.admin_value is None
         with open(self._log_path, "wb") as log:
             # Own session: stop() can signal the server and its python stubs together.
             self._proc = subprocess.Popen(
@@ -237,6 +272,7 @@ class EmbeddedServer:
             )
         try:
             self._wait_ready(timeout)
+            self._check_restricted()
         except BaseException:
             self.stop(timeout=10)
             raise
@@ -250,16 +286,28 @@ class EmbeddedServer:
         while True:
             if self._proc.poll() is not None:
                 raise ServerError(self._failure_message(f"exited with code {self._proc.returncode}"))
-            if not self._scrubbed and self._log_path and self._log_path.stat().st_size > 0:
-                # Triton has parsed its flags before it logs anything: the key is now only in its heap.
-                self._scrubbed = scrub_cmdline(self._proc.pid, self.admin_value)
             if http_get(ready_url, timeout=1.0)[0] == 200:
-                if not self._scrubbed:
-                    self._scrubbed = scrub_cmdline(self._proc.pid, self.admin_value)
                 return
             if time.monotonic() >= deadline:
                 raise ServerError(self._failure_message(f"not ready after {timeout:g} s"))
             time.sleep(0.1)
+
+    def _check_restricted(self) -> None:
+        """Refuse to serve unless the admin APIs answer the key and refuse everyone else.
+
+        Were the preload library ignored, Triton would run with the public placeholder as its key;
+        this catches that (and any other way the restriction could silently not hold).
+        """
+        url = f"http://{self.http_url}/v2/logging"
+        with_key = http_get(url, timeout=5.0, headers=self.admin_headers)[0]
+        without = http_get(url, timeout=5.0)[0]
+        placeholder = http_get(url, timeout=5.0, headers={ADMIN_HEADER: KEY_PLACEHOLDER})[0]
+        if with_key != 200 or without == 200 or placeholder == 200:
+            raise ServerError(
+                f"Triton did not take its admin key (logging API answered {with_key} with the key, {without} "
+                f"without, {placeholder} with the placeholder), so it was stopped rather than serve with its "
+                f"admin APIs open; check that LD_PRELOAD works here (log: {self._log_path})"
+            )
 
     def read_log(self) -> str:
         try:
@@ -284,10 +332,17 @@ class EmbeddedServer:
         return http_get(f"http://{self.http_url}/v2/health/ready", timeout=1.0)[0] == 200
 
     def stop(self, timeout: float = 30) -> None:
-        """Stop gracefully (SIGINT, then SIGTERM), then kill; safe to call twice."""
+        """Stop gracefully (SIGINT, then SIGTERM), then kill; safe to call twice.
+
+        The python stubs are found before anything is signalled (members of the session the server
+        leads) and killed through pidfds afterwards if they outlive it: no process group by number.
+        """
+        from toolkit.server.procs import session_handles
+
         proc = self._proc
         if proc is None:
             return
+        leftovers = session_handles(proc.pid)
         if proc.poll() is None:
             half = max(1.0, timeout / 2)
             for sig, wait in ((signal.SIGINT, half), (signal.SIGTERM, max(1.0, timeout - half))):
@@ -300,10 +355,12 @@ class EmbeddedServer:
                 except ProcessLookupError:
                     break
             if proc.poll() is None:
-                _kill_group(proc.pid)
+                proc.kill()
                 proc.wait(10)
         # Stubs left behind by a killed server belong to its session; never leak them.
-        _kill_group(proc.pid)
+        for handle in leftovers:
+            handle.send(signal.SIGKILL)
+            handle.close()
         self._proc = None
 
     def __enter__(self) -> EmbeddedServer:
@@ -311,39 +368,3 @@ class EmbeddedServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
-
-
-def scrub_cmdline(pid: int, secret: str | None) -> bool:
-    """Overwrite ``secret`` in the argument memory of child ``pid`` so ``ps`` and ``/proc/PID/cmdline``
-    no longer show it; True when it is gone (or there was none).
-
-    tritonserver takes the restricted-API header value only as a flag, and every local user can read
-    a process's command line. Once Triton has parsed its flags the argv copy is dead memory, so the
-    parent (allowed to write a child's memory under Yama ptrace_scope <= 1) blanks it. Best effort:
-    where the kernel refuses, the key stays visible to local users for the server's life, and the
-    caller knows from the False return.
-    """
-    if not secret:
-        return True
-    needle = secret.encode()
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        start, end = int(fields[45]), int(fields[46])  # arg_start, arg_end (stat fields 48, 49)
-        with open(f"/proc/{pid}/mem", "r+b", buffering=0) as mem:
-            mem.seek(start)
-            args = mem.read(end - start)
-            at = args.find(needle)
-            while at >= 0:
-                mem.seek(start + at)
-                mem.write(b"x" * len(needle))
-                at = args.find(needle, at + len(needle))
-        return needle not in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (OSError, ValueError, IndexError):
-        return False
-
-
-def _kill_group(pgid: int) -> None:
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass

@@ -10,8 +10,12 @@ same time both end with a complete install and never see a half-copied one.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import platform
 import shutil
+import stat
+import subprocess
 import sys
 import sysconfig
 import tempfile
@@ -22,6 +26,7 @@ from pathlib import Path
 from toolkit.errors import MissingDependencyError
 
 _BACKEND_SOURCE = Path(__file__).resolve().parent / "backends"
+_ARGV_KEY_SOURCE = Path(__file__).resolve().parent / "argv_key.c"
 _COMPLETE = ".tritonkit-complete"
 
 
@@ -60,6 +65,9 @@ class TritonInstall:
         env["LD_LIBRARY_PATH"] = os.pathsep.join(parts)
         bindir = str(Path(sys.executable).parent)
         env["PATH"] = os.pathsep.join(p for p in (bindir, env.get("PATH", "")) if p)
+        # The stubs import model.py from published version folders, which must never change: no
+        # __pycache__ written next to them (it also made the first poll see a changed version).
+        env["PYTHONDONTWRITEBYTECODE"] = "1"
         return env
 
 
@@ -154,3 +162,62 @@ def prepare_triton(home: Path | None = None) -> TritonInstall:
             shutil.rmtree(tmp, ignore_errors=True)
     _sync_backends(root)
     return TritonInstall(root=root, version=version, libs_dir=libs)
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC", ""), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return name
+    return None
+
+
+def _trusted(path: Path) -> bool:
+    """Ours and writable by nobody else: a library tritonserver preloads must not be someone else's."""
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o022
+
+
+def argv_key_library(home: Path | None = None) -> Path:
+    """The compiled ``argv_key.c`` (see its header): hands tritonserver its admin key off the command line.
+
+    Built once per source version with the system C compiler into tritonkit's home, atomically.
+
+    Raises:
+        MissingDependencyError: no C compiler, or it failed (the server is then not started at all:
+            never a key on the command line instead).
+    """
+    source = _ARGV_KEY_SOURCE.read_bytes()
+    digest = hashlib.sha256(source).hexdigest()[:16]
+    home = home or tritonkit_home()
+    lib = home / f"argv_key-{digest}-{platform.machine()}.so"
+    if _trusted(lib):
+        return lib
+    cc = _compiler()
+    if cc is None:
+        raise MissingDependencyError(
+            "no C compiler found (cc, gcc or clang); tritonkit compiles a 60-line helper that gives "
+            "tritonserver its admin key without putting it on the command line: install one "
+            "(`apt-get install gcc`) or set CC"
+        )
+    home.mkdir(parents=True, exist_ok=True)
+    tmp_dir = Path(tempfile.mkdtemp(dir=home, prefix=".argv_key."))
+    try:
+        src = tmp_dir / "argv_key.c"
+        src.write_bytes(source)
+        out = tmp_dir / lib.name
+        done = subprocess.run([cc, "-shared", "-fPIC", "-O2", "-o", str(out), str(src)],
+                              capture_output=True, text=True, timeout=120)
+        if done.returncode != 0 or not out.is_file():
+            first = (done.stderr.strip().splitlines() or ["no output"])[0]
+            raise MissingDependencyError(
+                f"{cc} could not build {_ARGV_KEY_SOURCE.name} ({first}); install a working C compiler "
+                "(`apt-get install gcc`) or set CC"
+            )
+        os.chmod(out, 0o755)
+        os.replace(out, lib)
+    finally:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+    return lib

@@ -112,3 +112,22 @@ class PidHandle:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def session_handles(leader: int) -> list[PidHandle]:
+    """Pidfd handles on the members of session ``leader`` other than the leader (the python stubs).
+
+    Empty unless ``leader`` leads its own session and group (pgid == sid == pid): a group number taken
+    from elsewhere names nothing we may signal.
+    """
+    if session_of(leader) != (leader, leader):
+        return []
+    handles = []
+    for ident in session_members(leader):
+        if ident.pid == leader:
+            continue
+        try:
+            handles.append(PidHandle(ident))
+        except ProcessLookupError:
+            pass
+    return handles

@@ -21,7 +21,7 @@ from typing import Any
 from toolkit.errors import ServerError, UsageError
 from toolkit.fileio import NotRegularFileError, open_regular
 from toolkit.server.embedded import ADMIN_HEADER, EmbeddedServer, http_get
-from toolkit.server.procs import PidHandle, ProcessIdentity, identity_of, session_members, session_of
+from toolkit.server.procs import PidHandle, ProcessIdentity, identity_of, session_handles
 
 RUNTIMES = ("auto", "docker", "embedded")
 DEFAULT_RUN_DIR = Path(".tritonkit") / "serve"
@@ -419,18 +419,8 @@ def stop_detached(run_dir: Path = DEFAULT_RUN_DIR, timeout: float = 30) -> bool:
         _forget_state(run_dir)
         return False
     with handle:
-        pid = state["pid"]
-        # Its stubs: members of the session the server leads (it was started with setsid). A session
-        # that is not its own (pgid == sid == pid) has no members we may touch.
-        members: list[PidHandle] = []
-        if session_of(pid) == (pid, pid):
-            for ident in session_members(pid):
-                if ident.pid == pid:
-                    continue
-                try:
-                    members.append(PidHandle(ident))
-                except ProcessLookupError:
-                    pass
+        # Its stubs: the other members of the session it leads (started with setsid).
+        members = session_handles(state["pid"])
         try:
             if state.get("runtime") == "docker" and isinstance(state.get("container"), str):
                 import subprocess
