@@ -1,20 +1,38 @@
 """The versioned model repository: publish new versions atomically, never modify old ones.
 
-Publishing builds the whole version (and, on first publish, the whole model folder) in a staging
-folder OUTSIDE the repository on the same filesystem, fsyncs it, and renames it into place; the
-model's ``config.pbtxt`` and labels are replaced by rename last. A lock file beside the repository
-serializes writers. A crash at any point leaves either the old state or the new, never a half
-version: Triton (which may be polling) only ever sees complete folders.
+The protocol (why: a polling Triton must never serve a version under a config it was not
+published with, whatever moment a publish is killed at):
+
+* Every live ``config.pbtxt`` pins the versions it was written for with ``version_policy:
+  specific { versions: [...] }``, computed from the user's requested policy (latest N / all /
+  specific). A version folder that no config names is invisible to Triton.
+* Each version's ``manifest.json`` records the exact config it must be served with (with the
+  requested policy), its sha256, and the sha256 of every file.
+* A publish stages the version (and the new config and labels) on the repository's own
+  filesystem: inside the model folder under a dot-name Triton ignores as a version, or, for a
+  model that does not exist yet, beside the repository when that is the same filesystem. It
+  parses and validates (one rule engine: :mod:`toolkit.validate`) the exact config text it will
+  make live, fsyncs, renames the version folder in (not yet named by any config, so not loaded),
+  writes the labels under a content-addressed name, then atomically replaces ``config.pbtxt`` with
+  the config naming the new version plus the older ones whose recorded config equals it.
+* A version left by a killed publish that no config names is reported as unpublished and never
+  reused; stale staging folders of dead writers are removed under the lock by the next publish.
+
+A lock file beside the repository (opened without following symlinks, owned by the writer)
+serializes writers.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import hashlib
 import json
 import os
 import platform
 import re
 import shutil
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -26,7 +44,7 @@ from typing import Any
 
 import toolkit
 from toolkit.errors import RepositoryError, UsageError
-from toolkit.fileio import fsync_path, sha256_of
+from toolkit.fileio import NotRegularFileError, atomic_write_bytes, fsync_path, read_regular_text, sha256_of
 from toolkit.spec import ModelSpec, TensorSpec
 from toolkit.triton_config import (
     ONNX_PLATFORM,
@@ -34,15 +52,27 @@ from toolkit.triton_config import (
     ServingOptions,
     build_config,
     config_to_text,
-    read_config,
+    parse_config,
 )
 
 MANIFEST = "manifest.json"
+CONFIG = "config.pbtxt"
+MAX_MANIFEST_BYTES = 64 * 1024 * 1024
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+STAGING_PREFIX = ".tritonkit-staging-"  # inside a model folder: not a number, so Triton ignores it
+TRASH_PREFIX = ".tritonkit-trash-"
 _NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _VERSION_RE = re.compile(r"[1-9][0-9]*", re.ASCII)  # what Triton loads: ASCII digits, no leading zero
+_ANY_NUMBER_RE = re.compile(r"[0-9]+", re.ASCII)  # every name Triton might take as a version number
 _FILE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", re.ASCII)  # a file name inside a version folder
+_LABELS_RE = re.compile(r"labels_[0-9a-f]{12}\.txt", re.ASCII)
+_SIDE_STAGE_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*-[0-9]+-[A-Za-z0-9_]{8}", re.ASCII)
+_OURS_RE = re.compile(rf"(?:{re.escape(STAGING_PREFIX)}|{re.escape(TRASH_PREFIX)})[0-9]+-[A-Za-z0-9_]{{8}}",
+                      re.ASCII)
+_TMP_CONFIG_RE = re.compile(r"\.config\.pbtxt\.[A-Za-z0-9_]{8}\.tmp", re.ASCII)
 # Publishing steps, in order; tests inject faults between them through TRITONKIT_FAULT_AT.
-STEPS = ("staged", "fsynced", "version_renamed", "config_replaced")
+STEPS = ("cleaned", "staged", "validated", "fsynced", "labels_written", "version_renamed", "config_replaced",
+         "done")
 
 
 def check_model_name(name: str) -> str:
@@ -55,15 +85,35 @@ def check_model_name(name: str) -> str:
     return name
 
 
-def version_numbers(model_dir: Path) -> list[int]:
-    """Numeric version folders as Triton sees them (no leading zero), ascending."""
-    if not model_dir.is_dir():
+def _lstat(path: Path) -> os.stat_result | None:
+    try:
+        return os.lstat(path)
+    except OSError:
+        return None
+
+
+def _is_real_dir(path: Path) -> bool:
+    """A folder that is not a symlink (symlinks are never followed out of the repository)."""
+    st = _lstat(path)
+    return st is not None and stat.S_ISDIR(st.st_mode)
+
+
+def _names(folder: Path) -> list[str]:
+    try:
+        return sorted(os.listdir(folder))
+    except OSError:
         return []
-    out = []
-    for p in model_dir.iterdir():
-        if p.is_dir() and _VERSION_RE.fullmatch(p.name):
-            out.append(int(p.name))
-    return sorted(out)
+
+
+def version_numbers(model_dir: Path) -> list[int]:
+    """Numeric version folders as Triton sees them (no leading zero, real folders), ascending."""
+    return sorted(int(n) for n in _names(Path(model_dir))
+                  if _VERSION_RE.fullmatch(n) and _is_real_dir(Path(model_dir) / n))
+
+
+def _taken_numbers(model_dir: Path) -> list[int]:
+    """Every numeric name in the model folder, whatever it is: a new version never reuses one."""
+    return sorted(int(n) for n in _names(model_dir) if _ANY_NUMBER_RE.fullmatch(n))
 
 
 def _fsync_tree(root: Path) -> None:
@@ -80,9 +130,48 @@ def _fault(step: str) -> None:
 
 
 def _side_dir(repository: Path, suffix: str) -> Path:
-    """A folder beside the repository (same filesystem, not inside what Triton scans)."""
+    """A folder beside the repository (not inside what Triton scans)."""
     repository = repository.resolve()
     return repository.parent / f".{repository.name}.{suffix}"
+
+
+def _check_ours(path: Path, what: str, st: os.stat_result) -> None:
+    """Refuse a lock or staging path another user could control (owner, mode, symlink)."""
+    if st.st_uid != os.geteuid():
+        raise RepositoryError(
+            f"{path}: the {what} belongs to user id {st.st_uid}, who could tamper with what tritonkit writes; "
+            "remove it, or publish into a repository whose parent folder only you can write"
+        )
+    if st.st_mode & 0o022:
+        raise RepositoryError(
+            f"{path}: the {what} is writable by group or others (mode {stat.S_IMODE(st.st_mode):o}); "
+            f"run 'chmod go-w {path}' or remove it"
+        )
+
+
+def _open_lock(lock_path: Path) -> int:
+    """Open (or create) the lock file without following a symlink; it must be ours and regular."""
+    flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(lock_path, flags | os.O_EXCL, 0o600)
+    except FileExistsError:
+        try:
+            fd = os.open(lock_path, flags, 0o600)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise RepositoryError(
+                    f"{lock_path}: the writer lock is a symlink (it could make tritonkit create or truncate a "
+                    "file elsewhere); remove it and retry") from None
+            raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise RepositoryError(f"{lock_path}: the writer lock is not a regular file; remove it and retry")
+        _check_ours(lock_path, "writer lock", st)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 @contextmanager
@@ -91,7 +180,7 @@ def repository_lock(repository: Path, timeout: float = 120.0) -> Iterator[None]:
     lock_path = _side_dir(repository, "lock")
     try:
         lock_path.parent.mkdir(parents=True, exist_ok=True)
-        fh = open(lock_path, "a+")  # noqa: SIM115 - held for the duration of the context
+        fd = _open_lock(lock_path)
     except OSError as exc:
         raise RepositoryError(
             f"{repository}: cannot take the writer lock {lock_path} ({exc.strerror}); the repository is "
@@ -101,7 +190,7 @@ def repository_lock(repository: Path, timeout: float = 120.0) -> Iterator[None]:
     try:
         while True:
             try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() > deadline:
@@ -112,7 +201,80 @@ def repository_lock(repository: Path, timeout: float = 120.0) -> Iterator[None]:
                 time.sleep(0.05)
         yield
     finally:
-        fh.close()
+        os.close(fd)
+
+
+def _read_text(path: Path, what: str, limit: int) -> str:
+    """A repository file's text: regular files only (a FIFO never blocks), symlinks refused."""
+    try:
+        return read_regular_text(path, limit=limit, follow_symlinks=False)
+    except FileNotFoundError:
+        raise RepositoryError(f"{path}: {what} is missing") from None
+    except NotRegularFileError as exc:
+        raise RepositoryError(f"{path}: {what} is not a regular file ({exc}); replace it with the file "
+                              "tritonkit wrote or remove the version") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RepositoryError(f"{path}: cannot read the {what} ({exc}); fix permissions or remove it") from None
+
+
+def read_manifest(version_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """The version's manifest, read safely; RepositoryError (one line) when unusable."""
+    path = Path(version_dir) / MANIFEST
+    text = _read_text(path, "manifest", MAX_MANIFEST_BYTES)
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise RepositoryError(f"{path}: manifest is not JSON ({exc}); this version cannot be used") from None
+    if not isinstance(data, dict):
+        raise RepositoryError(f"{path}: manifest is not a JSON object; this version cannot be used")
+    return data
+
+
+def read_live_config(model_dir: str | os.PathLike[str]) -> Any:
+    """The model's live ``config.pbtxt`` (None when absent); RepositoryError when unusable."""
+    path = Path(model_dir) / CONFIG
+    if _lstat(path) is None:
+        return None
+    return parse_config(_read_text(path, "config", MAX_CONFIG_BYTES), str(path))
+
+
+def named_versions(cfg: Any, present: list[int]) -> list[int]:
+    """Versions a config makes Triton load, among the ``present`` version folders."""
+    if cfg is None:
+        return []
+    choice = cfg.version_policy.WhichOneof("policy_choice")
+    if choice == "specific":
+        return sorted(set(cfg.version_policy.specific.versions))
+    if choice == "all":
+        return sorted(present)
+    n = cfg.version_policy.latest.num_versions if choice == "latest" else 1
+    return sorted(present)[-max(n, 1):] if present else []
+
+
+def _without_policy(cfg: Any) -> Any:
+    c = type(cfg)()
+    c.CopyFrom(cfg)
+    c.ClearField("version_policy")
+    return c
+
+
+def configs_agree(a: Any, b: Any) -> bool:
+    """Whether two configs serve a version identically (they may differ only in version_policy)."""
+    return _without_policy(a) == _without_policy(b)
+
+
+def recorded_config(version_dir: str | os.PathLike[str], manifest: dict[str, Any] | None = None) -> Any:
+    """The config a version was published with, its checksum checked; RepositoryError otherwise."""
+    version_dir = Path(version_dir)
+    manifest = read_manifest(version_dir) if manifest is None else manifest
+    where = version_dir / MANIFEST
+    text, want = manifest.get("config"), manifest.get("config_sha256")
+    if not isinstance(text, str) or not isinstance(want, str):
+        raise RepositoryError(f"{where}: manifest lacks 'config' or 'config_sha256'; this version cannot be used")
+    if _text_sha(text) != want:
+        raise RepositoryError(f"{where}: the recorded config does not match its config_sha256 (the manifest was "
+                              "modified after publishing); refusing to use this version")
+    return parse_config(text, f"{where} (recorded config)")
 
 
 def spec_from_onnx_graph(path: Path, labels: tuple[str, ...] = ()) -> ModelSpec:
@@ -164,16 +326,6 @@ class Published:
     created: bool
 
 
-def _latest_manifest(model_dir: Path) -> dict[str, Any] | None:
-    versions = version_numbers(model_dir)
-    if not versions:
-        return None
-    try:
-        return json.loads((model_dir / str(versions[-1]) / MANIFEST).read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def publish_onnx(
     repository: str | os.PathLike[str],
     name: str,
@@ -189,8 +341,7 @@ def publish_onnx(
     check_model_name(name)
     options = options or ServingOptions()
     onnx_path = Path(onnx_path)
-    if not onnx_path.is_file() or onnx_path.stat().st_size == 0:
-        raise RepositoryError(f"{onnx_path}: ONNX file missing or empty; run 'tritonkit export' first")
+    _check_source(onnx_path, "ONNX file", "run 'tritonkit export' first")
     options.validate()
     spec = spec_from_onnx_graph(onnx_path, tuple(labels or ()))
     _check_labels(spec)
@@ -226,7 +377,28 @@ def _external_data_files(onnx_path: Path) -> dict[str, Path]:
     return out
 
 
+def _check_source(path: Path, what: str, fix: str) -> None:
+    """A file to publish must be a non-empty regular file (a FIFO would hang the copy)."""
+    st = _lstat(path)
+    if st is None:
+        raise RepositoryError(f"{path}: {what} does not exist; {fix}")
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise RepositoryError(f"{path}: {what} cannot be read ({exc.strerror}); {fix}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise RepositoryError(f"{path}: {what} is not a regular file (a FIFO, device or folder); {fix}")
+    if st.st_size == 0:
+        raise RepositoryError(f"{path}: {what} is empty; {fix}")
+
+
 def _check_labels(spec: ModelSpec) -> None:
+    bad = [label for label in spec.labels if not str(label).strip() or any(c in str(label) for c in "\r\n\x00")]
+    if bad:
+        raise UsageError(
+            f"label {bad[0]!r} is empty or holds a line break or NUL, which would shift every later class in "
+            "the label file; give single-line labels (fix the labels file or the checkpoint's labels)"
+        )
     if spec.labels and spec.outputs and spec.outputs[0].shape and spec.outputs[0].shape[-1] > 0:
         classes = spec.outputs[0].shape[-1]
         if len(spec.labels) != classes:
@@ -297,8 +469,7 @@ def publish_plan(
     cc_names: dict[str, str] = {}
     for cc, path in plans.items():
         p = Path(path)
-        if not p.is_file() or p.stat().st_size == 0:
-            raise RepositoryError(f"{p}: plan file missing or empty; build it with 'tritonkit build'")
+        _check_source(p, "plan file", "build it with 'tritonkit build'")
         want = records[cc].get("sha256")
         if want and want != sha256_of(p):
             raise RepositoryError(f"{p}: the plan's sha256 differs from its record's; the record belongs to "
@@ -356,108 +527,293 @@ def _publish(
     provenance: dict[str, Any],
     skip_if_unchanged: bool,
 ) -> Published:
-    if repository.exists() and not repository.is_dir():
-        raise RepositoryError(f"{repository}: exists and is not a folder; choose another --repository")
+    _prepare_repository(repository)
+    with repository_lock(repository):
+        return _publish_locked(repository, name, files, config_text, spec, model_sha, provenance,
+                               skip_if_unchanged)
+
+
+def _prepare_repository(repository: Path) -> None:
+    st = _lstat(repository)
+    if st is not None and not stat.S_ISDIR(st.st_mode):
+        what = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a folder"
+        raise RepositoryError(f"{repository}: exists and is {what}; give the real repository folder as --repository")
     try:
         repository.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RepositoryError(f"{repository}: cannot create the repository ({exc.strerror}); "
                               "fix permissions or choose another --repository") from None
+
+
+def labels_filename(labels: tuple[str, ...] | list[str]) -> str:
+    """Content-addressed label file name: a new config never changes the labels an old one names."""
+    return f"labels_{_text_sha(''.join(f'{label}{chr(10)}' for label in labels))[:12]}.txt"
+
+
+def _with_label_file(config_text: str, spec: ModelSpec, where: str) -> str:
+    """The requested config with every ``label_filename`` set to the content-addressed name."""
+    cfg = parse_config(config_text, where)
+    if not spec.labels:
+        return config_text
+    changed = False
+    for out in cfg.output:
+        if out.label_filename and out.label_filename != labels_filename(spec.labels):
+            out.label_filename = labels_filename(spec.labels)
+            changed = True
+    return config_to_text(cfg) if changed else config_text
+
+
+def _live_state(model_dir: Path) -> tuple[Any, list[int]]:
+    """(live config or None, versions it names). An unusable live config names nothing."""
+    try:
+        cfg = read_live_config(model_dir)
+    except RepositoryError:
+        return None, []
+    return cfg, named_versions(cfg, version_numbers(model_dir))
+
+
+def _compatible_versions(model_dir: Path, requested: Any, new_version: int, named: list[int]) -> list[int]:
+    """Versions the new live config names: the new one, plus published older ones whose recorded
+    config (checksum checked) equals the new config, within the requested policy."""
+    choice = requested.version_policy.WhichOneof("policy_choice")
+    limit = None if choice in ("all", "specific") else max(
+        requested.version_policy.latest.num_versions if choice == "latest" else 1, 1)
+    wanted = set(requested.version_policy.specific.versions) if choice == "specific" else None
+    out = [new_version]
+    top = max(named) if named else 0  # versions above every named one were never published
+    for v in reversed(version_numbers(model_dir)):
+        if limit is not None and len(out) >= limit:
+            break
+        if v >= new_version or v > top or (wanted is not None and v not in wanted):
+            continue
+        try:
+            if configs_agree(recorded_config(model_dir / str(v)), requested):
+                out.append(v)
+        except RepositoryError:
+            continue  # an unreadable or tampered version is never named
+    return sorted(out)
+
+
+def _pinned(requested: Any, versions: list[int]) -> str:
+    cfg = type(requested)()
+    cfg.CopyFrom(requested)
+    cfg.ClearField("version_policy")
+    cfg.version_policy.specific.versions.extend(versions)
+    return config_to_text(cfg)
+
+
+def _refuse_invalid(staged_model: Path, name: str, repository: Path, version: int, elsewhere: set[int]) -> None:
+    """Run the repository validator's rules on the staged model folder; refuse on any error."""
+    from toolkit.validate import validate_model
+
+    problems = [p for p in validate_model(staged_model, repository=repository, name=name, present=elsewhere,
+                                          checksums=True)
+                if p.is_error]
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise RepositoryError(
+            f"{repository / name}: refusing to publish version {version}, Triton would not load it: "
+            f"{problems[0].line()}{more}; the repository is unchanged"
+        )
+
+
+def _clean_stale(repository: Path, model_dir: Path) -> list[str]:
+    """Remove staging and trash folders of killed writers (we hold the lock, so no writer is alive).
+
+    Only folders that are ours are touched: our naming pattern, our user, real folders (not
+    symlinks), inside the model folder or the side staging folder.
+    """
+    removed = []
+    candidates = [model_dir / n for n in _names(model_dir) if _OURS_RE.fullmatch(n) or _TMP_CONFIG_RE.fullmatch(n)]
+    side = _side_dir(repository, "staging")
+    side_st = _lstat(side)
+    if side_st is not None and stat.S_ISDIR(side_st.st_mode) and side_st.st_uid == os.geteuid():
+        candidates += [side / n for n in _names(side) if _SIDE_STAGE_RE.fullmatch(n)]
+    for path in candidates:
+        st = _lstat(path)
+        if st is None or st.st_uid != os.geteuid():
+            continue
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(path, ignore_errors=True)
+        elif stat.S_ISREG(st.st_mode):
+            path.unlink(missing_ok=True)
+        else:
+            continue
+        removed.append(str(path))
+    return removed
+
+
+def _stage_root(repository: Path, model_dir: Path, name: str, version: int) -> tuple[Path, bool]:
+    """(staging folder, whether it is beside the repository) on the repository's own filesystem."""
+    if _is_real_dir(model_dir):
+        return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{version}-", dir=model_dir)), False
+    if _lstat(model_dir) is not None:
+        raise RepositoryError(f"{model_dir}: exists and is not a real folder (a file or symlink); move it out of "
+                              "the repository")
+    side = _side_dir(repository, "staging")
+    try:
+        same_fs = os.stat(repository).st_dev == os.stat(side.parent).st_dev
+    except OSError:
+        same_fs = False
+    if same_fs:
+        side.mkdir(mode=0o700, exist_ok=True)
+        st = os.lstat(side)
+        if not stat.S_ISDIR(st.st_mode):
+            raise RepositoryError(f"{side}: the staging folder is not a real folder; remove it and retry")
+        _check_ours(side, "staging folder", st)
+        return Path(tempfile.mkdtemp(prefix=f"{name}-{version}-", dir=side)), True
+    # The repository is its own mount point: stage inside the (new, empty) model folder.
+    model_dir.mkdir()
+    return Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{version}-", dir=model_dir)), False
+
+
+def _publish_locked(
+    repository: Path,
+    name: str,
+    files: dict[str, Path],
+    config_text: str,
+    spec: ModelSpec,
+    model_sha: str,
+    provenance: dict[str, Any],
+    skip_if_unchanged: bool,
+    expected: dict[str, str] | None = None,
+) -> Published:
     model_dir = repository / name
+    _clean_stale(repository, model_dir)
+    _fault("cleaned")
+    config_text = _with_label_file(config_text, spec, f"{name}: config to publish")
+    requested = parse_config(config_text, f"{name}: config to publish")
     labels_text = "".join(f"{label}\n" for label in spec.labels)
-    with repository_lock(repository):
-        latest = _latest_manifest(model_dir)
-        if (
-            skip_if_unchanged
-            and latest is not None
-            and latest.get("model_sha256") == model_sha
-            and latest.get("config_sha256") == _text_sha(config_text)
-            and (model_dir / "config.pbtxt").is_file()
-        ):
-            v = version_numbers(model_dir)[-1]
-            return Published(name, v, model_dir / str(v), created=False)
-        version = (version_numbers(model_dir) or [0])[-1] + 1
-        staging_root = _side_dir(repository, "staging")
+    live, named = _live_state(model_dir)
+    if skip_if_unchanged and live is not None and named:
         try:
-            staging_root.mkdir(mode=0o700, parents=True, exist_ok=True)
-            if staging_root.stat().st_uid != os.geteuid():
+            latest = read_manifest(model_dir / str(named[-1]))
+            same = (latest.get("model_sha256") == model_sha and latest.get("config_sha256") == _text_sha(config_text)
+                    and configs_agree(live, requested) and not verify_version(model_dir / str(named[-1])))
+        except RepositoryError:
+            same = False
+        if same:
+            return Published(name, named[-1], model_dir / str(named[-1]), created=False)
+    version = (_taken_numbers(model_dir) or [0])[-1] + 1
+    try:
+        stage, beside = _stage_root(repository, model_dir, name, version)
+    except OSError as exc:
+        raise RepositoryError(
+            f"{repository}: cannot stage version {version} of {name} in {model_dir} ({exc.strerror}); "
+            "the repository is unchanged. Fix permissions or free space and retry"
+        ) from None
+    new_model = not beside and not version_numbers(model_dir) and _lstat(model_dir / CONFIG) is None
+    moved_in = False
+    try:
+        staged_model = stage / "model"
+        vdir = staged_model / str(version)
+        vdir.mkdir(parents=True)
+        manifest_files = {}
+        for target, src in files.items():
+            (vdir / target).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, vdir / target)
+            manifest_files[target] = sha256_of(vdir / target)
+            if expected is not None and expected.get(target) != manifest_files[target]:
+                raise RepositoryError(f"{src}: changed while it was copied (sha256 differs from its manifest); "
+                                      "refusing to publish it; the repository is unchanged")
+        manifest = {
+            "model": name,
+            "version": version,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "files": manifest_files,
+            "model_sha256": model_sha,
+            "config_sha256": _text_sha(config_text),
+            "config": config_text,
+            "labels": list(spec.labels),
+            "spec": spec.to_dict(),
+            "tritonkit": toolkit.__version__,
+            "libraries": _library_versions(),
+            **provenance,
+        }
+        (vdir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
+        versions = _compatible_versions(model_dir, requested, version, named)
+        live_text = _pinned(requested, versions)
+        parse_config(live_text, f"{name}: config to make live")
+        (staged_model / CONFIG).write_text(live_text)
+        label_file = labels_filename(spec.labels) if labels_text else None
+        if label_file:
+            (staged_model / label_file).write_text(labels_text)
+        _fault("staged")
+        _refuse_invalid(staged_model, name, repository, version, set(versions) - {version})
+        _fault("validated")
+        _fsync_tree(stage)
+        _fault("fsynced")
+        if beside:  # a new model: the whole folder appears at once
+            os.rename(staged_model, model_dir)
+            fsync_path(repository)
+            for step in ("labels_written", "version_renamed", "config_replaced"):
+                _fault(step)
+        else:
+            if label_file:
+                _place_labels(staged_model / label_file, model_dir / label_file)
+            _fault("labels_written")
+            if new_model:  # own mount point, no model yet: the config first, naming a version not yet there
+                os.replace(staged_model / CONFIG, model_dir / CONFIG)
+                fsync_path(model_dir)
+            os.rename(vdir, model_dir / str(version))  # not named by the live config: Triton ignores it
+            moved_in = True
+            fsync_path(model_dir)
+            _fault("version_renamed")
+            if not new_model:
+                os.replace(staged_model / CONFIG, model_dir / CONFIG)
+                fsync_path(model_dir)
+            _fault("config_replaced")
+    except OSError as exc:
+        if moved_in and not new_model:  # not named by any config, but take it back out anyway
+            try:
+                os.rename(model_dir / str(version), stage / "withdrawn")
+            except OSError:
                 raise RepositoryError(
-                    f"{staging_root}: the staging folder belongs to another user, who could swap staged files; "
-                    "remove it or publish into a repository whose parent folder only you can write"
-                )
-            stage = Path(tempfile.mkdtemp(prefix=f"{name}-{version}-", dir=staging_root))
-        except OSError as exc:
-            raise RepositoryError(
-                f"{repository}: cannot stage version {version} of {name} in {staging_root} ({exc.strerror}); "
-                "the repository is unchanged. Fix permissions or free space and retry"
-            ) from None
-        moved_in = False
-        try:
-            vdir = stage / "model" / str(version)
-            vdir.mkdir(parents=True)
-            manifest_files = {}
-            for target, src in files.items():
-                (vdir / target).parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src, vdir / target)
-                manifest_files[target] = sha256_of(vdir / target)
-            manifest = {
-                "model": name,
-                "version": version,
-                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "files": manifest_files,
-                "model_sha256": model_sha,
-                "config_sha256": _text_sha(config_text),
-                "config": config_text,
-                "labels": list(spec.labels),
-                "spec": spec.to_dict(),
-                "tritonkit": toolkit.__version__,
-                "libraries": _library_versions(),
-                **provenance,
-            }
-            (vdir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-            (stage / "model" / "config.pbtxt").write_text(config_text)
-            if labels_text:
-                (stage / "model" / "labels.txt").write_text(labels_text)
-            _fault("staged")
-            _fsync_tree(stage)
-            _fault("fsynced")
-            if not model_dir.exists():
-                os.rename(stage / "model", model_dir)
-                fsync_path(repository)
-                _fault("version_renamed")
-                _fault("config_replaced")
-            else:
-                os.rename(vdir, model_dir / str(version))
-                moved_in = True
-                fsync_path(model_dir)
-                _fault("version_renamed")
-                if labels_text:
-                    os.replace(stage / "model" / "labels.txt", model_dir / "labels.txt")
-                os.replace(stage / "model" / "config.pbtxt", model_dir / "config.pbtxt")
-                fsync_path(model_dir)
-                _fault("config_replaced")
-        except OSError as exc:
-            if moved_in:  # the new version is in but its config is not: take it back out
-                try:
-                    os.rename(model_dir / str(version), stage / "withdrawn")
-                except OSError:
-                    raise RepositoryError(
-                        f"{repository}: publishing {name} version {version} failed ({exc.strerror or exc}) after "
-                        f"the version folder was renamed in and could not be withdrawn; delete "
-                        f"{model_dir / str(version)} by hand"
-                    ) from None
-            raise RepositoryError(
-                f"{repository}: publishing {name} version {version} failed ({exc.strerror or exc}); "
-                "the repository is unchanged. Free space or fix permissions and retry"
-            ) from None
-        finally:
-            shutil.rmtree(stage, ignore_errors=True)
+                    f"{repository}: publishing {name} version {version} failed ({exc.strerror or exc}) after "
+                    f"the version folder was renamed in (no config names it, so Triton ignores it); delete "
+                    f"{model_dir / str(version)} by hand"
+                ) from None
+        hint = ""
+        if exc.errno == errno.EXDEV:
+            hint = " (the staging folder and the repository are on different filesystems)"
+        raise RepositoryError(
+            f"{repository}: publishing {name} version {version} failed ({exc.strerror or exc}){hint}; "
+            "the repository is unchanged. Free space or fix permissions and retry"
+        ) from None
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    _remove_unused_labels(model_dir)
+    _fault("done")
     return Published(name, version, model_dir / str(version), created=True)
 
 
-def _text_sha(text: str) -> str:
-    import hashlib
+def _place_labels(staged: Path, target: Path) -> None:
+    """Labels go in under their content-addressed name (an existing one holds the same text)."""
+    st = _lstat(target)
+    if st is not None and stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid():
+        try:
+            if read_regular_text(target, limit=MAX_CONFIG_BYTES * 16, follow_symlinks=False) == staged.read_text():
+                return
+        except (OSError, UnicodeDecodeError):
+            pass
+    os.replace(staged, target)
 
+
+def _remove_unused_labels(model_dir: Path) -> None:
+    """Content-addressed label files that the live config no longer names."""
+    try:
+        cfg = read_live_config(model_dir)
+    except RepositoryError:
+        return
+    if cfg is None:
+        return
+    used = {o.label_filename for o in cfg.output}
+    for n in _names(model_dir):
+        if _LABELS_RE.fullmatch(n) and n not in used:
+            (model_dir / n).unlink(missing_ok=True)
+
+
+def _text_sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -473,52 +829,123 @@ def _library_versions() -> dict[str, str]:
     return out
 
 
+def _tree_size(folder: Path) -> int:
+    """Bytes of the regular files under ``folder``, never following a symlink."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(folder, followlinks=False):
+        for f in files:
+            st = _lstat(Path(dirpath) / f)
+            if st is not None and stat.S_ISREG(st.st_mode):
+                total += st.st_size
+    return total
+
+
+def version_status(model_dir: Path, version: int, named: list[int]) -> str:
+    """``served``, ``not served (version policy)`` or ``unpublished (no config names it)``."""
+    if version in named:
+        return "served"
+    if not named or version > max(named):
+        return "unpublished (no config names it)"
+    return "not served (version policy)"
+
+
 def list_models(repository: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Models and versions with platform, size, max batch, metrics and creation time."""
+    """Models and versions with platform, size, max batch, metrics, creation time and status.
+
+    Nothing is followed out of the repository: a symlinked model or version folder is listed with
+    its status and never walked; manifests and configs are read only when they are regular files.
+    """
     repository = Path(repository)
-    if not repository.is_dir():
-        raise RepositoryError(f"{repository}: repository not found; build one with 'make repo'")
-    rows = []
-    for model_dir in sorted(p for p in repository.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        cfg_path = model_dir / "config.pbtxt"
-        platform_name, max_batch = "?", None
-        if cfg_path.is_file():
-            try:
-                cfg = read_config(cfg_path)
-                platform_name = cfg.platform or cfg.backend
-                max_batch = cfg.max_batch_size
-            except RepositoryError:
-                platform_name = "unparsable config"
-        for v in version_numbers(model_dir):
-            vdir = model_dir / str(v)
+    if not _is_real_dir(repository):
+        raise RepositoryError(f"{repository}: repository not found (or not a real folder); build one with "
+                              "'make repo' or give --repository")
+    rows: list[dict[str, Any]] = []
+
+    def row(model: str, version: int | None, status: str, **kw: Any) -> None:
+        rows.append({"model": model, "version": version, "platform": kw.get("platform", "?"),
+                     "size_bytes": kw.get("size", 0), "max_batch_size": kw.get("max_batch"),
+                     "metrics": kw.get("metrics", {}), "created": kw.get("created"), "status": status})
+
+    for name in _names(repository):
+        model_dir = repository / name
+        st = _lstat(model_dir)
+        if name.startswith(".") or st is None:
+            continue
+        if stat.S_ISLNK(st.st_mode):
+            row(name, None, "model folder is a symlink: not followed; copy the model into the repository")
+            continue
+        if not stat.S_ISDIR(st.st_mode):
+            continue
+        platform_name, max_batch, named = "?", None, []
+        try:
+            cfg = read_live_config(model_dir)
+            if cfg is not None:
+                platform_name, max_batch = cfg.platform or cfg.backend, cfg.max_batch_size
+                named = named_versions(cfg, version_numbers(model_dir))
+        except RepositoryError:
+            platform_name = "unusable config"
+        for n in _names(model_dir):
+            if not _VERSION_RE.fullmatch(n):
+                continue
+            vdir = model_dir / n
+            vst = _lstat(vdir)
+            if vst is None or not stat.S_ISDIR(vst.st_mode):
+                kind = "a symlink" if vst is not None and stat.S_ISLNK(vst.st_mode) else "not a folder"
+                row(name, int(n), f"version entry is {kind}: not followed; replace it with a real folder or "
+                    "remove it", platform=platform_name, max_batch=max_batch)
+                continue
             manifest: dict[str, Any] = {}
+            status = version_status(model_dir, int(n), named)
             try:
-                manifest = json.loads((vdir / MANIFEST).read_text())
-            except (OSError, ValueError):
-                pass
-            size = sum(f.stat().st_size for f in vdir.rglob("*") if f.is_file())
-            rows.append({
-                "model": model_dir.name, "version": v, "platform": platform_name,
-                "size_bytes": size, "max_batch_size": max_batch,
-                "metrics": manifest.get("checkpoint_metrics", {}),
-                "created": manifest.get("created"),
-            })
+                manifest = read_manifest(vdir)
+            except RepositoryError as exc:
+                status += f"; {str(exc).split(': ', 1)[-1]}"
+            row(name, int(n), status, platform=platform_name, max_batch=max_batch, size=_tree_size(vdir),
+                metrics=manifest.get("checkpoint_metrics", {}) if isinstance(manifest.get("checkpoint_metrics"),
+                                                                               dict) else {},
+                created=manifest.get("created"))
     return rows
 
 
 def verify_version(version_dir: str | os.PathLike[str]) -> list[str]:
-    """Files whose sha256 differs from the version's manifest (empty list = intact)."""
+    """What differs from the version's manifest (empty list = intact).
+
+    Listed files that are missing, not regular, symlinked or changed, and entries the manifest
+    does not list (e.g. a ``__pycache__`` a Python stub wrote) are all reported: nothing is
+    ignored silently.
+    """
     version_dir = Path(version_dir)
     try:
-        manifest = json.loads((version_dir / MANIFEST).read_text())
-    except (OSError, ValueError) as exc:
-        return [f"{MANIFEST}: unreadable ({exc})"]
+        manifest = read_manifest(version_dir)
+    except RepositoryError as exc:
+        return [f"{MANIFEST}: unusable ({str(exc).split(': ', 1)[-1]})"]
+    listed = manifest.get("files")
+    if not isinstance(listed, dict):
+        return [f"{MANIFEST}: has no 'files' map"]
     bad = []
-    for rel, sha in manifest.get("files", {}).items():
-        p = version_dir / rel
-        if not p.is_file() or sha256_of(p) != sha:
-            bad.append(rel)
+    for rel, sha in listed.items():
+        p = version_dir / str(rel)
+        st = _lstat(p)
+        if not _safe_relative(str(rel)) or st is None or not stat.S_ISREG(st.st_mode) or sha256_of(p) != sha:
+            bad.append(str(rel))
+    for extra in _unlisted(version_dir, set(map(str, listed))):
+        bad.append(f"{extra} (not in the manifest)")
     return bad
+
+
+def _unlisted(version_dir: Path, listed: set[str]) -> list[str]:
+    """Entries of a version folder its manifest does not list (walked without following links)."""
+    dirs_needed = {"/".join(rel.split("/")[:i]) for rel in listed for i in range(1, rel.count("/") + 1)}
+    out = []
+    for dirpath, dirs, files in os.walk(version_dir, followlinks=False):
+        base = Path(dirpath).relative_to(version_dir).as_posix()
+        for n in sorted(dirs + files):
+            rel = n if base == "." else f"{base}/{n}"
+            if rel == MANIFEST or rel in listed or rel in dirs_needed:
+                continue
+            out.append(rel + ("/" if n in dirs else ""))
+        dirs[:] = [d for d in dirs if (d if base == "." else f"{base}/{d}") in dirs_needed]
+    return out
 
 
 def _safe_relative(rel: str) -> bool:
@@ -530,71 +957,87 @@ def _safe_relative(rel: str) -> bool:
 def rollback(repository: str | os.PathLike[str], name: str, to: int) -> Published:
     """Serve an older version again by publishing a copy of it as a new version (history kept).
 
-    The old version is copied to a private folder under the lock (so a concurrent prune cannot
-    pull it away mid-read), its files are checked against its manifest, then published as usual.
+    Under the lock: the old version's manifest (a regular file), its config checksum, the config
+    itself (parsed and validated like any publish) and every file's sha256 are checked; the copy
+    is checked again against the manifest; the new live config pins the copy with the old
+    version's own recorded config.
     """
     repository = Path(repository)
     check_model_name(name)
     src = repository / name / str(to)
+    if not _is_real_dir(repository):
+        raise RepositoryError(f"{repository}: repository not found (or not a real folder); give --repository")
     with repository_lock(repository):
         have = version_numbers(repository / name)
         if to not in have:
-            raise RepositoryError(f"{name}: no version {to} to roll back to; versions present: {have}")
+            what = " (it is a symlink, which is never followed)" if os.path.islink(src) else ""
+            raise RepositoryError(f"{name}: no version {to} to roll back to{what}; versions present: {have}")
+        manifest = read_manifest(src)
         try:
-            manifest = json.loads((src / MANIFEST).read_text())
-            listed = dict(manifest["files"])
+            listed = {str(k): str(v) for k, v in dict(manifest["files"]).items()}
             config_text, spec = str(manifest["config"]), ModelSpec.from_dict(manifest["spec"])
             model_sha = str(manifest["model_sha256"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise RepositoryError(f"{src / MANIFEST}: unreadable or incomplete manifest ({exc}); "
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise RepositoryError(f"{src / MANIFEST}: incomplete manifest (missing or malformed {exc}); "
                                   "this version cannot be rolled back to") from None
-        bad = [rel for rel in listed if not _safe_relative(str(rel))]
+        bad = [rel for rel in listed if not _safe_relative(rel)]
         if bad:
             raise RepositoryError(f"{src / MANIFEST}: lists file names outside the version folder {bad[:3]}; "
                                   "refusing to roll back to it")
-        changed = verify_version(src)
+        recorded_config(src, manifest)  # config_sha256 checked, config parsed
+        changed = [c for c in verify_version(src) if not c.endswith("(not in the manifest)")]
         if changed:
             raise RepositoryError(f"{src}: files differ from the manifest ({', '.join(changed[:3])}); "
                                   "refusing to roll back to a modified version")
-        copy_dir = Path(tempfile.mkdtemp(prefix=f"rollback-{name}-{to}-"))
-        try:
-            files = {}
-            for rel in listed:
-                (copy_dir / rel).parent.mkdir(parents=True, exist_ok=True)
-                files[rel] = Path(shutil.copy2(src / rel, copy_dir / rel))
-        except OSError as exc:
-            shutil.rmtree(copy_dir, ignore_errors=True)
-            raise RepositoryError(f"{src}: cannot copy version {to} ({exc.strerror}); nothing changed") from None
-    try:
+        _check_labels(spec)
         prov = {k: v for k, v in manifest.items() if k.startswith("checkpoint") or k in ("parity", "export")}
         prov["rolled_back_from"] = to
-        return _publish(repository, name, files, config_text, spec, model_sha, prov, False)
-    finally:
-        shutil.rmtree(copy_dir, ignore_errors=True)
+        files = {rel: src / rel for rel in listed}
+        return _publish_locked(repository, name, files, config_text, spec, model_sha, prov, False,
+                               expected=listed)
 
 
 def prune(repository: str | os.PathLike[str], name: str, keep: int) -> list[int]:
-    """Delete all but the newest ``keep`` versions (each removed by rename-then-delete)."""
+    """Delete all but the newest ``keep`` published versions.
+
+    The live config is first rewritten (atomically, validated) to stop naming the doomed versions,
+    then each is renamed to a trash name inside the model folder (same filesystem, a name Triton
+    ignores) and deleted. Unpublished leftovers of killed publishes are not counted and not touched.
+    """
     if keep < 1:
         raise UsageError(f"--keep {keep}: keep at least 1 version")
     repository = Path(repository)
     check_model_name(name)
     model_dir = repository / name
+    if not _is_real_dir(model_dir):
+        raise RepositoryError(f"{model_dir}: no such model folder; see 'tritonkit repo list'")
     with repository_lock(repository):
+        _clean_stale(repository, model_dir)
+        live = read_live_config(model_dir)
         versions = version_numbers(model_dir)
-        doomed = versions[:-keep]
-        trash = _side_dir(repository, "trash")
-        removed = []
-        try:
-            trash.mkdir(parents=True, exist_ok=True)
-            for v in doomed:
-                dest = Path(tempfile.mkdtemp(dir=trash)) / str(v)
-                os.rename(model_dir / str(v), dest)
-                removed.append(v)
-                shutil.rmtree(dest.parent, ignore_errors=True)
-        except OSError as exc:
-            raise RepositoryError(
-                f"{model_dir}: pruning stopped ({exc.strerror}) after removing versions {removed or 'none'}; "
-                "fix permissions and run it again"
-            ) from None
+        named = named_versions(live, versions)
+        published = [v for v in versions if not named or v <= max(named)] if live is not None else versions
+        doomed = published[:-keep]
+        still = [v for v in named if v not in doomed]
+        if live is not None and still != named:
+            text = _pinned(live, still)
+            parse_config(text, f"{model_dir / CONFIG} (pruned)")
+            try:
+                atomic_write_bytes(model_dir / CONFIG, text.encode())
+            except OSError as exc:
+                raise RepositoryError(f"{model_dir / CONFIG}: cannot rewrite the config to drop versions {doomed} "
+                                      f"({exc.strerror}); nothing was removed. Fix permissions and retry") from None
+        removed: list[int] = []
+        for v in doomed:
+            trash = model_dir / f"{TRASH_PREFIX}{v}-{os.urandom(6).hex()[:8]}"
+            try:
+                os.rename(model_dir / str(v), trash)
+            except OSError as exc:
+                raise RepositoryError(
+                    f"{model_dir / str(v)}: pruning stopped ({exc.strerror}) after removing versions "
+                    f"{removed or 'none'}; fix permissions on {model_dir} and run it again") from None
+            removed.append(v)
+            shutil.rmtree(trash, ignore_errors=True)
+        if doomed:
+            fsync_path(model_dir)
     return doomed

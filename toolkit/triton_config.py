@@ -111,16 +111,21 @@ def parse_config(text: str, where: str = "config.pbtxt") -> mc.ModelConfig:
     """Parse config.pbtxt text as Triton does (protobuf text format)."""
     try:
         return text_format.Parse(text, mc.ModelConfig())
-    except text_format.ParseError as exc:
-        raise RepositoryError(f"{where}: does not parse as a Triton ModelConfig ({exc}); fix the field named") from None
+    except (text_format.ParseError, RecursionError, ValueError) as exc:
+        detail = str(exc).replace("\n", " ")[:300]
+        raise RepositoryError(f"{where}: does not parse as a Triton ModelConfig ({detail}); "
+                              "fix the field named") from None
 
 
 def read_config(path: str | Path) -> mc.ModelConfig:
+    """Read a config.pbtxt that may be hostile: regular files only (a FIFO never blocks), 4 MiB at most."""
+    from toolkit.fileio import read_regular_text
+
     path = Path(path)
     try:
-        text = path.read_text()
+        text = read_regular_text(path, limit=4 * 1024 * 1024)
     except (OSError, UnicodeDecodeError) as exc:
-        raise RepositoryError(f"{path}: cannot read config ({exc})") from None
+        raise RepositoryError(f"{path}: cannot read config ({exc}); give a UTF-8 config.pbtxt file") from None
     return parse_config(text, str(path))
 
 

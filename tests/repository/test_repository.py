@@ -15,6 +15,7 @@ from google.protobuf import text_format
 
 from toolkit.errors import RepositoryError, UsageError
 from toolkit.repository import (
+    labels_filename,
     list_models,
     prune,
     publish_onnx,
@@ -55,16 +56,22 @@ def test_config_is_read_from_graph_and_parses_back_identically(tmp_path: Path, d
     cfg = read_config(pub.path.parent / "config.pbtxt")
     assert cfg.platform == "onnxruntime_onnx" and cfg.max_batch_size == 32
     assert [(i.name, list(i.dims)) for i in cfg.input] == [("input", [1, 8, 8])]
-    assert [(o.name, list(o.dims), o.label_filename) for o in cfg.output] == [("logits", [10], "labels.txt")]
+    label_file = labels_filename([str(i) for i in range(10)])
+    assert [(o.name, list(o.dims), o.label_filename) for o in cfg.output] == [("logits", [10], label_file)]
     assert list(cfg.dynamic_batching.preferred_batch_size) == [8, 16]
     assert cfg.dynamic_batching.max_queue_delay_microseconds == 500
     assert cfg.dynamic_batching.default_queue_policy.max_queue_size == 64
-    assert cfg.instance_group[0].count == 2 and cfg.version_policy.latest.num_versions == 2
+    # the live config pins the versions it was written for; the manifest keeps the requested policy
+    assert cfg.instance_group[0].count == 2 and list(cfg.version_policy.specific.versions) == [1]
     assert cfg.model_warmup[0].batch_size == 32 and cfg.model_warmup[0].inputs["input"].random_data
-    labels = (pub.path.parent / "labels.txt").read_text().splitlines()
+    labels = (pub.path.parent / label_file).read_text().splitlines()
     assert labels == [str(i) for i in range(10)]
     manifest = json.loads((pub.path / "manifest.json").read_text())
-    assert text_format.Parse(manifest["config"], type(cfg)()) == cfg
+    recorded = text_format.Parse(manifest["config"], type(cfg)())
+    assert recorded.version_policy.latest.num_versions == 2
+    recorded.ClearField("version_policy")
+    cfg.ClearField("version_policy")
+    assert recorded == cfg
 
 
 @pytest.mark.parametrize(
@@ -99,7 +106,7 @@ def test_publish_refuses_wrong_label_count(tmp_path: Path, digits_onnx: Path) ->
 def test_publish_refuses_empty_model_file(tmp_path: Path) -> None:
     empty = tmp_path / "empty.onnx"
     empty.write_bytes(b"")
-    with pytest.raises(RepositoryError, match="missing or empty"):
+    with pytest.raises(RepositoryError, match="ONNX file is empty"):
         publish_onnx(tmp_path / "repo", "m", empty)
 
 
@@ -289,9 +296,12 @@ def test_repo_add_load_switches_version_and_broken_version_keeps_old_one(tmp_pat
         assert add.returncode == 0, add.stderr
         loaded = json.loads(add.stdout)["loaded"]
         assert (2, "READY") in {(int(m["version"]), m["state"]) for m in loaded}
-        # a broken version 3 (truncated model file) must not replace version 2
+        # a broken version 3 (truncated model file), named by the config, must not replace version 2
         (repo / "m" / "3").mkdir()
         (repo / "m" / "3" / "model.onnx").write_bytes((repo / "m" / "2" / "model.onnx").read_bytes()[:100])
+        cfg = read_config(repo / "m" / "config.pbtxt")
+        cfg.version_policy.specific.versions.append(3)
+        (repo / "m" / "config.pbtxt").write_text(text_format.MessageToString(cfg))
         with pytest.raises(ServerError, match="was not loaded.*still serving version 2"):
             load_detached("m", tmp_path / ".tritonkit" / "serve")
     finally:
@@ -317,7 +327,7 @@ def test_rollback_refuses_modified_or_unreadable_version(tmp_path: Path, digits_
     with pytest.raises(RepositoryError, match="differ from the manifest"):
         rollback(repo, "m", to=1)
     (pub.path / "manifest.json").write_text("{not json")
-    with pytest.raises(RepositoryError, match="unreadable or incomplete manifest"):
+    with pytest.raises(RepositoryError, match="manifest is not JSON"):
         rollback(repo, "m", to=1)
     assert version_numbers(repo / "m") == [1, 2]
 

@@ -20,6 +20,7 @@ from toolkit.validate import fs
 from toolkit.validate.config import VERSION_RE, Entry, Index, load_entry
 from toolkit.validate.ensemble import check_ensemble
 from toolkit.validate.layout import check_names, check_versions, model_files, model_kind
+from toolkit.validate.manifest import check_manifests
 from toolkit.validate.problem import ERROR, WARNING, Context, Problem
 from toolkit.validate.tensors import (
     check_against,
@@ -47,25 +48,28 @@ def _target_problem(target: str | None) -> Problem | None:
     return None
 
 
-def _check_entry(entry: Entry, index: Index, target: str | None) -> list[Problem]:
+def _check_entry(entry: Entry, index: Index, target: str | None, present: set[int] | None = None,
+                 checksums: bool = True) -> list[Problem]:
     ctx = Context(entry.name, list(entry.problems))
     try:
-        _run_checks(ctx, entry, index, target)
+        _run_checks(ctx, entry, index, target, present or set(), checksums)
     except Exception as exc:  # noqa: BLE001 - last resort: a linter bug must not hide the other findings
         ctx.error("", "-", f"the validator failed on this model ({exc.__class__.__name__}: {str(exc)[:160]})",
                   "report this as a tritonkit bug, with the model folder")
     return _dedupe(ctx.problems)
 
 
-def _run_checks(ctx: Context, entry: Entry, index: Index, target: str | None) -> None:
+def _run_checks(ctx: Context, entry: Entry, index: Index, target: str | None, present: set[int],
+                checksums: bool) -> None:
     cfg = entry.config
     base_real = os.path.realpath(entry.path)
     check_names(ctx, entry, cfg)
     if cfg is None:
-        check_versions(ctx, entry, None, base_real)
+        check_manifests(ctx, None, check_versions(ctx, entry, None, base_real), checksums=checksums)
         return
     kind = model_kind(ctx, cfg, entry.path)
-    versions = check_versions(ctx, entry, cfg, base_real)
+    versions = check_versions(ctx, entry, cfg, base_real, present)
+    check_manifests(ctx, cfg, versions, checksums=checksums)
     check_batching(ctx, cfg)
     check_io_config(ctx, cfg, kind)
     check_instance_groups(ctx, cfg, kind)
@@ -92,7 +96,8 @@ def _dedupe(problems: list[Problem]) -> list[Problem]:
 
 
 def validate_model(model_dir: str | os.PathLike[str], *, target_triton: str | None = None,
-                   repository: str | os.PathLike[str] | None = None, name: str | None = None) -> list[Problem]:
+                   repository: str | os.PathLike[str] | None = None, name: str | None = None,
+                   present: set[int] | None = None, checksums: bool = True) -> list[Problem]:
     """Problems of one model folder (e.g. a staged version before publishing).
 
     Args:
@@ -100,6 +105,9 @@ def validate_model(model_dir: str | os.PathLike[str], *, target_triton: str | No
         target_triton: Triton container release (``"24.09"``) whose TensorRT plans must match.
         repository: where ensemble steps' models are looked up (default: ``model_dir``'s parent).
         name: the model's name when the folder is a staging copy with another name.
+        present: versions the config may name that live outside ``model_dir`` (already published
+            beside a staged copy), so their absence here is not an error.
+        checksums: check the files of versions that have a manifest against it.
     """
     path = Path(model_dir)
     shown = name or path.name
@@ -109,11 +117,15 @@ def validate_model(model_dir: str | os.PathLike[str], *, target_triton: str | No
     problems = [p for p in [_target_problem(target_triton)] if p]
     entry = load_entry(shown, path)
     index = Index(Path(repository) if repository is not None else path.parent, {shown: entry})
-    return problems + _check_entry(entry, index, target_triton)
+    return problems + _check_entry(entry, index, target_triton, present, checksums)
 
 
-def validate_repository(path: str | os.PathLike[str], *, target_triton: str | None = None) -> list[Problem]:
-    """Problems of every model in a Triton model repository; an empty list means clean."""
+def validate_repository(path: str | os.PathLike[str], *, target_triton: str | None = None,
+                        checksums: bool = True) -> list[Problem]:
+    """Problems of every model in a Triton model repository; an empty list means clean.
+
+    ``checksums=False`` skips hashing the files of versions that have a manifest (fast on huge models).
+    """
     root = Path(path)
     k = fs.kind(root)
     if k != "dir":
@@ -151,7 +163,7 @@ def validate_repository(path: str | os.PathLike[str], *, target_triton: str | No
                                 "add one with tritonkit repo add"))
     index = Index(root, dict(entries))
     for entry in entries.values():
-        problems.extend(_check_entry(entry, index, target_triton))
+        problems.extend(_check_entry(entry, index, target_triton, None, checksums))
     return problems
 
 

@@ -97,6 +97,9 @@ def read_onnx(path: Path, rel: str) -> tuple[Artifact | None, list[str], Any]:
         return None, [f"does not parse as ONNX ({exc.__class__.__name__}: {str(exc)[:120]})"], None
     if not model.ir_version or not model.HasField("graph"):
         return None, ["is not an ONNX model (no ir_version or no graph)"], None
+    why = _runtime_problem(model)
+    if why:
+        return None, [why], model
     graph = model.graph
     init_names = {i.name for i in graph.initializer}
 
@@ -113,6 +116,32 @@ def read_onnx(path: Path, rel: str) -> tuple[Artifact | None, list[str], Any]:
     if not outputs:
         return None, ["holds a graph without outputs"], model
     return Artifact(rel, inputs, outputs), [], model
+
+
+_RUNTIME_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft", "ai.onnx.preview.training"}
+
+
+def _runtime_problem(model: Any) -> str | None:
+    """Why ONNX Runtime (and so Triton) could not load the graph: checker failures (cycles, unknown
+    ops, unsupported opsets, bad IR) and ops in no domain ONNX Runtime ships. None when fine."""
+    import onnx
+
+    for imp in model.opset_import:
+        if imp.domain in ("", "ai.onnx") and imp.version > onnx.defs.onnx_opset_version():
+            return (f"imports opset {imp.version}, above the newest this ONNX knows "
+                    f"({onnx.defs.onnx_opset_version()}); ONNX Runtime cannot load it")
+    for node in model.graph.node:
+        if node.domain not in _RUNTIME_DOMAINS:
+            return (f"node {node.name or node.op_type!r} uses op {node.op_type!r} from custom domain "
+                    f"{node.domain!r}, which needs a custom-op library ONNX Runtime does not ship")
+        if node.domain in ("", "ai.onnx") and not onnx.defs.has(node.op_type):
+            return f"node {node.name or node.op_type!r} uses unknown op {node.op_type!r}"
+    try:
+        onnx.checker.check_model(model)
+    except Exception as exc:  # noqa: BLE001 - ValidationError and friends: the file's fault
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        return f"fails onnx.checker ({first[:160]})"
+    return None
 
 
 def external_data_locations(model: Any) -> list[str]:

@@ -107,7 +107,8 @@ def model_kind(ctx: Context, cfg: Any, model_dir: Path) -> str | None:
     return None
 
 
-def check_versions(ctx: Context, entry: Entry, cfg: Any, base_real: str) -> list[tuple[int, Path]]:
+def check_versions(ctx: Context, entry: Entry, cfg: Any, base_real: str,
+                   present: set[int] | None = None) -> list[tuple[int, Path]]:
     """Numeric version folders Triton will see; warnings for the ones it ignores."""
     names, why = fs.list_dir(entry.path)
     if names is None:
@@ -136,11 +137,14 @@ def check_versions(ctx: Context, entry: Entry, cfg: Any, base_real: str) -> list
                           "copy the version into the model folder instead of linking elsewhere")
                 continue
             versions.append((int(n), p))
+        elif k == "dir" and n.startswith((".tritonkit-staging-", ".tritonkit-trash-")):
+            ctx.warn(n, "version", "a tritonkit staging or trash folder left by a killed publish or prune "
+                     "(Triton ignores it)", "the next tritonkit repo add or prune removes it; or delete it")
         elif k == "dir" and n not in SPECIAL_FOLDERS:
             ignored.append(n)
             ctx.warn(n, "version", f"folder {n!r} is not a version number, so Triton ignores it",
                      "name version folders 1, 2, 3 (digits, no leading zero) or move it out")
-    if not versions:
+    if not versions and not present:
         extra = f" (Triton ignores {', '.join(repr(i) for i in ignored)})" if ignored else ""
         ctx.error("", "versions", f"no version folder{extra}, so Triton has nothing to load",
                   "add a version folder named 1 holding the model file")
@@ -149,7 +153,7 @@ def check_versions(ctx: Context, entry: Entry, cfg: Any, base_real: str) -> list
     if policy is not None and policy.WhichOneof("policy_choice") == "specific":
         have = {v for v, _ in versions}
         for want in policy.specific.versions:
-            if want not in have:
+            if want not in have and want not in (present or set()):
                 ctx.error(CONFIG, "version_policy", f"specific version {want} has no folder",
                           f"add folder {want} or list only {sorted(have) or 'existing versions'}")
     return versions
@@ -181,6 +185,12 @@ def model_files(ctx: Context, cfg: Any, kind: str | None, versions: list[tuple[i
                              "use keys like \"8.0\" or \"8.6\"")
                 wanted.append((fname, f"cc_model_filenames[{cc}]", cc))
         for fname, field, cc in wanted:
+            if (cc is None and kind == "tensorrt_plan" and cfg.cc_model_filenames and not cfg.default_model_filename
+                    and fs.kind(vdir / fname) == "missing"):
+                ctx.warn(f"{v}/{fname}", field, "is missing, so GPUs whose compute capability "
+                         "cc_model_filenames does not list have no plan to load",
+                         "build a plan for those GPUs too, or serve only on the listed ones")
+                continue
             mf = _check_file(ctx, kind, v, vdir, names, fname, field, base_real)
             if mf is not None:
                 mf.cc = cc

@@ -14,6 +14,7 @@ from toolkit.validate.layout import ModelFile
 from toolkit.validate.problem import Context
 
 MAX_LABEL_BYTES = 64 * 1024 * 1024
+MAX_ELEMENTS = 2**31 - 1
 
 
 def dtype_name(value: int) -> str:
@@ -60,6 +61,11 @@ def check_io_config(ctx: Context, cfg: Any, kind: str | None) -> None:
             if bad:
                 ctx.error(CONFIG, field + ".dims", f"dims {shown(dims)} contain {shown(bad)}; a dimension is a "
                           "positive size or -1 (variable)", "use positive sizes, or -1 for a variable size")
+            fixed = [d for d in dims if d > 0]
+            if fixed and math.prod(fixed) > MAX_ELEMENTS:
+                ctx.error(CONFIG, field + ".dims", f"dims {shown(dims)} hold {math.prod(fixed)} elements per "
+                          f"sample, over {MAX_ELEMENTS} (2^31 - 1), which Triton cannot allocate or index",
+                          "export the model with realistic sizes (or -1 for a variable size)")
             if t.HasField("reshape"):
                 _check_reshape(ctx, field, dims, list(t.reshape.shape))
             if group == "input" and t.format in (1, 2) and len(dims) != 3:  # FORMAT_NHWC, FORMAT_NCHW
