@@ -9,6 +9,11 @@ Linux's high-water mark (``VmHWM``) is reset through ``/proc/self/clear_refs`` b
 size and read after, minus the resident size before (tracemalloc would miss ONNX Runtime's and
 torch's native allocations). Where the reset is not allowed, the process-lifetime peak
 (``ru_maxrss``) growth is used and said so. For TensorRT it is the engine's device memory.
+
+Input budget: the inputs are generated from the model's declared shapes, so a file declaring
+``[N, 1, 100000, 100000]`` would ask for 37 GiB. Every input batch is checked against
+``max_batch_bytes`` (default :data:`toolkit.spec.MAX_BATCH_BYTES`, 2 GiB; ``profile-local
+--max-batch-mib`` raises it) for all batch sizes before the first one is allocated.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.errors import MissingDependencyError, UsageError
+from toolkit.spec import MAX_BATCH_BYTES, check_batch_budget
 
 ONNX_SUFFIXES = (".onnx",)
 PLAN_SUFFIXES = (".plan", ".engine", ".trt")
@@ -119,6 +125,9 @@ def _example(dims: list[int], dtype: np.dtype, rng: np.random.Generator) -> np.n
     return np.zeros(dims, dtype=dtype)
 
 
+_BUDGET_HINT = "; use smaller --batch/--shape values, or raise the budget with --max-batch-mib"
+
+
 def _concrete(name: str, dims: list[Any], shapes: dict[str, list[int]], where: str) -> list[int]:
     """Dims without batch, variable ones taken from ``shapes``; one clear line when missing."""
     if name in shapes:
@@ -138,11 +147,16 @@ class PerformanceProfiler:
             tritonkit checkpoint ``.pt`` (torch).
         shapes: input name -> dims without batch, for inputs with variable dims.
         threads: intra-op threads (ONNX Runtime, torch); None = the runtime's default (all cores).
+        max_batch_bytes: budget of one generated input batch; larger declared shapes are refused
+            before anything is allocated.
     """
 
     def __init__(self, model_path: str | os.PathLike[str], *, shapes: dict[str, list[int]] | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, max_batch_bytes: int = MAX_BATCH_BYTES) -> None:
         self.model_path = Path(model_path)
+        self.max_batch_bytes = int(max_batch_bytes)
+        # (name, dims without batch, dtype) of each generated input, known once the runner is made.
+        self._inputs: list[tuple[str, list[int], np.dtype]] = []
         if not self.model_path.is_file():
             raise UsageError(f"{self.model_path}: model file not found; give an .onnx, .plan or checkpoint .pt file")
         self.shapes = dict(shapes or {})
@@ -181,8 +195,10 @@ class PerformanceProfiler:
         inputs = [(i.name, _concrete(i.name, list(i.shape[1:]), self.shapes, str(self.model_path)),
                    _np_dtype(i.type)) for i in sess.get_inputs()]
         outputs = [o.name for o in sess.get_outputs()]
+        self._inputs = inputs
 
         def make(batch: int) -> Callable[[], Any]:
+            self._check_budget(batch)
             feeds = {n: _example([batch, *dims], dt, rng) for n, dims, dt in inputs}
             return lambda: sess.run(outputs, feeds)
 
@@ -194,16 +210,18 @@ class PerformanceProfiler:
         from trainers.checkpoint import load_checkpoint, model_from_checkpoint, model_spec_of
 
         payload = load_checkpoint(self.model_path)
-        model = model_from_checkpoint(payload)
-        spec = model_spec_of(payload)
+        model = model_from_checkpoint(payload, where=str(self.model_path))
+        spec = model_spec_of(payload, where=str(self.model_path))
         if self.threads:
             torch.set_num_threads(self.threads)
         self.runtime = f"torch {torch.__version__} CPU"
         rng = np.random.default_rng(0)
         inputs = [(t.name, _concrete(t.name, list(t.shape), self.shapes, str(self.model_path)), np.dtype(t.dtype))
                   for t in spec.inputs]
+        self._inputs = inputs
 
         def make(batch: int) -> Callable[[], Any]:
+            self._check_budget(batch)
             tensors = [torch.from_numpy(_example([batch, *dims], dt, rng)) for _, dims, dt in inputs]
 
             def call() -> Any:
@@ -246,10 +264,17 @@ class PerformanceProfiler:
             feeds = {}
             for name, (dtype, shape) in meta.items():
                 dims = _concrete(name, list(shape[1:]), self.shapes, str(self.model_path))
+                check_batch_budget(name, dims, np.dtype(dtype).name, batch, where=str(self.model_path),
+                                   budget=self.max_batch_bytes, hint=_BUDGET_HINT)
                 feeds[name] = _example([batch, *dims], np.dtype(dtype), rng)
             return lambda: runner.infer(feeds)
 
         return make
+
+    def _check_budget(self, batch: int) -> None:
+        for name, dims, dtype in self._inputs:
+            check_batch_budget(name, dims, dtype.name, batch, where=str(self.model_path),
+                               budget=self.max_batch_bytes, hint=_BUDGET_HINT)
 
     def _make(self) -> Callable[[int], Callable[[], Any]]:
         if self._runner is None:
@@ -267,6 +292,8 @@ class PerformanceProfiler:
             raise UsageError("batch sizes must be >= 1, iterations >= 1 and warm-up >= 0, e.g. --batch 1,8 "
                              "--iterations 100")
         make = self._make()
+        for batch in batch_sizes:  # every size before the first allocation
+            self._check_budget(int(batch))
         if self.kind == "plan":
             method = MEM_TRT
         else:

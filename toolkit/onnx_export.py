@@ -316,8 +316,8 @@ def onnx_from_checkpoint(
     t0 = time.perf_counter()
     ensure_writable(out)
     payload = load_checkpoint(checkpoint)
-    spec = model_spec_of(payload)
-    model = model_from_checkpoint(payload)
+    spec = model_spec_of(payload, where=str(checkpoint))
+    model = model_from_checkpoint(payload, where=str(checkpoint))
     sha = sha256_of(checkpoint)
     call = (f"toolkit.onnx_export.onnx_from_checkpoint({str(checkpoint)!r}, {str(out)!r}, opset={opset}, "
             f"dynamic_batch={dynamic_batch}, dynamic_hw={dynamic_hw}, optimize={optimize}, "
@@ -354,7 +354,10 @@ def spec_from_onnx(path: str | os.PathLike[str]) -> ModelSpec:
     meta = metadata_of(path)
     if METADATA_SPEC_KEY not in meta:
         raise ExportError(f"{path}: has no tritonkit model spec; export it with 'tritonkit export'")
-    return ModelSpec.from_dict(json.loads(meta[METADATA_SPEC_KEY]))
+    try:
+        return ModelSpec.from_json(meta[METADATA_SPEC_KEY], where=f"{path}: metadata {METADATA_SPEC_KEY}")
+    except UsageError as exc:
+        raise ExportError(str(exc)) from None
 
 
 def run_onnx(path: str | os.PathLike[str], batch: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.errors import ExportError, UsageError
-from toolkit.spec import ModelSpec
+from toolkit.spec import METADATA_SPEC_KEY, ModelSpec, check_batch_budget
 
 Feeds = dict[str, np.ndarray]
 
@@ -77,7 +77,8 @@ class TorchRunner(Runner):
         from trainers.checkpoint import load_checkpoint, model_from_checkpoint, model_spec_of
 
         payload = load_checkpoint(path)
-        return cls(model_from_checkpoint(payload), model_spec_of(payload), name=f"torch:{Path(path).name}",
+        return cls(model_from_checkpoint(payload, where=str(path)), model_spec_of(payload, where=str(path)),
+                   name=f"torch:{Path(path).name}",
                    dataset=payload.get("dataset"))
 
     def __call__(self, feeds: Feeds) -> Feeds:
@@ -88,6 +89,21 @@ class TorchRunner(Runner):
             out = self.model(*args)
         outs = out if isinstance(out, (tuple, list)) else (out,)
         return {t.name: o.detach().cpu().numpy() for t, o in zip(self.spec.outputs, outs)}
+
+
+def _dataset_metadata(raw: str | None, path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The ``tritonkit.dataset`` metadata as a dict; a hostile file's non-JSON or wrong shape is refused."""
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw) if len(raw) <= 1 << 20 else None
+    except (ValueError, RecursionError):
+        data = None
+    if not isinstance(data, dict) or not isinstance(data.get("seed", 0), int) \
+            or not isinstance(data.get("fractions", []), (list, tuple)):
+        raise ExportError(f"{path}: metadata tritonkit.dataset is not a JSON object naming a data set "
+                          "(name, seed, fractions); re-export the model")
+    return data
 
 
 class OnnxRunner(Runner):
@@ -110,9 +126,13 @@ class OnnxRunner(Runner):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ExportError(f"{path}: ONNX Runtime cannot load the model ({first}); re-export it") from None
         self.name = name or f"onnx:{self.path.name}"
-        spec_json = meta.get("tritonkit.model_spec")
-        self.spec = ModelSpec.from_dict(json.loads(spec_json)) if spec_json else None
-        self.dataset = json.loads(meta["tritonkit.dataset"]) if "tritonkit.dataset" in meta else None
+        spec_json = meta.get(METADATA_SPEC_KEY)
+        try:
+            self.spec = ModelSpec.from_json(spec_json, where=f"{path}: metadata {METADATA_SPEC_KEY}") \
+                if spec_json else None
+        except UsageError as exc:
+            raise ExportError(str(exc)) from None
+        self.dataset = _dataset_metadata(meta.get("tritonkit.dataset"), path)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
 
@@ -250,6 +270,8 @@ def parity_cases(
         feeds: Feeds = {}
         for t in spec.inputs:
             shape = [bs, *_concrete(t.shape, (reference_shapes or {}).get(t.name))]
+            check_batch_budget(t.name, shape[1:], t.dtype, bs, where="parity random inputs",
+                               hint="; use a smaller --max-batch")
             if t.dtype.startswith("float"):
                 lo, hi = spec.value_range
                 raw = rng.uniform(lo, hi, size=shape).astype(np.float32)

@@ -51,8 +51,8 @@ def torchscript_from_checkpoint(
     t0 = time.perf_counter()
     out = ensure_writable(Path(out))
     payload = load_checkpoint(checkpoint)
-    spec = model_spec_of(payload)
-    model = model_from_checkpoint(payload)
+    spec = model_spec_of(payload, where=str(checkpoint))
+    model = model_from_checkpoint(payload, where=str(checkpoint))
     traced_from = optimize_for_inference(model) if optimize else model
     try:
         with torch.no_grad():

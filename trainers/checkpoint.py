@@ -51,8 +51,13 @@ from typing import Any
 
 import torch
 
-from toolkit.errors import CheckpointError
-from toolkit.fileio import atomic_write_bytes, sha256_of  # noqa: F401 - part of this module's API
+from toolkit.errors import CheckpointError, UsageError
+from toolkit.fileio import (  # noqa: F401 - sha256_of is part of this module's API
+    NotRegularFileError,
+    atomic_write_bytes,
+    read_regular_bytes,
+    sha256_of,
+)
 from toolkit.spec import ModelSpec
 
 FORMAT_VERSION = 1
@@ -99,35 +104,75 @@ _STRING_OPS = ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8", "SHOR
 _MEMO_OPS = ("MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT")
 
 
-def _data_pickle(zf: zipfile.ZipFile) -> bytes | None:
-    """The one pickle torch.load reads (``<archive>/data.pkl``); None when that is ambiguous.
+# Size limits checked from the zip central directory before anything is decompressed. torch.save
+# stores every member uncompressed and keeps tensor bytes in their own members, so the pickle is
+# small (17 KB for the digits SmallCNN with its optimizer state; about 0.2 MB for a ResNet-50
+# training checkpoint) and the members add up to about the file's size.
+MAX_PICKLE_BYTES = 32 << 20
+"""Largest ``data.pkl`` (uncompressed, as declared) a checkpoint may hold."""
+MAX_EXPANSION = 16
+"""The members may declare at most this many times the file's size (plus 1 MiB) uncompressed."""
+_EXPANSION_SLACK = 1 << 20
+_MAX_MEMBERS = 1 << 20
+
+
+def _data_pickle(zf: zipfile.ZipFile, archive_bytes: int) -> zipfile.ZipInfo | str:
+    """The one pickle torch.load reads (``<archive>/data.pkl``), or why it is refused.
 
     torch takes the archive name from the first entry; a second ``.pkl``, a duplicate name or a
     data.pkl elsewhere could make this scan and torch read different bytes, so they are refused.
+    Sizes come from the central directory (what zipfile and torch's reader both trust), so a
+    decompression bomb is refused before a byte of it is inflated.
     """
-    names = zf.namelist()
-    if not names or len(names) != len(set(names)):
-        return None
+    infos = zf.infolist()
+    names = [i.filename for i in infos]
+    if not names or len(names) != len(set(names)) or len(names) > _MAX_MEMBERS:
+        return "<not exactly one <archive>/data.pkl>"
     prefix = names[0].split("/", 1)[0]
-    pickles = [n for n in names if n.endswith(".pkl")]
-    if pickles != [f"{prefix}/data.pkl"]:
-        return None
-    return zf.read(pickles[0])
+    pickles = [i for i in infos if i.filename.endswith(".pkl")]
+    if [i.filename for i in pickles] != [f"{prefix}/data.pkl"]:
+        return "<not exactly one <archive>/data.pkl>"
+    info = pickles[0]
+    if info.file_size > MAX_PICKLE_BYTES:
+        return (f"its pickle {info.filename} declares {info.file_size} bytes uncompressed, over the "
+                f"{MAX_PICKLE_BYTES >> 20} MiB limit (a real checkpoint's pickle is a few KB to a few MB)")
+    declared = sum(i.file_size for i in infos)
+    if declared > MAX_EXPANSION * archive_bytes + _EXPANSION_SLACK:
+        return (f"its members declare {declared} bytes uncompressed from a {archive_bytes}-byte file "
+                f"(over {MAX_EXPANSION}x; torch stores checkpoints uncompressed): a decompression bomb")
+    return info
 
 
 def _unsafe_globals(raw: bytes) -> list[str]:
     """Globals (and code-running opcodes) in the checkpoint's pickle that are not allowed.
 
-    ``STACK_GLOBAL`` is accepted only when its module and name are string literals pushed right
-    before it: names fetched from the memo could differ from what a literal scan sees.
+    The pickle is read as a stream (``pickletools.genops`` over the zip member, never the whole
+    member in memory at once beyond one opcode's argument), after the size limits of
+    :func:`_data_pickle`. ``STACK_GLOBAL`` is accepted only when its module and name are string
+    literals pushed right before it: names fetched from the memo could differ from what a literal
+    scan sees.
+
+    Raises:
+        CheckpointError: the archive's declared sizes are over the limits (``_SizeRefused``).
     """
     with zipfile.ZipFile(io.BytesIO(raw)) as zf:
-        data = _data_pickle(zf)
-    if data is None:
-        return ["<not exactly one <archive>/data.pkl>"]
+        info = _data_pickle(zf, len(raw))
+        if isinstance(info, str):
+            if info.startswith("<"):
+                return [info]
+            raise _SizeRefused(info)
+        with zf.open(info) as stream:
+            return _scan_stream(stream)
+
+
+class _SizeRefused(Exception):
+    """The archive's declared sizes are over the limits (internal: becomes a CheckpointError)."""
+
+
+def _scan_stream(stream: Any) -> list[str]:
     bad: list[str] = []
     recent: list[tuple[str, Any]] = []  # last opcodes, memo writes skipped
-    for opcode, arg, _ in pickletools.genops(data):
+    for opcode, arg, _ in pickletools.genops(stream):
         name = opcode.name
         if name == "GLOBAL":
             module, attr = arg.split(" ", 1)
@@ -143,31 +188,113 @@ def _unsafe_globals(raw: bytes) -> list[str]:
         elif name in ("INST", "OBJ", "EXT1", "EXT2", "EXT4"):
             bad.append(f"opcode {name}")
         if name not in _MEMO_OPS:
-            recent = [*recent[-1:], (name, arg)]
+            # Only strings are needed later: other arguments are not kept (bounded memory).
+            recent = [*recent[-1:], (name, arg if name in _STRING_OPS else None)]
+        if len(bad) > 16:
+            break
     return bad
+
+
+def _looks_like_onnx(raw: bytes) -> bool:
+    """An ONNX ModelProto (protobuf: ir_version first, a graph inside), to say so in the error."""
+    if raw[:1] != b"\x08":
+        return False
+    try:
+        import onnx
+
+        proto = onnx.ModelProto()
+        proto.ParseFromString(raw)
+    except Exception:  # noqa: BLE001 - anything unparsable is simply not ONNX
+        return False
+    return proto.HasField("graph") and bool(proto.graph.node or proto.graph.input)
+
+
+def _type_name(value: Any) -> str:
+    return {str: "a string", int: "an integer", float: "a float", bool: "a boolean", list: "a list",
+            tuple: "a tuple", dict: "a dict", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _check_structure(path: Path, payload: dict[str, Any]) -> None:
+    """The keys every reader relies on have the types the format documents, before any is used.
+
+    A hostile or damaged file otherwise reaches the model constructor with a string for a dict
+    or a list for a state_dict and fails deep inside torch with a traceback.
+    """
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{path}: checkpoint is malformed: {what}; re-save it with tritonkit")
+
+    arch = payload["architecture"]
+    if not isinstance(arch, dict):
+        raise bad(f"'architecture' is {_type_name(arch)}, expected a dict {{'name': ..., 'kwargs': {{...}}}}")
+    if not isinstance(arch.get("name"), str) or not arch["name"]:
+        raise bad(f"'architecture' name is {_type_name(arch.get('name'))}, expected a registry name string")
+    kwargs = arch.get("kwargs", {})
+    if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
+        raise bad(f"'architecture' kwargs is {_type_name(kwargs)}, expected a dict of argument names to values")
+    state = payload["model_state"]
+    if not isinstance(state, dict):
+        raise bad(f"'model_state' is {_type_name(state)}, expected a state_dict (names to tensors)")
+    for key, value in state.items():
+        if not isinstance(key, str) or not isinstance(value, torch.Tensor):
+            raise bad(f"'model_state' entry {str(key)[:60]!r} is {_type_name(value)}, expected a tensor")
+    if not isinstance(payload["model_spec"], dict):
+        raise bad(f"'model_spec' is {_type_name(payload['model_spec'])}, expected a dict")
+    for key in ("dataset", "metrics", "config"):
+        value = payload.get(key)
+        if value is not None and not isinstance(value, dict):
+            raise bad(f"{key!r} is {_type_name(value)}, expected a dict")
+    dataset = payload.get("dataset") or {}
+    for key, types, what in (("name", (str,), "a string"), ("root", (str,), "a string"),
+                             ("seed", (int,), "an integer"), ("fractions", (list, tuple), "a list of numbers")):
+        value = dataset.get(key)
+        if value is not None and (not isinstance(value, types) or isinstance(value, bool)):
+            raise bad(f"'dataset' {key} is {_type_name(value)}, expected {what}")
+    fractions = dataset.get("fractions") or []
+    if not all(isinstance(f, (int, float)) and not isinstance(f, bool) and 0 <= f <= 1 for f in fractions):
+        raise bad("'dataset' fractions must be numbers between 0 and 1")
+    labels = payload.get("labels")
+    if labels is not None and not (isinstance(labels, (list, tuple)) and all(isinstance(x, str) for x in labels)):
+        raise bad("'labels' must be a list of strings")
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a checkpoint without executing pickled code, and check its format.
 
+    The file is read once (regular files only, so a FIFO cannot hang the reader); the scan and
+    torch.load see the same bytes. Size limits are checked before anything is decompressed.
+
     Raises:
-        CheckpointError: missing, empty, truncated, unsafe, or another format/version.
+        CheckpointError: missing, empty, truncated, unsafe, oversized, malformed, or another
+            format/version.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found; train one with 'tritonkit train'")
-    raw = path.read_bytes()
+    try:
+        raw = read_regular_bytes(path)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: checkpoint not found; train one with 'tritonkit train'") from None
+    except NotRegularFileError as exc:
+        raise CheckpointError(f"{exc}; give a checkpoint file (.pt) written by tritonkit") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: cannot read checkpoint ({exc.strerror or exc}); check the path") from None
     if not raw:
         raise CheckpointError(f"{path}: checkpoint is empty (0 bytes); re-save it")
     if not zipfile.is_zipfile(io.BytesIO(raw)):
+        if _looks_like_onnx(raw):
+            raise CheckpointError(
+                f"{path}: is an ONNX model, not a tritonkit checkpoint; give the .pt checkpoint it was "
+                "exported from (an .onnx goes to 'tritonkit parity', 'quantize' or 'repo add')"
+            )
         raise CheckpointError(
             f"{path}: not a tritonkit checkpoint (not a torch zip file, or truncated); "
             "re-save it with tritonkit"
         )
     try:
         bad = _unsafe_globals(raw)
+    except _SizeRefused as exc:
+        raise CheckpointError(f"{path}: refused: {exc}; re-save it with tritonkit") from None
     except Exception as exc:  # noqa: BLE001 - any parse failure means a damaged file
-        raise CheckpointError(f"{path}: checkpoint is damaged ({exc}); re-save it") from None
+        text = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path}: checkpoint is damaged ({text}); re-save it") from None
     if bad:
         raise CheckpointError(
             f"{path}: refused: the file carries pickled code ({', '.join(sorted(set(bad))[:3])}); "
@@ -183,37 +310,70 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{path}: not a tritonkit checkpoint (no kind={KIND!r}); export from a tritonkit run"
         )
     version = payload.get("format_version")
-    if version != FORMAT_VERSION:
+    if version != FORMAT_VERSION or type(version) is not int:
+        shown = f"{version!r} ({_type_name(version)})" if type(version) is not int else repr(version)
         raise CheckpointError(
-            f"{path}: checkpoint format_version {version!r} is not supported (this tritonkit "
-            f"reads {FORMAT_VERSION}); re-save it with a matching tritonkit"
+            f"{path}: checkpoint format_version {shown} is not supported (this tritonkit reads the "
+            f"integer {FORMAT_VERSION}); re-save it with a matching tritonkit"
         )
     missing = [k for k in REQUIRED_KEYS if k not in payload]
     if missing:
         raise CheckpointError(f"{path}: checkpoint lacks keys {missing}; re-save it")
+    _check_structure(path, payload)
     return payload
 
 
-def model_spec_of(payload: dict[str, Any]) -> ModelSpec:
-    """The :class:`ModelSpec` stored in a loaded checkpoint."""
-    return ModelSpec.from_dict(payload["model_spec"])
+def model_spec_of(payload: dict[str, Any], *, where: str = "checkpoint") -> ModelSpec:
+    """The :class:`ModelSpec` stored in a loaded checkpoint.
+
+    Raises:
+        CheckpointError: the stored spec is malformed (``where`` names the file).
+    """
+    try:
+        return ModelSpec.from_dict(payload["model_spec"], where=where)
+    except UsageError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
-def model_from_checkpoint(payload_or_path: dict[str, Any] | str | os.PathLike[str]) -> torch.nn.Module:
-    """Rebuild the model from the file alone (registry name + kwargs + weights), in eval mode."""
+def model_from_checkpoint(payload_or_path: dict[str, Any] | str | os.PathLike[str], *,
+                          where: str | None = None) -> torch.nn.Module:
+    """Rebuild the model from the file alone (registry name + kwargs + weights), in eval mode.
+
+    The constructor arguments are checked against the registry (types, declared bounds, and the
+    parameter count of a build on the meta device) before any weight is allocated.
+
+    Raises:
+        CheckpointError: unknown architecture, bad arguments, or weights that do not fit.
+    """
     from trainers.models import create_model
 
-    payload = (
-        payload_or_path if isinstance(payload_or_path, dict) else load_checkpoint(payload_or_path)
-    )
+    if isinstance(payload_or_path, dict):
+        payload = payload_or_path
+    else:
+        where = where or str(payload_or_path)
+        payload = load_checkpoint(payload_or_path)
+    where = where or "checkpoint"
     arch = payload["architecture"]
-    model = create_model(arch["name"], **dict(arch.get("kwargs", {})))
+    if not isinstance(arch, dict) or not isinstance(arch.get("kwargs", {}), dict):
+        raise CheckpointError(f"{where}: checkpoint is malformed: 'architecture' must be "
+                              "{'name': ..., 'kwargs': {...}}; re-save it with tritonkit")
     try:
-        model.load_state_dict(payload["model_state"])
-    except RuntimeError as exc:
-        first = str(exc).strip().splitlines()[0]
+        model = create_model(arch.get("name"), **dict(arch.get("kwargs", {})))  # type: ignore[arg-type]
+    except UsageError as exc:
+        raise CheckpointError(f"{where}: checkpoint architecture: {exc}; the file is damaged or was not "
+                              "written by tritonkit: re-save it") from None
+    state = payload["model_state"]
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{where}: checkpoint is malformed: 'model_state' is {_type_name(state)}, "
+                              "expected a state_dict; re-save it with tritonkit")
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError, AttributeError) as exc:
+        # torch's first line is only "Error(s) in loading state_dict for X:"; the next one says what.
+        lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()] or [type(exc).__name__]
+        first = (lines[1] if len(lines) > 1 and lines[0].startswith("Error(s)") else lines[0])[:200]
         raise CheckpointError(
-            f"checkpoint weights do not fit architecture {arch['name']!r} ({first}); "
+            f"{where}: checkpoint weights do not fit architecture {arch['name']!r} ({first}); "
             "the checkpoint was saved from another architecture"
         ) from None
     return model.eval()

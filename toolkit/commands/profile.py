@@ -142,13 +142,19 @@ def _local_baselines(local: tuple[str, ...], runs: list, first: str) -> dict:
 @click.option("--warmup", default=10, show_default=True, help="Untimed calls first (arenas, caches).")
 @click.option("--threads", default=None, type=int, help="Intra-op threads (default: all cores).")
 @click.option("--shape", "shape", multiple=True, metavar="NAME:D1,D2", help="Dims (without batch) of a variable input.")
+@click.option("--max-batch-mib", default=2048, show_default=True, type=int,
+              help="Budget of one generated input batch; a larger declared shape is refused before allocating.")
 @click.option("--json", "as_json", is_flag=True)
 def profile_local(model_file: str, batch: str, iterations: int, warmup: int, threads: int | None,
-                  shape: tuple[str, ...], as_json: bool) -> None:
+                  shape: tuple[str, ...], max_batch_mib: int, as_json: bool) -> None:
     """Time MODEL_FILE (.onnx, .plan, checkpoint .pt) in-process: p50/p90/p99, samples/s, peak memory."""
+    from toolkit.errors import UsageError
     from toolkit.local_profile import PerformanceProfiler
 
-    prof = PerformanceProfiler(model_file, shapes=_shapes(shape), threads=threads).profile(
+    if max_batch_mib < 1:
+        raise UsageError(f"--max-batch-mib {max_batch_mib} must be 1 or more")
+    prof = PerformanceProfiler(model_file, shapes=_shapes(shape), threads=threads,
+                               max_batch_bytes=max_batch_mib << 20).profile(
         _int_list(batch), num_iterations=iterations, warmup=warmup)
     click.echo(json.dumps(prof.to_dict()) if as_json else prof.table())
 

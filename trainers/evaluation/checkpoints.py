@@ -61,8 +61,8 @@ def _loader_for(spec: ModelSpec, split: Split, where: str, batch_size: int) -> A
 def _one(path: str | os.PathLike[str], data: str | None, split: str,
          batch_size: int) -> tuple[EvaluationResult, dict[str, Any]]:
     payload = load_checkpoint(path)
-    spec = model_spec_of(payload)
-    model = model_from_checkpoint(payload)
+    spec = model_spec_of(payload, where=str(path))
+    model = model_from_checkpoint(payload, where=str(path))
     chosen = _split_for(spec, payload, data, split)
     loader = _loader_for(spec, chosen, str(path), batch_size)
     labels = list(spec.labels) or list(chosen.classes)
