@@ -8,9 +8,14 @@
 - ``predict`` sends one batch; ``predict_many`` splits any number of rows into batches no larger
   than the model's ``max_batch_size`` and sends them concurrently, in order;
 - an optional LRU cache keyed by each row's bytes skips rows already answered;
-- every call carries a timeout; only UNAVAILABLE/503 and deadline errors are retried, with capped
-  exponential backoff; a bad request fails at once with the server's reason;
-- inputs at or above ``shm_threshold`` bytes can travel through system shared memory (same host);
+- every call carries a timeout that bounds the whole attempt (connect, send, the complete answer),
+  over HTTP as over gRPC, so a server that trickles bytes cannot hold a call open; ``deadline``
+  bounds a call with all its retries; only UNAVAILABLE/503 and deadline errors are retried, with
+  capped exponential backoff; a bad request fails at once with the server's reason;
+- a peer that does not speak Triton's protocol (garbage bytes, metadata without the fields Triton
+  always sends) fails in one line naming the server, never with a parser's own exception;
+- inputs at or above ``shm_threshold`` bytes can travel through system shared memory (same host),
+  registered with the server's admin header where it restricts that API;
 - labels and top-k come from Triton's classification extension.
 
 Every failure is a :class:`~toolkit.errors.TritonkitError` with a one-line message.
@@ -41,6 +46,16 @@ DEFAULT_URLS = {"http": "127.0.0.1:8000", "grpc": "127.0.0.1:8001"}
 PROTOCOLS = ("grpc", "http")
 
 SHM_MODES = ("off", "auto", "on")
+# Triton expects a restricted gRPC protocol's header key with this prefix (the HTTP form has none).
+GRPC_HEADER_PREFIX = "triton-grpc-protocol-"
+# What each call is, for messages.
+_CALLS = {
+    "is_server_live": "the liveness check", "is_model_ready": "the readiness check",
+    "get_model_repository_index": "the model index request", "get_model_metadata": "the model metadata request",
+    "get_model_config": "the model config request", "infer": "an inference request",
+    "register_system_shared_memory": "the shared-memory registration",
+    "unregister_system_shared_memory": "the shared-memory unregistration",
+}
 START_HINT = "start one with 'tritonkit serve --repository model_repository' (or 'make serve')"
 
 
@@ -104,8 +119,15 @@ class RetryPolicy:
             yield min(self.max_s, self.initial_s * (2**i))
 
 
+# gRPC's words for a peer that answered, but not in HTTP/2 (an HTTP/1 server, garbage bytes).
+_NOT_GRPC = ("failed parsing http/2", "http1.x server")
+
+
 def failure_kind(exc: BaseException) -> str:
-    """``unavailable`` / ``timeout`` (both retried), ``connect`` (nothing answers) or ``bad``."""
+    """``unavailable`` / ``timeout`` / ``connect`` (retried), ``protocol`` (the peer is not Triton) or ``bad``."""
+    import http.client
+    import json
+
     from tritonclient.utils import InferenceServerException
 
     if isinstance(exc, InferenceServerException):
@@ -113,6 +135,8 @@ def failure_kind(exc: BaseException) -> str:
         msg = (exc.message() or "").lower()
         if status in ("StatusCode.DEADLINE_EXCEEDED", "504") or "deadline exceeded" in msg:
             return "timeout"
+        if any(words in msg for words in _NOT_GRPC):
+            return "protocol"
         if status == "StatusCode.UNAVAILABLE" and ("connect" in msg or "connection refused" in msg):
             return "connect"
         if status in ("StatusCode.UNAVAILABLE", "503"):
@@ -120,6 +144,9 @@ def failure_kind(exc: BaseException) -> str:
         return "bad"
     if isinstance(exc, TimeoutError | asyncio.TimeoutError) or "Timeout" in type(exc).__name__:
         return "timeout"
+    # geventhttpclient's HTTPParseError, a body that is not UTF-8 JSON: the peer speaks something else.
+    if isinstance(exc, http.client.HTTPException | json.JSONDecodeError | UnicodeError | _ProtocolError):
+        return "protocol"
     if isinstance(exc, OSError) or "Connect" in type(exc).__name__ or "ServerDisconnected" in type(exc).__name__:
         return "connect"
     return "bad"
@@ -128,11 +155,20 @@ def failure_kind(exc: BaseException) -> str:
 RETRIED = ("unavailable", "timeout", "connect")
 
 
+class _ProtocolError(Exception):
+    """The peer answered, but not as Triton does (missing fields, undecodable outputs)."""
+
+
 def _first_line(exc: BaseException) -> str:
+    import http.client
+
     from tritonclient.utils import InferenceServerException
 
+    if isinstance(exc, http.client.HTTPException) and len(exc.args) == 2 and isinstance(exc.args[1], int):
+        return f"{exc.args[0]} at byte {exc.args[1]}"  # geventhttpclient: ('Expected HTTP/', 8)
     text = (exc.message() if isinstance(exc, InferenceServerException) else str(exc)) or type(exc).__name__
-    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    text = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
 
 
 class ResultCache:
@@ -180,18 +216,22 @@ class _Base:
     def _setup(
         self, model: str, url: str | None, protocol: str, timeout: float, version: str,
         spec: ModelSpec | None, cache_size: int, retry: RetryPolicy | None, batch_size: int | None,
-        concurrency: int,
+        concurrency: int, deadline: float | None = None, admin_headers: dict[str, str] | None = None,
     ) -> None:
         if protocol not in PROTOCOLS:
             raise UsageError(f"protocol {protocol!r} is not supported; use one of {', '.join(PROTOCOLS)}")
-        if not timeout or timeout <= 0:
-            raise UsageError(f"timeout {timeout!r} must be a positive number of seconds")
+        if not timeout or not timeout > 0 or timeout == float("inf"):
+            raise UsageError(f"timeout {timeout!r} must be a positive, finite number of seconds")
+        if deadline is not None and not (0 < deadline < float("inf")):
+            raise UsageError(f"deadline {deadline!r} must be a positive, finite number of seconds")
         if concurrency < 1 or (batch_size is not None and batch_size < 1):
             raise UsageError("--concurrency and --batch-size must be at least 1")
         self.model = model
         self.protocol = protocol
         self.url = (url or DEFAULT_URLS[protocol]).removeprefix("http://").removeprefix("grpc://")
         self.timeout = float(timeout)
+        self.deadline = None if deadline is None else float(deadline)
+        self.admin_headers = dict(admin_headers or {})
         self.version = str(version or "")
         self.retry = retry or RetryPolicy()
         self.latency = LatencyTracker()
@@ -206,14 +246,56 @@ class _Base:
         return f"{self.protocol}://{self.url}"
 
     # -- errors --------------------------------------------------------------------------------
-    def _error(self, exc: BaseException, kind: str, attempts: int) -> Exception:
+    def _attempt_budget(self, start: float) -> float:
+        """Seconds the next attempt may take: ``timeout``, cut to what the call's deadline leaves."""
+        if self.deadline is None:
+            return self.timeout
+        return max(0.001, min(self.timeout, start + self.deadline - time.monotonic()))
+
+    def _may_retry(self, start: float, delay: float) -> bool:
+        """Whether a retry after ``delay`` seconds still starts within the call's deadline."""
+        return self.deadline is None or time.monotonic() + delay < start + self.deadline - 0.01
+
+    def _protocol_error(self, detail: str) -> ClientError:
+        name = "gRPC" if self.protocol == "grpc" else "HTTP"
+        other = "http" if self.protocol == "grpc" else "grpc"
+        return ClientError(
+            f"the server at {self.where} did not answer as Triton's {name} endpoint does ({detail}); check the "
+            f"address and protocol (Triton answers HTTP on port 8000 and gRPC on 8001 by default; is it {other}?)"
+        )
+
+    def _protocol_admin_headers(self) -> dict[str, str] | None:
+        """The admin header for the APIs a tritonkit server restricts, in this protocol's form."""
+        if not self.admin_headers:
+            return None
+        if self.protocol == "grpc":
+            return {k if k.startswith(GRPC_HEADER_PREFIX) else GRPC_HEADER_PREFIX + k: v
+                    for k, v in self.admin_headers.items()}
+        return dict(self.admin_headers)
+
+    def _error(self, exc: BaseException, kind: str, attempts: int, method: str = "") -> Exception:
+        call = _CALLS.get(method, "a request")
+        if kind == "protocol":
+            return self._protocol_error(f"{call}: {_first_line(exc)}")
         if kind == "connect":
             return ServerError(f"no Triton server answers at {self.where} ({_first_line(exc)}); {START_HINT}")
         if kind == "timeout":
+            seconds = self.timeout if self.deadline is None else min(self.timeout, self.deadline)
             return ClientError(
-                f"request to model {self.model!r} at {self.where} timed out after {self.timeout:g} s "
+                f"{call} to {self.where} (model {self.model!r}) timed out after {seconds:g} s "
                 f"({attempts} attempt(s)); raise --timeout or lighten the server's load"
             )
+        if method in ("register_system_shared_memory", "unregister_system_shared_memory"):
+            why = _first_line(exc)
+            if "restrict" in why.lower() or "permission" in why.lower() or "403" in why:
+                sent = "the admin header it was given was refused" if self.admin_headers else "no admin header was sent"
+                return ClientError(
+                    f"{self.where} refused {call} ({why}; {sent}): the server restricts its shared-memory API "
+                    "to clients that send its admin header (tritonkit sends it to servers `tritonkit serve` "
+                    "started on this machine); otherwise turn shared memory off"
+                )
+            return ClientError(f"{self.where} refused {call} for model {self.model!r}: {why}; turn shared memory "
+                               "off where the server does not run on this host")
         if kind == "unavailable":
             return ClientError(
                 f"model {self.model!r} at {self.where} is unavailable after {attempts} attempt(s): "
@@ -222,20 +304,61 @@ class _Base:
         return ClientError(f"{self.where} model {self.model!r}: {_first_line(exc)}")
 
     # -- metadata ------------------------------------------------------------------------------
+    def _tensors(self, meta: Any, key: str) -> list[dict[str, Any]]:
+        """``inputs`` / ``outputs`` of model metadata, every field Triton always sends checked."""
+        where = f"model {self.model!r} metadata"
+        items = meta.get(key) if isinstance(meta, dict) else None
+        if not isinstance(items, list) or not items:
+            raise self._protocol_error(f"{where} has no {key!r} list")
+        out = []
+        for i, t in enumerate(items):
+            if not isinstance(t, dict):
+                raise self._protocol_error(f"{where} {key}[{i}] is not an object")
+            for field in ("name", "datatype", "shape"):
+                if field not in t:
+                    raise self._protocol_error(f"{where} {key}[{i}] has no {field!r}")
+            shape = t["shape"]
+            if not isinstance(t["name"], str) or not isinstance(t["datatype"], str) or not isinstance(shape, list):
+                raise self._protocol_error(f"{where} {key}[{i}] has a malformed name, datatype or shape")
+            try:
+                dims = [int(d) for d in shape]
+            except (TypeError, ValueError):
+                raise self._protocol_error(f"{where} {key}[{i}] shape {shape!r} is not a list of integers") from None
+            if any(d < -1 for d in dims):
+                raise self._protocol_error(f"{where} {key}[{i}] shape {dims} has a dimension below -1")
+            if key == "inputs":
+                try:
+                    numpy_dtype_from_wire(t["datatype"])
+                except UsageError:
+                    raise self._protocol_error(f"{where} {key}[{i}] datatype {t['datatype']!r} is not a "
+                                               "Triton type tritonkit can send") from None
+            out.append({"name": t["name"], "datatype": t["datatype"], "shape": dims})
+        return out
+
     def _read_metadata(self, meta: dict[str, Any], config: dict[str, Any]) -> None:
         config = config.get("config", config)
-        self.inputs = [{"name": t["name"], "datatype": t["datatype"], "shape": [int(d) for d in t["shape"]]}
-                       for t in meta["inputs"]]
-        self.outputs = [{"name": t["name"], "datatype": t["datatype"], "shape": [int(d) for d in t["shape"]]}
-                        for t in meta["outputs"]]
-        self.max_batch_size = int(config.get("max_batch_size", 0) or 0)
+        self.inputs = self._tensors(meta, "inputs")
+        self.outputs = self._tensors(meta, "outputs")
+        try:
+            self.max_batch_size = int(config.get("max_batch_size", 0) or 0)
+        except (TypeError, ValueError):
+            raise self._protocol_error(f"model {self.model!r} config max_batch_size "
+                                       f"{config.get('max_batch_size')!r} is not an integer") from None
         self.config = config
         if self._spec is None:
-            raw = (config.get("parameters") or {}).get(SPEC_PARAMETER, {}).get("string_value")
+            params = config.get("parameters")
+            entry = params.get(SPEC_PARAMETER) if isinstance(params, dict) else None
+            raw = entry.get("string_value") if isinstance(entry, dict) else None
             if raw:
                 import json
 
-                self._spec = ModelSpec.from_dict(json.loads(raw))
+                try:
+                    self._spec = ModelSpec.from_dict(json.loads(raw))
+                except Exception as exc:  # noqa: BLE001 - anything a hostile config holds becomes one line
+                    raise ClientError(
+                        f"model {self.model!r} at {self.where} carries a {SPEC_PARAMETER} parameter that is not a "
+                        f"tritonkit spec ({_first_line(exc)}); pass --spec FILE or --repository DIR"
+                    ) from None
 
     @property
     def spec(self) -> ModelSpec | None:
@@ -321,6 +444,26 @@ class _Base:
         inp = mod.InferInput(t["name"], list(batch.shape), triton_wire_dtype(batch.dtype.name))
         return inp
 
+    def _output(self, res: Any) -> np.ndarray:
+        """The first output of an inference result; an answer that does not decode is the peer's fault."""
+        name = self.outputs[0]["name"]
+        try:
+            out = res.as_numpy(name)
+        except Exception as exc:  # noqa: BLE001 - whatever a garbled answer raises inside the SDK
+            raise self._protocol_error(f"output {name!r} of model {self.model!r} does not decode: "
+                                       f"{_first_line(exc)}") from None
+        if out is None:
+            raise ClientError(f"{self.where} model {self.model!r} returned no {name!r} output")
+        return out
+
+    def _classes(self, values: np.ndarray) -> list[list[TopK]]:
+        """Classification-extension strings -> TopK rows; strings Triton would not send are the peer's fault."""
+        try:
+            return parse_classification(values)
+        except (ValueError, UnicodeDecodeError, TypeError) as exc:
+            raise self._protocol_error(f"classification output of model {self.model!r} is not "
+                                       f"'score:index:label' strings ({_first_line(exc)})") from None
+
     def _num_classes(self) -> int:
         dims = self.outputs[0]["shape"]
         return int(dims[-1]) if dims and int(dims[-1]) > 0 else 0
@@ -344,7 +487,8 @@ class Predictor(_Base):
         model: model name in the repository.
         url: ``host:port`` of the server (HTTP 8000 / gRPC 8001 by default).
         protocol: ``grpc`` or ``http``.
-        timeout: seconds for every call (connect, metadata, each inference).
+        timeout: seconds one attempt of any call (connect, metadata, each inference) may take in all,
+            the complete answer included: a server that trickles bytes cannot stretch it.
         version: model version ("" = the server's choice).
         spec: the model's ModelSpec (preprocessing); default: the served config's parameter if any.
         cache_size: rows kept in an LRU result cache (0 = off).
@@ -353,6 +497,12 @@ class Predictor(_Base):
         concurrency: requests in flight in ``predict_many``.
         shared_memory: ``off``, ``auto`` (inputs >= ``shm_threshold`` bytes) or ``on`` (always);
             system shared memory needs the server on this host.
+        admin_headers: the server's admin header, HTTP form (``{"tritonkit-admin-key": ...}``; a
+            ``tritonkit`` server's ``admin_headers``), sent only on the calls such a server restricts
+            (shared-memory registration, the model index that lists ready models); converted to
+            Triton's gRPC metadata form over gRPC.
+        deadline: seconds one call may take with all its retries and backoff (default: no bound
+            beyond ``retry.attempts`` x ``timeout``); the CLI's ``--timeout`` sets it.
 
     Raises:
         ServerError: nothing answers at the URL.
@@ -374,8 +524,11 @@ class Predictor(_Base):
         concurrency: int = 4,
         shared_memory: str = "off",
         shm_threshold: int = 1 << 20,
+        admin_headers: dict[str, str] | None = None,
+        deadline: float | None = None,
     ) -> None:
-        self._setup(model, url, protocol, timeout, version, spec, cache_size, retry, batch_size, concurrency)
+        self._setup(model, url, protocol, timeout, version, spec, cache_size, retry, batch_size, concurrency,
+                    deadline, admin_headers)
         if shared_memory not in SHM_MODES:
             raise UsageError(f"shared memory mode {shared_memory!r} is unknown; use one of {', '.join(SHM_MODES)}")
         self.shared_memory = shared_memory
@@ -414,23 +567,40 @@ class Predictor(_Base):
                 self._clients.append(client)
         return client
 
-    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        """One call with a timeout, retried only on UNAVAILABLE/503 and deadline errors."""
+    def _attempt(self, method: str, budget: float, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """One attempt, bounded end to end by ``budget`` seconds.
+
+        gRPC's ``client_timeout`` is a deadline for the whole call. The HTTP client's own timeouts
+        apply to each socket operation (a server sending one byte a second never trips them), so
+        the HTTP attempt runs under a ``gevent.Timeout``: the client's sockets are gevent's, and the
+        timer interrupts whichever wait the attempt is in (connect, send, or reading the answer).
+        """
         if self.protocol == "grpc":
-            kwargs.setdefault("client_timeout", self.timeout)
+            return getattr(self._client(), method)(*args, **kwargs, client_timeout=budget)
+        import gevent
+
+        with gevent.Timeout(budget, TimeoutError(f"no complete answer within {budget:g} s")):
+            return getattr(self._client(), method)(*args, **kwargs)
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """One call bounded by ``timeout`` per attempt (and ``deadline`` in all), retried only on
+        UNAVAILABLE/503, connection and deadline errors."""
+        start = time.monotonic()
         delays = self.retry.delays()
         attempt = 0
         while True:
             attempt += 1
             try:
-                return getattr(self._client(), method)(*args, **kwargs)
+                return self._attempt(method, self._attempt_budget(start), args, kwargs)
             except Exception as exc:  # noqa: BLE001 - classified just below
                 kind = failure_kind(exc)
                 delay = next(delays, None) if kind in RETRIED else None
+                if delay is not None and not self._may_retry(start, delay):
+                    delay = None
+                if self.protocol == "http" and kind in ("timeout", "connect", "protocol"):
+                    self._drop_thread_client()  # a timed-out or confused HTTP connection is not reusable
                 if delay is None:
-                    raise self._error(exc, kind, attempt) from None
-                if self.protocol == "http" and kind in ("timeout", "connect"):
-                    self._drop_thread_client()  # a timed-out HTTP connection is not reusable
+                    raise self._error(exc, kind, attempt, method) from None
                 time.sleep(delay)
 
     def _drop_thread_client(self) -> None:
@@ -447,7 +617,7 @@ class Predictor(_Base):
             raise ServerError(f"Triton at {self.where} is not live; {START_HINT}")
         if not self._call("is_model_ready", self.model, self.version):
             try:
-                index = self._call("get_model_repository_index",
+                index = self._call("get_model_repository_index", headers=self._protocol_admin_headers(),
                                    **({"as_json": True} if self.protocol == "grpc" else {}))
                 models = index.get("models", []) if isinstance(index, dict) else index
             except ClientError:  # the model-repository API is restricted (explicit/poll servers)
@@ -479,7 +649,7 @@ class Predictor(_Base):
         with self._lock:
             self._regions.append(region)
         try:
-            self._call("register_system_shared_memory", name, "/" + name, size)
+            self._call("register_system_shared_memory", name, "/" + name, size, headers=self._protocol_admin_headers())
         except BaseException:
             self._free_region(region, registered=False)
             raise
@@ -492,8 +662,8 @@ class Predictor(_Base):
                 self._regions.remove(region)
         if registered:
             try:
-                extra = {"client_timeout": self.timeout} if self.protocol == "grpc" else {}
-                self._client().unregister_system_shared_memory(region.name, **extra)
+                self._attempt("unregister_system_shared_memory", self.timeout, (region.name,),
+                              {"headers": self._protocol_admin_headers()})
             except Exception:  # noqa: BLE001 - the server may be gone; the local region still goes
                 pass
         region.close()
@@ -515,10 +685,7 @@ class Predictor(_Base):
         res = self._call("infer", self.model, [inp], model_version=self.version,
                          outputs=self._requested(self._mod, class_count))
         self.latency.add((time.perf_counter() - t0) * 1000)
-        out = res.as_numpy(self.outputs[0]["name"])
-        if out is None:
-            raise ClientError(f"{self.where} model {self.model!r} returned no {self.outputs[0]['name']!r} output")
-        return out
+        return self._output(res)
 
     # -- public --------------------------------------------------------------------------------
     def predict(self, batch: np.ndarray) -> np.ndarray:
@@ -576,7 +743,7 @@ class Predictor(_Base):
     def topk(self, batch: np.ndarray, k: int = 5) -> list[list[TopK]]:
         """Top-k per row from Triton's classification extension (raw output values, server labels)."""
         batch = self.validate(batch)
-        return parse_classification(self._infer(batch, class_count=max(1, int(k))))
+        return self._classes(self._infer(batch, class_count=max(1, int(k))))
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -585,7 +752,7 @@ class Predictor(_Base):
             n = self._num_classes()
             labels: tuple[str, ...] = ()
             if n:
-                rows = parse_classification(self._infer(self._zero_row(), class_count=n))
+                rows = self._classes(self._infer(self._zero_row(), class_count=n))
                 by_index = {t.index: t.label for t in rows[0]}
                 labels = tuple(by_index.get(i, str(i)) for i in range(n))
             self._labels = labels or (self._spec.labels if self._spec else ())
@@ -619,7 +786,8 @@ class AsyncPredictor(_Base):
 
     Create with ``await AsyncPredictor.create(model, url, protocol, ...)`` (it checks readiness and
     reads metadata), then ``await predict(...)``, ``await predict_many(...)``; ``await close()``.
-    Shared memory is not offered here (use :class:`Predictor`).
+    Shared memory is not offered here (use :class:`Predictor`); ``admin_headers`` and ``deadline``
+    mean what they mean there.
     """
 
     def __init__(
@@ -635,8 +803,11 @@ class AsyncPredictor(_Base):
         retry: RetryPolicy | None = None,
         batch_size: int | None = None,
         concurrency: int = 4,
+        deadline: float | None = None,
+        admin_headers: dict[str, str] | None = None,
     ) -> None:
-        self._setup(model, url, protocol, timeout, version, spec, cache_size, retry, batch_size, concurrency)
+        self._setup(model, url, protocol, timeout, version, spec, cache_size, retry, batch_size, concurrency,
+                    deadline, admin_headers)
         self._mod = _client_module(protocol, aio=True)
         self._aclient: Any = None
 
@@ -656,19 +827,23 @@ class AsyncPredictor(_Base):
         return self
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        if self.protocol == "grpc":
-            kwargs.setdefault("client_timeout", self.timeout)
+        """One call; each attempt bounded end to end by ``wait_for`` (and gRPC's own deadline)."""
+        start = time.monotonic()
         delays = self.retry.delays()
         attempt = 0
         while True:
             attempt += 1
+            budget = self._attempt_budget(start)
+            extra = {"client_timeout": budget} if self.protocol == "grpc" else {}
             try:
-                return await asyncio.wait_for(getattr(self._aclient, method)(*args, **kwargs), self.timeout + 1)
+                return await asyncio.wait_for(getattr(self._aclient, method)(*args, **kwargs, **extra), budget)
             except Exception as exc:  # noqa: BLE001 - classified just below
                 kind = failure_kind(exc)
                 delay = next(delays, None) if kind in RETRIED else None
+                if delay is not None and not self._may_retry(start, delay):
+                    delay = None
                 if delay is None:
-                    raise self._error(exc, kind, attempt) from None
+                    raise self._error(exc, kind, attempt, method) from None
                 await asyncio.sleep(delay)
 
     async def _connect(self) -> None:
@@ -676,7 +851,7 @@ class AsyncPredictor(_Base):
             raise ServerError(f"Triton at {self.where} is not live; {START_HINT}")
         if not await self._call("is_model_ready", self.model, self.version):
             try:
-                index = await self._call("get_model_repository_index",
+                index = await self._call("get_model_repository_index", headers=self._protocol_admin_headers(),
                                          **({"as_json": True} if self.protocol == "grpc" else {}))
                 models = index.get("models", []) if isinstance(index, dict) else index
             except ClientError:  # the model-repository API is restricted (explicit/poll servers)
@@ -694,7 +869,7 @@ class AsyncPredictor(_Base):
         res = await self._call("infer", self.model, [inp], model_version=self.version,
                                outputs=self._requested(self._mod, class_count))
         self.latency.add((time.perf_counter() - t0) * 1000)
-        return res.as_numpy(self.outputs[0]["name"])
+        return self._output(res)
 
     async def predict(self, batch: np.ndarray) -> np.ndarray:
         batch = self.validate(batch)
@@ -717,7 +892,7 @@ class AsyncPredictor(_Base):
         return np.concatenate(parts) if parts else np.zeros((0,), dtype=np.float32)
 
     async def topk(self, batch: np.ndarray, k: int = 5) -> list[list[TopK]]:
-        return parse_classification(await self._infer(self.validate(batch), class_count=max(1, int(k))))
+        return self._classes(await self._infer(self.validate(batch), class_count=max(1, int(k))))
 
     async def close(self) -> None:
         if self._aclient is not None:

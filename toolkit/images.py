@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,7 +16,15 @@ import numpy as np
 from toolkit.errors import UsageError
 from toolkit.spec import ModelSpec
 
-IMAGE_HINT = "give PNG, JPEG, BMP, GIF, TIFF or WebP files"
+# The formats decoded here, by Pillow's plugin names (PPM covers PGM/PBM). Pillow is never left to
+# guess among all its plugins: some (EPS) run external programs, others are rarely hardened.
+IMAGE_FORMATS = ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP", "PPM")
+IMAGE_HINT = "give PNG, JPEG, BMP, GIF, TIFF, WebP or PGM/PPM files"
+# Pixel budgets, checked from an image's header before it is decoded (a few bytes of PNG can declare
+# gigapixels). A 12 Mpixel phone photo passes. The served preprocessing model
+# (toolkit/preprocessing/model.py) holds the same numbers; a test keeps them equal.
+MAX_IMAGE_PIXELS = 4096 * 4096
+MAX_REQUEST_PIXELS = 4 * MAX_IMAGE_PIXELS
 
 
 def _chw(spec: ModelSpec) -> tuple[int, int, int]:
@@ -25,7 +32,7 @@ def _chw(spec: ModelSpec) -> tuple[int, int, int]:
     if len(shape) != 3 or spec.layout not in ("NCHW", "NHWC"):
         raise UsageError(
             f"input {spec.input.name!r} has shape {list(shape)} with layout {spec.layout}; "
-            "image preprocessing needs a 3-D NCHW or NHWC input (send arrays with Predictor.predict instead)"
+            "image preprocessing needs a 3-D NCHW or NHWC input; send ready model inputs instead of images"
         )
     c, h, w = shape if spec.layout == "NCHW" else (shape[2], shape[0], shape[1])
     if c not in (1, 3):
@@ -38,36 +45,73 @@ def _chw(spec: ModelSpec) -> tuple[int, int, int]:
     return c, h, w
 
 
-def decode_image(source: str | os.PathLike[str] | bytes | Any, spec: ModelSpec) -> np.ndarray:
-    """One image (a path, encoded bytes or a PIL image) as raw float32 ``(C, H, W)`` over the value range.
+def check_pixels(where: str, width: int, height: int) -> None:
+    """Refuse an image whose declared size is over :data:`MAX_IMAGE_PIXELS`, before decoding it."""
+    if width * height > MAX_IMAGE_PIXELS:
+        raise UsageError(f"{where}: declares {width}x{height} = {width * height} pixels, over the "
+                         f"{MAX_IMAGE_PIXELS} (4096x4096) allowed per image; give a smaller image")
 
-    Raises:
-        UsageError: the file is missing or is not an image Pillow can decode.
-    """
+
+def _open(source: str | os.PathLike[str] | bytes, where: str) -> tuple[Any, Any]:
+    """Pillow's view of one encoded image and the file under it: only the header is read, nothing decoded."""
     import io
+    import warnings
 
     from PIL import Image, UnidentifiedImageError
 
+    from toolkit.fileio import NotRegularFileError, open_regular
+
+    if isinstance(source, bytes | bytearray):
+        fh: Any = io.BytesIO(source)
+    else:
+        try:
+            # Regular files only, opened without blocking: a FIFO or device never hangs the client.
+            fh = os.fdopen(open_regular(source), "rb")
+        except FileNotFoundError:
+            raise UsageError(f"{where}: no such file; check the path") from None
+        except NotRegularFileError as exc:
+            raise UsageError(f"{exc}; {IMAGE_HINT}") from None
+        except OSError as exc:
+            raise UsageError(f"{where}: cannot be read ({exc.strerror or type(exc).__name__}); {IMAGE_HINT}") from None
+    try:
+        with warnings.catch_warnings():  # a size over Pillow's own threshold is refused just below
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(fh, formats=IMAGE_FORMATS), fh
+    except Image.DecompressionBombError:
+        fh.close()
+        raise UsageError(f"{where}: declares more than {2 * (Image.MAX_IMAGE_PIXELS or 0)} pixels, over the "
+                         f"{MAX_IMAGE_PIXELS} (4096x4096) allowed per image; give a smaller image") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        fh.close()
+        reason = "not an image in a format accepted here" if isinstance(exc, UnidentifiedImageError) else (
+            str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        raise UsageError(f"{where}: {reason}; {IMAGE_HINT}") from None
+
+
+def decode_image(source: str | os.PathLike[str] | bytes | Any, spec: ModelSpec) -> np.ndarray:
+    """One image (a path, encoded bytes or a PIL image) as raw float32 ``(C, H, W)`` over the value range.
+
+    Only regular files are opened; only :data:`IMAGE_FORMATS` are decoded, and only once the header's
+    size is within :data:`MAX_IMAGE_PIXELS`.
+
+    Raises:
+        UsageError: the file is missing, not a regular file, too large, or not an image decoded here.
+    """
+    from PIL import Image
+
     c, h, w = _chw(spec)
     where = "image bytes" if isinstance(source, bytes | bytearray) else str(source)
+    opened, fh = (source, None) if isinstance(source, Image.Image) else _open(source, where)
     try:
-        if isinstance(source, Image.Image):
-            img = source
-        elif isinstance(source, bytes | bytearray):
-            img = Image.open(io.BytesIO(source))
-        else:
-            img = Image.open(Path(source))
-        img.load()
-    except FileNotFoundError:
-        raise UsageError(f"{where}: no such file; check the path") from None
-    except IsADirectoryError:
-        raise UsageError(f"{where}: is a folder, not an image; {IMAGE_HINT}") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        check_pixels(where, *opened.size)
+        img = opened.convert("L" if c == 1 else "RGB")
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if isinstance(exc, UnidentifiedImageError):
-            reason = "not an image Pillow can decode"
         raise UsageError(f"{where}: {reason}; {IMAGE_HINT}") from None
-    img = img.convert("L" if c == 1 else "RGB")
+    finally:
+        if fh is not None:
+            opened.close()
+            fh.close()
     if img.size != (w, h):
         img = img.resize((w, h), Image.Resampling.BILINEAR)
     a = np.asarray(img, dtype=np.float32)

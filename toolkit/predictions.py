@@ -13,6 +13,9 @@ import numpy as np
 from toolkit.errors import TritonkitError
 from toolkit.spec import ModelSpec
 
+# A spec or manifest is a few KiB; anything far larger is not one.
+SPEC_FILE_LIMIT = 16 << 20
+
 
 @dataclass
 class Prediction:
@@ -102,14 +105,30 @@ def parse_classification(values: np.ndarray) -> list[list[TopK]]:
 def load_spec(path: str | os.PathLike[str]) -> ModelSpec:
     """A ModelSpec from a spec JSON, a repository ``manifest.json`` or a tritonkit ``.onnx`` file.
 
+    Only a regular file is read (a FIFO given by mistake or malice never blocks), at most
+    ``SPEC_FILE_LIMIT`` bytes of JSON.
+
     Raises:
-        UsageError: the file is missing or holds no spec.
+        UsageError: the file is missing, not a regular file, or holds no spec.
     """
     from toolkit.errors import UsageError
+    from toolkit.fileio import NotRegularFileError, open_regular, read_regular_text
 
     path = Path(path)
-    if not path.is_file():
-        raise UsageError(f"spec file {path} does not exist; give a spec .json, a manifest.json or an .onnx file")
+    hint = "give a spec .json, a manifest.json or an .onnx file"
+    try:
+        if path.suffix == ".onnx":
+            os.close(open_regular(path))
+        else:
+            text = read_regular_text(path, limit=SPEC_FILE_LIMIT)
+    except FileNotFoundError:
+        raise UsageError(f"spec file {path} does not exist; {hint}") from None
+    except NotRegularFileError as exc:
+        raise UsageError(f"spec file {exc}; {hint}") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"spec file {path} is not UTF-8 JSON; {hint}") from None
+    except OSError as exc:
+        raise UsageError(f"spec file {path} cannot be read ({exc.strerror or type(exc).__name__}); {hint}") from None
     if path.suffix == ".onnx":
         from toolkit.onnx_export import spec_from_onnx
 
@@ -118,16 +137,21 @@ def load_spec(path: str | os.PathLike[str]) -> ModelSpec:
         except TritonkitError as exc:
             raise UsageError(str(exc)) from None
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise UsageError(f"spec file {path} is not JSON ({type(exc).__name__}); give a spec .json, "
-                         "a manifest.json or an .onnx file") from None
+        data = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"spec file {path} is not JSON ({type(exc).__name__}); {hint}") from None
     if isinstance(data, dict) and isinstance(data.get("spec"), dict):
         data = data["spec"]
     if not isinstance(data, dict) or "inputs" not in data:
         raise UsageError(f"spec file {path} holds no model spec (no 'inputs'); give the manifest.json of a "
                          "repository version or the exported .onnx")
-    return ModelSpec.from_dict(data)
+    try:
+        return ModelSpec.from_dict(data)
+    except TritonkitError:
+        raise
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+        raise UsageError(f"spec file {path} holds a malformed model spec ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}); {hint}") from None
 
 
 def spec_from_repository(repository: str | os.PathLike[str], model: str) -> ModelSpec:

@@ -124,9 +124,23 @@ def test_predict_asks_for_a_spec_when_server_carries_none(sleepy_server, digit_p
 
 
 @pytest.mark.server
-def test_predict_lists_ready_models_over_http_when_model_missing(triton_server) -> None:
+def test_predict_says_model_not_ready_over_http_when_model_missing(triton_server) -> None:
+    # This server was not started by `tritonkit serve`, so the CLI has no admin header for its
+    # restricted model index: the line says so instead of listing.
     line = one_error_line(run_cli("nosuch", "--url", triton_server.http_url, "--protocol", "http"))
-    assert "'nosuch' is not ready" in line and "ready models: digits" in line
+    assert "'nosuch' is not ready" in line and "restricts its model-repository API" in line
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_predictor_lists_ready_models_when_given_the_admin_header(triton_server, protocol) -> None:
+    from toolkit.client import Predictor
+    from toolkit.errors import ClientError
+
+    url = triton_server.grpc_url if protocol == "grpc" else triton_server.http_url
+    with pytest.raises(ClientError) as err:
+        Predictor("nosuch", url, protocol, admin_headers=triton_server.admin_headers)
+    assert "'nosuch' is not ready" in str(err.value) and "ready models: digits" in str(err.value)
 
 
 def test_predict_names_url_and_how_to_start_when_no_http_server_answers() -> None:

@@ -82,10 +82,13 @@ def test_shared_memory_gives_same_logits_and_frees_its_regions(triton_server, di
     url = _url(triton_server, protocol)
     with Predictor("digits", url, protocol) as plain:
         want = plain.predict_many(x)
-    pred = Predictor("digits", url, protocol, shared_memory="on", concurrency=2)
+    # tritonkit's servers restrict the shared-memory API to their admin header.
+    pred = Predictor("digits", url, protocol, shared_memory="on", concurrency=2,
+                     admin_headers=triton_server.admin_headers)
     got = pred.predict_many(x)
     names = [r.name for r in pred._regions]
-    status = pred._client().get_system_shared_memory_status(**({"as_json": True} if protocol == "grpc" else {}))
+    status = pred._client().get_system_shared_memory_status(
+        headers=pred._protocol_admin_headers(), **({"as_json": True} if protocol == "grpc" else {}))
     pred.close()
     assert np.array_equal(got, want)
     assert names and all(n in str(status) for n in names)

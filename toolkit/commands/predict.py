@@ -10,16 +10,22 @@ none of them: the digits set defines its own transform. Labels always come from 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
 import click
 
+# The suffixes of toolkit.images.IMAGE_FORMATS (what the client decodes).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
 
 def _expand(paths: tuple[str, ...]) -> list[Path]:
-    """Files as given; a folder stands for its image and .npy files, sorted."""
+    """Files as given; a folder stands for its image and .npy files, sorted.
+
+    Nothing is opened here; every file is later opened as a regular file only, so a FIFO or device
+    in a folder is refused by name instead of blocking the command.
+    """
     out: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
@@ -27,6 +33,46 @@ def _expand(paths: tuple[str, ...]) -> list[Path]:
         else:
             out.append(p)
     return out
+
+
+def _load_npy(path: Path) -> Any:
+    """One ``.npy`` model input, read only from a regular file whose size matches its header.
+
+    A header may declare any shape in a few bytes; numpy would allocate it before reading, so the
+    declared size is checked against the bytes the file holds first.
+    """
+    import numpy as np
+    from numpy.lib import format as npformat
+
+    from toolkit.errors import UsageError
+    from toolkit.fileio import NotRegularFileError, open_regular
+
+    hint = "save model inputs with numpy.save"
+    try:
+        fh = os.fdopen(open_regular(path), "rb")
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file; check the path") from None
+    except NotRegularFileError as exc:
+        raise UsageError(f"{exc}; give .npy files or images") from None
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    with fh:
+        try:
+            version = npformat.read_magic(fh)
+            read_header = npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
+            shape, _, dtype = read_header(fh)
+            declared = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize if shape else dtype.itemsize
+            held = os.fstat(fh.fileno()).st_size - fh.tell()
+            if dtype.hasobject:
+                raise UsageError(f"{path}: holds Python objects ({dtype}), not numbers; {hint}")
+            if declared != held:
+                raise UsageError(f"{path}: its header declares shape {list(shape)} {dtype} ({declared} bytes) "
+                                 f"but the file holds {held}; {hint}")
+            fh.seek(0)
+            return np.load(fh, allow_pickle=False)
+        except (OSError, ValueError, EOFError, SyntaxError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise UsageError(f"{path}: cannot be read as a .npy array ({reason}); {hint}") from None
 
 
 def _load_inputs(pred: Any, files: list[Path]) -> tuple[Any, list[str]]:
@@ -43,10 +89,7 @@ def _load_inputs(pred: Any, files: list[Path]) -> tuple[Any, list[str]]:
         return pred.preprocess(images), [str(f) for f in images]
     parts, names = [], []
     for f in arrays:
-        try:
-            a = np.load(f, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"{f}: cannot be read as a .npy array ({exc}); save it with numpy.save") from None
+        a = _load_npy(f)
         if a.ndim == 0:
             raise UsageError(f"{f}: holds a single number, not a model input; save the input array itself")
         a = a[None] if pred.max_batch_size > 0 and a.ndim == len(pred.inputs[0]["shape"]) - 1 else a
@@ -65,7 +108,8 @@ def _load_inputs(pred: Any, files: list[Path]) -> tuple[Any, list[str]]:
 @click.option("--top-k", default=5, show_default=True, help="Labels shown per input.")
 @click.option("--batch-size", default=32, show_default=True, help="Inputs per request (capped at max_batch_size).")
 @click.option("--concurrency", default=4, show_default=True, help="Requests in flight.")
-@click.option("--timeout", default=30.0, show_default=True, help="Seconds for every call.")
+@click.option("--timeout", default=30.0, show_default=True,
+              help="Seconds each call (connect, metadata, each inference) may take in all, retries included.")
 @click.option("--spec", "spec_file", default=None, help="Model spec: a spec .json, manifest.json or .onnx file.")
 @click.option("--repository", default=None, help="Read the spec from this tritonkit model repository.")
 @click.option("--shared-memory", type=click.Choice(["off", "auto", "on"]), default="off", show_default=True,
@@ -83,7 +127,7 @@ def predict(model: str, images: tuple[str, ...], n_digits: int | None, url: str 
     import time
 
     from toolkit.client import Predictor
-    from toolkit.errors import UsageError
+    from toolkit.errors import TritonkitError, UsageError
     from toolkit.predictions import load_spec, spec_from_repository, topk_from_logits
 
     if images and n_digits is not None:
@@ -93,8 +137,18 @@ def predict(model: str, images: tuple[str, ...], n_digits: int | None, url: str 
     if top_k < 1:
         raise UsageError(f"--top-k {top_k} must be at least 1")
     spec = load_spec(spec_file) if spec_file else spec_from_repository(repository, model) if repository else None
-    pred = Predictor(model, url=url, protocol=protocol, timeout=timeout, spec=spec, batch_size=batch_size,
-                     concurrency=concurrency, shared_memory=shared_memory)
+    from toolkit.client import DEFAULT_URLS
+    from toolkit.server.runner import admin_headers_for
+
+    # A server `tritonkit serve` started restricts its shared-memory and model-index APIs to its admin
+    # header; it is found (and sent) only when the URL is that verified server's own address.
+    try:
+        admin = admin_headers_for(url or DEFAULT_URLS[protocol])
+    except TritonkitError:  # an unreadable run record: restricted calls then say what they miss
+        admin = {}
+    pred = Predictor(model, url=url, protocol=protocol, timeout=timeout, deadline=timeout, spec=spec,
+                     batch_size=batch_size, concurrency=concurrency, shared_memory=shared_memory,
+                     admin_headers=admin)
     try:
         truth = None
         if images:
