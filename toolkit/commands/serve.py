@@ -12,7 +12,7 @@ RUN_DIR = Path(".tritonkit") / "serve"
 
 @click.group(invoke_without_command=True)
 @click.option("--repository", "-r", default="model_repository", show_default=True,
-              type=click.Path(file_okay=False), help="Model repository to serve.")
+              type=click.Path(), help="Model repository folder to serve.")
 @click.option("--runtime", type=click.Choice(["auto", "docker", "embedded"]), default="auto", show_default=True,
               help="auto = NVIDIA container when Docker and a GPU are here, else the embedded server.")
 @click.option("--image", default=None, help="Container image (docker runtime); default matches the plans.")
@@ -46,13 +46,18 @@ def serve(ctx: click.Context, repository: str, runtime: str, image: str | None, 
 @serve.command("stop")
 @click.option("--timeout", default=30.0, show_default=True, type=float, help="Seconds before the server is killed.")
 def stop(timeout: float) -> None:
-    """Stop the server started with `serve --detach` in this folder."""
-    from toolkit.server.runner import stop_detached
+    """Stop the server started by `tritonkit serve` in this folder (detached or in the foreground)."""
+    from toolkit.server.runner import load_state, stop_recorded
 
-    if stop_detached(RUN_DIR, timeout=timeout):
-        click.echo("stopped")
+    state = load_state(RUN_DIR)
+    outcome = stop_recorded(RUN_DIR, timeout=timeout)
+    if outcome == "stopped" and state:
+        click.echo(f"stopped the server (pid {state['pid']}, http {state['http_url']})")
+    elif outcome == "exited" and state:
+        click.echo(f"the server recorded in {RUN_DIR} (pid {state['pid']}) had already exited; "
+                   "its state was removed")
     else:
-        click.echo(f"no detached server is running (nothing recorded in {RUN_DIR})")
+        click.echo(f"no server is recorded in {RUN_DIR}; nothing to stop")
 
 
 @serve.command("status")
@@ -66,7 +71,7 @@ def status(as_json: bool) -> None:
         click.echo(json.dumps(st, indent=2, sort_keys=True))
         return
     if not st["running"]:
-        click.echo("not running")
+        click.echo(f"not running (no live server is recorded in {RUN_DIR})")
         return
     click.echo(f"running (pid {st['pid']}, {st['runtime']}), {'ready' if st['ready'] else 'not ready'}")
     click.echo(f"  http:    {st['http_url']}")

@@ -37,6 +37,7 @@ class TritonInstall:
     root: Path
     version: str
     libs_dir: Path
+    stub_env: Path | None = None
 
     @property
     def binary(self) -> Path:
@@ -56,17 +57,19 @@ class TritonInstall:
         The running Python's LIBDIR goes first so the stub loads this interpreter's
         ``libpython`` rather than the system one (a mixed interpreter broke multiprocessing);
         then the wheel's bundled libraries. The stub embeds Python, ignores PYTHONPATH and finds its
-        prefix from the ``python3`` on PATH, so the running interpreter's folder goes first on PATH:
-        a virtual environment's ``bin`` makes the stub use that environment's numpy and onnxruntime.
+        prefix from the ``python3`` on PATH, so the stub environment (see :func:`_stub_env`: this
+        interpreter's packages, no bytecode written) and then the running interpreter's folder go
+        first on PATH: a virtual environment's packages (numpy, onnxruntime) are what the stub uses.
         """
         env = dict(os.environ if base is None else base)
         libdir = sysconfig.get_config_var("LIBDIR") or ""
         parts = [p for p in (libdir, str(self.libs_dir), env.get("LD_LIBRARY_PATH", "")) if p]
         env["LD_LIBRARY_PATH"] = os.pathsep.join(parts)
         bindir = str(Path(sys.executable).parent)
-        env["PATH"] = os.pathsep.join(p for p in (bindir, env.get("PATH", "")) if p)
-        # The stubs import model.py from published version folders, which must never change: no
-        # __pycache__ written next to them (it also made the first poll see a changed version).
+        stub_bin = str(self.stub_env / "bin") if self.stub_env else ""
+        env["PATH"] = os.pathsep.join(p for p in (stub_bin, bindir, env.get("PATH", "")) if p)
+        # For any Python the server starts that does honour the environment (the stub does not:
+        # _stub_env is what keeps it from writing __pycache__ into published version folders).
         env["PYTHONDONTWRITEBYTECODE"] = "1"
         return env
 
@@ -129,6 +132,49 @@ def _sync_backends(root: Path) -> None:
         _sync_file(src, root / "backends" / src.parent.name / "model.py")
 
 
+def _stub_env(root: Path) -> Path:
+    """A virtual-environment shim the python stubs run in: this interpreter's packages, no bytecode.
+
+    The stub embeds Python with an isolated config: it ignores PYTHONDONTWRITEBYTECODE and
+    PYTHONPATH and finds its prefix from the ``python3`` first on PATH. So PATH gets a folder whose
+    ``python3`` sits in a tiny venv (``pyvenv.cfg`` pointing at this interpreter's base) whose only
+    ``.pth`` switches bytecode writing off and adds this interpreter's site-packages. Without it the
+    stub wrote ``__pycache__`` into published version folders, which must never change (and the
+    first repository poll then saw a changed version).
+    """
+    import site
+
+    sites = [p for p in site.getsitepackages() if Path(p).is_dir()]
+    base_bin = sysconfig.get_config_var("BINDIR") or str(Path(sys.executable).parent)
+    if sys.prefix != sys.base_prefix:
+        base_bin = str(Path(getattr(sys, "_base_executable", sys.executable)).parent)
+    ver = f"{sys.version_info.major}.{sys.version_info.minor}"
+    pth = "import sys; sys.dont_write_bytecode = True\n" + "".join(
+        f"import site; site.addsitedir({p!r})\n" for p in sites)
+    cfg = f"home = {base_bin}\ninclude-system-site-packages = false\nversion = {ver}\n"
+    digest = hashlib.sha256(f"{sys.executable}\n{cfg}{pth}".encode()).hexdigest()[:16]
+    env_dir = root / f"stub-env-{digest}"
+    if (env_dir / _COMPLETE).is_file():
+        return env_dir
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{env_dir.name}."))
+    try:
+        (tmp / "bin").mkdir()
+        os.symlink(sys.executable, tmp / "bin" / "python3")
+        (tmp / "pyvenv.cfg").write_text(cfg)
+        lib = tmp / "lib" / f"python{ver}" / "site-packages"
+        lib.mkdir(parents=True)
+        (lib / "_tritonkit_stub.pth").write_text(pth)
+        (tmp / _COMPLETE).write_text(f"{sys.executable}\n")
+        try:
+            os.rename(tmp, env_dir)
+        except OSError:
+            if not (env_dir / _COMPLETE).is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return env_dir
+
+
 def prepare_triton(home: Path | None = None) -> TritonInstall:
     """Return a runnable Triton, copying it out of the wheel the first time.
 
@@ -161,7 +207,7 @@ def prepare_triton(home: Path | None = None) -> TritonInstall:
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     _sync_backends(root)
-    return TritonInstall(root=root, version=version, libs_dir=libs)
+    return TritonInstall(root=root, version=version, libs_dir=libs, stub_env=_stub_env(root))
 
 
 def _compiler() -> str | None:

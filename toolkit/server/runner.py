@@ -20,7 +20,7 @@ from typing import Any
 
 from toolkit.errors import ServerError, UsageError
 from toolkit.fileio import NotRegularFileError, open_regular
-from toolkit.server.embedded import ADMIN_HEADER, EmbeddedServer, http_get
+from toolkit.server.embedded import ADMIN_HEADER, EmbeddedServer, check_repository, http_get
 from toolkit.server.procs import PidHandle, ProcessIdentity, identity_of, session_handles
 
 RUNTIMES = ("auto", "docker", "embedded")
@@ -55,10 +55,7 @@ def choose_runtime(runtime: str) -> str:
 def make_server(opts: ServeOptions, log_path: Path | None = None) -> EmbeddedServer:
     """A server for ``opts`` (not started); a missing repository is refused in one line."""
     repo = Path(opts.repository)
-    if not repo.is_dir():
-        raise ServerError(
-            f"model repository {repo} does not exist; create one with `tritonkit repo` or pass --repository"
-        )
+    check_repository(repo)
     common: dict[str, Any] = dict(
         host=opts.host, http_port=opts.http_port, grpc_port=opts.grpc_port, metrics_port=opts.metrics_port,
         model_control=opts.model_control, poll_secs=opts.poll_secs, log_path=log_path,
@@ -402,7 +399,13 @@ def _wait_exit(handle: PidHandle, until: float) -> bool:
 
 
 def stop_detached(run_dir: Path = DEFAULT_RUN_DIR, timeout: float = 30) -> bool:
-    """Stop the server recorded in ``run_dir``; False when none was running.
+    """Stop the server recorded in ``run_dir``; False when none was running (see :func:`stop_recorded`)."""
+    return stop_recorded(run_dir, timeout) == "stopped"
+
+
+def stop_recorded(run_dir: Path = DEFAULT_RUN_DIR, timeout: float = 30) -> str:
+    """Stop the server recorded in ``run_dir``: ``stopped``, ``exited`` (it had already exited; its state
+    is removed) or ``none`` (nothing recorded).
 
     Signals reach only the recorded process (pid, start time and executable all match, through a
     pidfd) and the members of its own session (the python stubs), never a process group by number.
@@ -413,11 +416,11 @@ def stop_detached(run_dir: Path = DEFAULT_RUN_DIR, timeout: float = 30) -> bool:
     """
     state = load_state(run_dir)
     if not state:
-        return False
+        return "none"
     handle = _recorded_server(state, run_dir)
     if handle is None:
         _forget_state(run_dir)
-        return False
+        return "exited"
     with handle:
         # Its stubs: the other members of the session it leads (started with setsid).
         members = session_handles(state["pid"])
@@ -442,11 +445,11 @@ def stop_detached(run_dir: Path = DEFAULT_RUN_DIR, timeout: float = 30) -> bool:
             for member in members:
                 member.close()
     _forget_state(run_dir)
-    return True
+    return "stopped"
 
 
 __all__ = [
     "ADMIN_HEADER", "DEFAULT_RUN_DIR", "RUNTIMES", "ServeOptions", "admin_headers_for", "choose_runtime",
     "load_state", "make_server", "read_state", "serve_detached", "serve_foreground", "server_status",
-    "stop_detached",
+    "stop_detached", "stop_recorded",
 ]

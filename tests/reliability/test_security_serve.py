@@ -1,0 +1,425 @@
+"""Attacks on `tritonkit serve` (issue 12, items 1, 2, 4, 18, 24, 25, 26), each performed for real:
+a user snooping every command line while servers start, unauthenticated calls to the admin APIs,
+and hostile state files handed to `serve stop` / `serve status`."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from multiprocessing import shared_memory
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.reliability.conftest import write_slow_model
+from toolkit.server.embedded import ADMIN_HEADER, EmbeddedServer, http_get
+from toolkit.server.ports import free_port
+from toolkit.server.procs import identity_of
+from toolkit.server.runner import admin_headers_for
+
+TRITONKIT = str(Path(sys.executable).parent / "tritonkit")
+SYSTEM_PYTHON = "/usr/bin/python3"
+GRPC_KEY = f"triton-grpc-protocol-{ADMIN_HEADER}"
+
+# Runs as user nobody: reads every /proc/*/cmdline and /proc/*/environ it can, as fast as it can,
+# and on SIGTERM prints every distinct content it saw (it does not know the keys; the test checks).
+POLLER = r"""
+import base64, json, os, signal, sys
+stop = []
+signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
+seen, reads, environ_reads, sweeps = set(), 0, 0, 0
+print("polling", flush=True)
+while not stop:
+    sweeps += 1
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        for name in ("cmdline", "environ"):
+            try:
+                with open(f"/proc/{pid}/{name}", "rb") as f:
+                    data = f.read()
+            except OSError:
+                continue
+            reads += 1
+            environ_reads += name == "environ"
+            seen.add(data)
+print(json.dumps({"uid": os.getuid(), "sweeps": sweeps, "reads": reads, "environ_reads": environ_reads,
+                  "seen": [base64.b64encode(d).decode() for d in seen]}))
+"""
+
+
+def _as_nobody() -> list[str]:
+    if shutil.which("setpriv"):
+        return ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+    if shutil.which("runuser"):
+        return ["runuser", "-u", "nobody", "--"]
+    pytest.skip("neither setpriv nor runuser is here to run the snooper as user nobody")
+
+
+def _run(args: list[str], cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([TRITONKIT, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def _one_error_line(r: subprocess.CompletedProcess[str]) -> str:
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode != 0, (r.stdout, r.stderr)
+    assert len(lines) == 1 and lines[0].startswith("error:"), r.stderr
+    assert "Traceback" not in r.stderr
+    return lines[0]
+
+
+def _post(url: str, body: dict | None, headers: dict[str, str]) -> tuple[int, str]:
+    data = json.dumps(body).encode() if body is not None else b"{}"
+    req = urllib.request.Request(url, data=data, method="POST",
+                                 headers={"Content-Type": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+# -- item 1: the admin key is never observable, at any instant ------------------------------------
+
+@pytest.mark.server
+def test_admin_key_is_never_seen_by_other_user_when_server_starts_20_times(tmp_path: Path) -> None:
+    if not os.path.exists(SYSTEM_PYTHON):
+        pytest.skip(f"{SYSTEM_PYTHON} (a Python user nobody can run) is not here")
+    repo = tmp_path / "empty_repository"
+    repo.mkdir()
+    poller = subprocess.Popen([*_as_nobody(), SYSTEM_PYTHON, "-c", POLLER], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    keys: list[str] = []
+    try:
+        assert poller.stdout is not None and poller.stdout.readline().strip() == "polling"
+        for _ in range(20):
+            server = EmbeddedServer(repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+                                    model_control="explicit", log_path=tmp_path / "triton.log")
+            keys.append(server.admin_value)
+            server.start(timeout=60)
+            try:
+                # The key was passed and works: without it the repository API would refuse this.
+                assert _post(f"http://{server.http_url}/v2/repository/index", {}, server.admin_headers)[0] == 200
+                assert _post(f"http://{server.http_url}/v2/repository/index", {}, {})[0] == 403
+            finally:
+                server.stop()
+            assert server.admin_value not in (tmp_path / "triton.log").read_text(errors="replace")
+    finally:
+        poller.send_signal(signal.SIGTERM)
+        out, err = poller.communicate(timeout=60)
+    report = json.loads(out)
+    assert report["uid"] != 0
+    seen = [base64.b64decode(s) for s in report["seen"]]
+    sightings = sum(key.encode() in blob for key in keys for blob in seen)
+    # The poller did race the servers: it read their command lines (with the placeholder).
+    server_cmdlines = [b for b in seen if b.startswith(str(server_binary()).encode()) and b"restricted" in b]
+    print(f"key snoop: {len(keys)} starts, {report['sweeps']} sweeps, {report['reads']} reads, "
+          f"{report['environ_reads']} environ reads, {len(server_cmdlines)} server command lines seen, "
+          f"{sightings} key sightings")
+    assert len(server_cmdlines) >= len(keys) // 2
+    assert sightings == 0
+
+
+def server_binary() -> Path:
+    from toolkit.server.install import prepare_triton
+
+    return prepare_triton().binary
+
+
+def test_argv_key_library_keeps_key_out_of_argument_memory_and_stubs_when_preloaded(tmp_path: Path) -> None:
+    """The preload library on its own: a child sees the key in argv, /proc shows only the placeholder,
+    and neither the key nor LD_PRELOAD reaches the child's own children."""
+    from toolkit.server.embedded import KEY_PLACEHOLDER, KEY_VARIABLE
+    from toolkit.server.install import argv_key_library
+
+    lib = argv_key_library()
+    probe = (
+        "import os, sys, subprocess\n"
+        "mem = open(f'/proc/{os.getpid()}/cmdline', 'rb').read()\n"
+        "env = open(f'/proc/{os.getpid()}/environ', 'rb').read()\n"
+        "child = subprocess.run(['env'], capture_output=True).stdout\n"
+        "print(sys.argv[1]); print(mem.hex()); print(env.hex()); print(child.hex())\n"
+    )
+    key = "k3y" * 8
+    out = subprocess.run(
+        [SYSTEM_PYTHON, "-c", probe, f"--http-restricted-api=logging:h={KEY_PLACEHOLDER}"],
+        env={"PATH": "/usr/bin:/bin", KEY_VARIABLE: key, "LD_PRELOAD": str(lib)},
+        capture_output=True, text=True, timeout=60, check=True,
+    ).stdout.splitlines()
+    assert out[0] == f"--http-restricted-api=logging:h={key}"
+    mem, env, child = (bytes.fromhex(x) for x in out[1:4])
+    assert key.encode() not in mem and KEY_PLACEHOLDER.encode() in mem
+    assert key.encode() not in env
+    assert key.encode() not in child and b"LD_PRELOAD" not in child and KEY_VARIABLE.encode() not in child
+
+
+def test_argv_key_library_ends_process_when_placeholder_has_no_key(tmp_path: Path) -> None:
+    from toolkit.server.embedded import KEY_PLACEHOLDER
+    from toolkit.server.install import argv_key_library
+
+    r = subprocess.run([SYSTEM_PYTHON, "-c", "print('ran')", f"--grpc-restricted-protocol=trace:h={KEY_PLACEHOLDER}"],
+                       env={"PATH": "/usr/bin:/bin", "LD_PRELOAD": str(argv_key_library())},
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 111 and "ran" not in r.stdout and "TRITONKIT_ADMIN_KEY is not set" in r.stderr
+
+
+def test_server_start_is_refused_when_no_c_compiler_can_build_the_key_helper(tmp_path: Path) -> None:
+    env = {**os.environ, "TRITONKIT_HOME": str(tmp_path / "home"), "PATH": str(tmp_path / "empty"), "CC": ""}
+    (tmp_path / "repo").mkdir()
+    code = ("from toolkit.server.install import argv_key_library\n"
+            "from toolkit.errors import TritonkitError\n"
+            "try:\n    argv_key_library()\nexcept TritonkitError as e:\n    print(e)\n")
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert "no C compiler found" in r.stdout and "apt-get install gcc" in r.stdout
+    assert not list((tmp_path / "home").glob("argv_key-*.so"))
+
+
+# -- items 4 and 26: shared memory, logging and trace answer only the admin key --------------------
+
+@pytest.fixture(scope="module")
+def plain_server(tmp_path_factory: pytest.TempPathFactory):
+    """A server with model control none (the default): the admin APIs are restricted all the same."""
+    repo = tmp_path_factory.mktemp("plain") / "repo"
+    repo.mkdir()
+    server = EmbeddedServer(repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+                            log_path=repo.parent / "triton.log")
+    server.start(timeout=120)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def region():
+    shm = shared_memory.SharedMemory(create=True, size=64)
+    yield shm
+    shm.close()
+    shm.unlink()
+
+
+def test_admin_apis_refuse_http_requests_without_key_when_model_control_is_none(plain_server, region) -> None:
+    base = f"http://{plain_server.http_url}/v2"
+    attacks = [
+        (f"{base}/systemsharedmemory/region/stolen/register", {"key": f"/{region.name}", "offset": 0, "byte_size": 64}),
+        (f"{base}/logging", {"log_verbose_level": 1}),
+        (f"{base}/trace/setting", {"trace_rate": "1"}),
+    ]
+    for url, body in attacks:
+        for headers in ({}, {ADMIN_HEADER: "wrong"}, {ADMIN_HEADER: "@TRITONKIT_ADMIN_KEY@"}):
+            status, text = _post(url, body, headers)
+            assert status == 403 and "restricted" in text, (url, headers, status, text)
+    # Nothing was registered; with the key every one of them succeeds.
+    assert "stolen" not in http_get(f"{base}/systemsharedmemory/status", headers=plain_server.admin_headers)[1].decode()
+    for url, body in attacks:
+        assert _post(url, body, plain_server.admin_headers)[0] == 200, url
+    assert "stolen" in http_get(f"{base}/systemsharedmemory/status", headers=plain_server.admin_headers)[1].decode()
+    assert _post(f"{base}/systemsharedmemory/region/stolen/unregister", None, plain_server.admin_headers)[0] == 200
+    assert _post(f"{base}/logging", {"log_verbose_level": 0}, plain_server.admin_headers)[0] == 200
+
+
+def test_admin_apis_refuse_grpc_requests_without_key_when_model_control_is_none(plain_server, region) -> None:
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    client = grpcclient.InferenceServerClient(plain_server.grpc_url)
+    good = {GRPC_KEY: plain_server.admin_value}
+    calls = [
+        lambda h: client.register_system_shared_memory("stolen", f"/{region.name}", 64, headers=h),
+        lambda h: client.update_log_settings({"log_verbose_level": 1}, headers=h),
+        lambda h: client.update_trace_settings(settings={"trace_rate": "1"}, headers=h),
+    ]
+    try:
+        for call in calls:
+            for headers in ({}, {GRPC_KEY: "wrong"}):
+                with pytest.raises(InferenceServerException, match="restricted"):
+                    call(headers)
+        assert not client.get_system_shared_memory_status(headers=good, as_json=True).get("regions")
+        for call in calls:
+            call(good)
+        assert "stolen" in client.get_system_shared_memory_status(headers=good, as_json=True)["regions"]
+        client.unregister_system_shared_memory("stolen", headers=good)
+        client.update_log_settings({"log_verbose_level": 0}, headers=good)
+    finally:
+        client.close()
+
+
+@pytest.mark.server
+def test_foreground_serve_records_private_state_for_admin_headers_when_running(tmp_path: Path) -> None:
+    (tmp_path / "model_repository").mkdir()
+    ports = [free_port() for _ in range(3)]
+    proc = subprocess.Popen([TRITONKIT, "serve", "--runtime", "embedded", "--http-port", str(ports[0]),
+                             "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2])],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    state = tmp_path / ".tritonkit" / "serve" / "server.json"
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("serving"):
+                break
+        assert state.is_file() and state.stat().st_mode & 0o777 == 0o600
+        run_dir = tmp_path / ".tritonkit" / "serve"
+        headers = admin_headers_for(f"127.0.0.1:{ports[0]}", run_dir)
+        assert headers == admin_headers_for(f"localhost:{ports[1]}", run_dir) and headers[ADMIN_HEADER]
+        assert admin_headers_for(f"127.0.0.1:{ports[2]}", run_dir) == {}
+        assert http_get(f"http://127.0.0.1:{ports[0]}/v2/logging", headers=headers)[0] == 200
+        assert http_get(f"http://127.0.0.1:{ports[0]}/v2/logging")[0] == 403
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert not state.exists()
+
+
+# -- items 2 and 18: hostile state files make `serve stop` / `serve status` refuse, signal nothing --
+
+def _write_state(tmp_path: Path, content: str | bytes) -> Path:
+    run_dir = tmp_path / ".tritonkit" / "serve"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / "server.json"
+    (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
+    return path
+
+
+HOSTILE_STATES = {
+    "pid 1": '{"pid": 1, "start_time": 1, "exe": "/sbin/init", "http_url": "x", "grpc_url": "y"}',
+    "pid string": '{"pid": "abc"}',
+    "pid bool": '{"pid": true}',
+    "pid float": '{"pid": 12.5}',
+    "list": "[1, 2]",
+    "not json": "{pid: 12",
+    "binary": b"\xff\xfe\x00garbage",
+    "old format": '{"pid": 99999999, "http_url": "127.0.0.1:1", "grpc_url": "127.0.0.1:2"}',
+}
+
+
+@pytest.mark.parametrize("content", HOSTILE_STATES.values(), ids=HOSTILE_STATES.keys())
+@pytest.mark.parametrize("command", ["stop", "status"])
+def test_serve_command_refuses_in_one_line_when_state_file_is_corrupt(tmp_path: Path, command: str,
+                                                                       content: str | bytes) -> None:
+    path = _write_state(tmp_path, content)
+    line = _one_error_line(_run(["serve", command], tmp_path))
+    assert str(Path(".tritonkit") / "serve" / "server.json") in line and "nothing was signalled" in line
+    assert path.read_bytes() == (content if isinstance(content, bytes) else content.encode())
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "folder"])
+def test_serve_stop_refuses_in_one_line_when_state_file_is_not_a_regular_file(tmp_path: Path, kind: str) -> None:
+    run_dir = tmp_path / ".tritonkit" / "serve"
+    run_dir.mkdir(parents=True)
+    path = run_dir / "server.json"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "symlink":
+        (tmp_path / "elsewhere.json").write_text('{"pid": 2}')
+        path.symlink_to(tmp_path / "elsewhere.json")
+    else:
+        path.mkdir()
+    for command in ("stop", "status"):
+        line = _one_error_line(_run(["serve", command], tmp_path, timeout=30))
+        assert {"fifo": "a FIFO", "symlink": "a symlink", "folder": "a folder"}[kind] in line
+    assert os.path.lexists(path)
+
+
+def test_serve_stop_refuses_and_signals_nothing_when_pid_is_an_unrelated_live_process(tmp_path: Path) -> None:
+    victim = subprocess.Popen(["sleep", "600"])
+    try:
+        ident = identity_of(victim.pid)
+        assert ident is not None
+        forged = [
+            # Start time right, executable not: a pid reused by another program.
+            {"pid": victim.pid, "start_time": ident.start_time, "exe": "/opt/tritonserver/bin/tritonserver"},
+            # Executable right, start time not: the same program started again later.
+            {"pid": victim.pid, "start_time": ident.start_time + 1, "exe": ident.exe},
+        ]
+        for state in forged:
+            _write_state(tmp_path, json.dumps({**state, "http_url": "127.0.0.1:1", "grpc_url": "127.0.0.1:2",
+                                               "admin_headers": {}}))
+            for command in ("stop", "status"):
+                line = _one_error_line(_run(["serve", command], tmp_path))
+                assert f"pid {victim.pid}" in line and "now another process" in line and "nothing was signalled" in line
+            assert victim.poll() is None, "serve stop signalled an unrelated process"
+        assert admin_headers_for("127.0.0.1:1", tmp_path / ".tritonkit" / "serve") == {}
+    finally:
+        victim.kill()
+        victim.wait()
+
+
+@pytest.mark.parametrize("pid", [-1, 0])
+def test_serve_stop_signals_nothing_when_state_pid_is_minus_one_or_zero_inside_pid_namespace(
+        tmp_path: Path, pid: int) -> None:
+    """In a private PID namespace a regression can only hit the victim started there, never this machine."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is not here")
+    _write_state(tmp_path, json.dumps({"pid": pid, "start_time": 1, "exe": "/bin/sleep",
+                                       "http_url": "127.0.0.1:1", "grpc_url": "127.0.0.1:2"}))
+    script = (
+        "sleep 600 & victim=$!\n"
+        f"'{TRITONKIT}' serve stop 2>stop.err; echo \"rc=$?\"\n"
+        "sleep 0.5\n"
+        "if kill -0 $victim 2>/dev/null; then echo victim=alive; else echo victim=dead; fi\n"
+        "kill -9 $victim\n"
+    )
+    r = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", script], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+    if "rc=" not in r.stdout:
+        pytest.skip(f"unshare --pid is not permitted here: {r.stderr.strip()}")
+    assert "victim=alive" in r.stdout, r.stdout
+    rc = int(r.stdout.split("rc=", 1)[1].split()[0])
+    assert rc != 0
+    err = (tmp_path / "stop.err").read_text().strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and f"records pid {pid}," in err[0]
+
+
+# -- item 24: the python stub writes no __pycache__ into published versions -------------------------
+
+@pytest.mark.server
+def test_serving_python_models_writes_no_pycache_into_repository_when_models_load(
+        tmp_path: Path, digits_build: dict[str, Path]) -> None:
+    repo = tmp_path / "model_repository"
+    shutil.copytree(digits_build["repository"], repo)
+    write_slow_model(repo, "slow", sleep_ms=1)
+    with EmbeddedServer(repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+                        log_path=tmp_path / "triton.log") as server:
+        import tritonclient.http as httpclient
+
+        client = httpclient.InferenceServerClient(server.http_url)
+        inp = httpclient.InferInput("input", [1, 1, 8, 8], "FP32")
+        inp.set_data_from_numpy(np.zeros((1, 1, 8, 8), np.float32))
+        assert client.infer("slow", [inp]).as_numpy("logits").shape == (1, 10)
+        client.close()
+    python_models = [p for p in repo.rglob("model.py")]
+    assert len(python_models) >= 2  # the digits preprocessing model and the slow model
+    assert not [p for p in repo.rglob("__pycache__")], "the python stub wrote bytecode into the repository"
+    assert not [p for p in repo.rglob("*.pyc")]
+
+
+# -- item 25: clear messages ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["fifo", "file"])
+def test_serve_says_what_the_repository_path_is_when_it_is_not_a_folder(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "repo"
+    os.mkfifo(path) if kind == "fifo" else path.write_text("x")
+    line = _one_error_line(_run(["serve", "--runtime", "embedded", "--repository", str(path)], tmp_path,
+                                timeout=30))
+    assert f"is {'a FIFO' if kind == 'fifo' else 'a file'}, not a folder" in line and "does not exist" not in line
+
+
+def test_serve_stop_says_nothing_runs_when_recorded_server_has_exited(tmp_path: Path) -> None:
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    path = _write_state(tmp_path, json.dumps({"pid": gone.pid, "start_time": 1, "exe": "/usr/bin/true",
+                                              "http_url": "127.0.0.1:1", "grpc_url": "127.0.0.1:2"}))
+    r = _run(["serve", "stop"], tmp_path)
+    assert r.returncode == 0 and f"pid {gone.pid}" in r.stdout and "had already exited" in r.stdout
+    assert not path.exists()
+    r = _run(["serve", "stop"], tmp_path)
+    assert r.returncode == 0 and "no server is recorded" in r.stdout
