@@ -55,8 +55,6 @@ def add(name: str, repository: str, onnx_path: str | None, plans: tuple[str, ...
     Inputs, outputs, dtypes and dims come from the ONNX graph (--onnx) or the plan record (--plan),
     never from flags. A TensorRT plan's max batch may not exceed its profile's maximum.
     """
-    from pathlib import Path
-
     from toolkit.repository import publish_onnx
     from toolkit.triton_config import ServingOptions
 
@@ -64,10 +62,16 @@ def add(name: str, repository: str, onnx_path: str | None, plans: tuple[str, ...
         raise RepositoryError("repo add: give either --onnx FILE or --plan FILE (with its record)")
     labels = None
     if labels_file:
+        from toolkit.fileio import read_regular_text
+
         try:
-            labels = [ln.strip() for ln in Path(labels_file).read_text().splitlines() if ln.strip()]
+            text = read_regular_text(labels_file, limit=64 * 1024 * 1024)
+        except FileNotFoundError:
+            raise RepositoryError(f"{labels_file}: labels file does not exist; give one label per line") from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise RepositoryError(f"{labels_file}: cannot read labels ({exc})") from None
+            raise RepositoryError(f"{labels_file}: cannot read labels ({exc}); give a UTF-8 text file, "
+                                  "one label per line") from None
+        labels = [ln.strip() for ln in text.splitlines() if ln.strip()]
     opts = ServingOptions(
         max_batch_size=max_batch, dynamic_batching=dynamic_batching, max_queue_delay_us=max_queue_delay_us,
         preferred_batch_sizes=_int_list(preferred_batch), max_queue_size=max_queue_size, instances=instances,
@@ -115,19 +119,27 @@ def _publish_plans(repository: str, name: str, plans: tuple[str, ...], records: 
 @click.option("--repository", default="model_repository", show_default=True, type=click.Path())
 @click.option("--json", "as_json", is_flag=True)
 def list_cmd(repository: str, as_json: bool) -> None:
-    """Models and versions: platform, size, max batch, metrics, created."""
+    """Models and versions: platform, size, max batch, metrics, created, status.
+
+    Status says whether the live config serves a version, or that it is unpublished (a publish was
+    killed before its config went live); symlinked folders are flagged and never followed.
+    """
     from toolkit.repository import list_models
 
     rows = list_models(repository)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
-    click.echo(f"{'model':<24} {'ver':>4} {'platform':<18} {'size':>10} {'maxbatch':>8}  {'accuracy':>8}  created")
+    from toolkit.validate.problem import clean
+
+    click.echo(f"{'model':<24} {'ver':>4} {'platform':<18} {'size':>10} {'maxbatch':>8}  {'accuracy':>8}  "
+               f"{'created':<25}  status")
     for r in rows:
         acc = r["metrics"].get("test_accuracy")
+        acc_text = f"{acc:.4f}" if isinstance(acc, (int, float)) else ""
         click.echo(
-            f"{r['model']:<24} {r['version']:>4} {r['platform']:<18} {r['size_bytes']:>10} "
-            f"{str(r['max_batch_size']):>8}  {'' if acc is None else f'{acc:.4f}':>8}  {r['created'] or ''}"
+            f"{clean(r['model']):<24} {str(r['version'] or '-'):>4} {clean(r['platform']):<18} {r['size_bytes']:>10} "
+            f"{str(r['max_batch_size']):>8}  {acc_text:>8}  {clean(r['created'] or ''):<25}  {clean(r['status'])}"
         )
 
 
@@ -136,7 +148,11 @@ def list_cmd(repository: str, as_json: bool) -> None:
 @click.option("--to", "to", required=True, type=int, help="Version to serve again.")
 @click.option("--repository", default="model_repository", show_default=True, type=click.Path())
 def rollback_cmd(name: str, to: int, repository: str) -> None:
-    """Publish a copy of version --to as the newest version (history is kept)."""
+    """Publish a copy of version --to as the newest version (history is kept).
+
+    The old version's files, manifest and recorded config are checked first; the new live config
+    serves the copy with that version's own recorded config.
+    """
     from toolkit.repository import rollback
 
     pub = rollback(repository, name, to)
