@@ -40,7 +40,7 @@ print("polling", flush=True)
 while not stop:
     sweeps += 1
     for pid in os.listdir("/proc"):
-        if not pid.isdigit():
+        if not pid.isdigit() or int(pid) == os.getpid():
             continue
         for name in ("cmdline", "environ"):
             try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -42,4 +43,9 @@ def test_env_puts_running_python_first_when_preparing_stub_environment(tmp_path:
     env = prepare_triton(home=tmp_path).env({"PATH": "/usr/bin", "LD_LIBRARY_PATH": "/x"})
     assert env["LD_LIBRARY_PATH"].split(":")[0] == sysconfig.get_config_var("LIBDIR")
     assert env["LD_LIBRARY_PATH"].split(":")[1].endswith("nvidia_pytriton.libs")
-    assert env["PATH"].split(":")[0] == str(Path(sys.executable).parent)
+    # First on PATH: the stub's venv shim, whose python3 is this interpreter; then its own folder.
+    first, second = env["PATH"].split(":")[:2]
+    assert os.readlink(Path(first) / "python3") == sys.executable
+    assert second == str(Path(sys.executable).parent)
+    pth = next((Path(first).parent / "lib").glob("python*/site-packages/_tritonkit_stub.pth")).read_text()
+    assert "sys.dont_write_bytecode = True" in pth
