@@ -84,9 +84,14 @@ class TorchRunner(Runner):
     def __call__(self, feeds: Feeds) -> Feeds:
         import torch
 
+        _require_inputs(self.name, [t.name for t in self.spec.inputs], feeds)
         args = [torch.from_numpy(np.ascontiguousarray(feeds[t.name])) for t in self.spec.inputs]
-        with torch.no_grad():
-            out = self.model(*args)
+        try:
+            with torch.no_grad():
+                out = self.model(*args)
+        except (RuntimeError, ValueError, TypeError) as exc:
+            raise ExportError(f"{self.name}: the model failed on inputs {_shapes(feeds)} ({_first_line(exc)}); "
+                              "compare models that take the same inputs") from None
         outs = out if isinstance(out, (tuple, list)) else (out,)
         return {t.name: o.detach().cpu().numpy() for t, o in zip(self.spec.outputs, outs)}
 
@@ -137,8 +142,30 @@ class OnnxRunner(Runner):
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def __call__(self, feeds: Feeds) -> Feeds:
-        res = self.session.run(None, {n: feeds[n] for n in self.input_names})
+        _require_inputs(self.name, self.input_names, feeds)
+        try:
+            res = self.session.run(None, {n: feeds[n] for n in self.input_names})
+        except Exception as exc:  # noqa: BLE001 - ORT raises its own unrelated types
+            raise ExportError(f"{self.name}: ONNX Runtime failed on inputs {_shapes(feeds)} ({_first_line(exc)}); "
+                              "compare models that take the same inputs") from None
         return dict(zip(self.output_names, res))
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:200]
+
+
+def _shapes(feeds: Feeds) -> str:
+    return ", ".join(f"{k} {list(np.shape(v))}" for k, v in feeds.items())
+
+
+def _require_inputs(name: str, needed: Sequence[str], feeds: Feeds) -> None:
+    """Two artifacts compared must take the same inputs; say which names differ (not a KeyError)."""
+    missing = [n for n in needed if n not in feeds]
+    if missing:
+        raise ExportError(f"{name}: takes input(s) {missing} but the inputs given are {sorted(feeds)}; "
+                          "compare models with the same input names")
 
 
 class TensorRTRunner(Runner):

@@ -258,7 +258,7 @@ _EXPECTED = {  # a word each refusal must contain: it says what is wrong
 }
 
 
-@pytest.mark.parametrize("command", ["export", "evaluate", "parity"])
+@pytest.mark.parametrize("command", ["export", "evaluate", "parity", "profile-local"])
 def test_malformed_checkpoints_are_refused_in_one_line_and_nothing_written_when_run_through_command(
         tmp_path: Path, tiny: dict[str, Any], command: str) -> None:
     cases = _malformed(tmp_path, tiny["payload"], tiny["onnx"])
@@ -268,13 +268,14 @@ def test_malformed_checkpoints_are_refused_in_one_line_and_nothing_written_when_
     for kind, path in cases.items():
         args = {"export": ["export", str(path), "-o", str(out_dir / "m.onnx")],
                 "evaluate": ["evaluate", str(path), "--bootstrap", "10", "--plots", str(out_dir / "plots")],
-                "parity": ["parity", str(path), str(tiny["onnx"])]}[command]
+                "parity": ["parity", str(path), str(tiny["onnx"])],
+                "profile-local": ["profile-local", str(path), "--batch", "1", "--iterations", "1"]}[command]
         line = _invoke(args)
         assert _EXPECTED[kind] in line, f"{kind}: {line}"
         assert str(path) in line, f"{kind}: the line does not say which file: {line}"
         assert "not all arguments converted" not in line
         assert list(out_dir.iterdir()) == [], f"{kind}: wrote {list(out_dir.iterdir())}"
-    if command != "parity":  # parity takes an .onnx by its suffix; these two expect a checkpoint
+    if command in ("export", "evaluate"):  # the others take an .onnx by its suffix
         line = _invoke([command, str(tiny["onnx"]), *(["-o", str(out_dir / "m.onnx")] if command == "export" else [])])
         assert "is an ONNX model, not a tritonkit checkpoint" in line, line
         assert list(out_dir.iterdir()) == []
@@ -300,6 +301,21 @@ def test_model_with_200000_width_is_refused_before_allocating_when_bounds_are_no
     finally:
         _REGISTRY.pop("test_unbounded_mlp", None)
         _BOUNDS.pop("test_unbounded_mlp", None)
+
+
+def test_parity_refuses_in_one_line_when_the_two_models_take_different_inputs(
+        tmp_path: Path, tiny: dict[str, Any]) -> None:
+    import onnx
+
+    other_name = _identity_onnx(tmp_path / "x.onnx", ["N", 1, 8, 8])
+    proto = onnx.load(str(_identity_onnx(tmp_path / "tmp.onnx", ["N", 1, 16, 16])))
+    proto.graph.input[0].name = proto.graph.node[0].input[0] = "input"
+    other_shape = tmp_path / "shape.onnx"
+    onnx.save(proto, str(other_shape))
+    for b, expected in ((other_name, "takes input(s) ['x']"), (other_shape, "ONNX Runtime failed on inputs")):
+        for args in (["parity", str(tiny["checkpoint"]), str(b)], ["parity", str(b), str(tiny["onnx"])]):
+            line = _invoke(args)
+            assert expected in line and b.name in line, line
 
 
 # -- item 13: ONNX whose tritonkit.model_spec metadata is not a spec ------------------------------
