@@ -8,8 +8,10 @@ ONNX model through the embedded Triton; ``--model slow`` the fixed-cost python m
     .venv/bin/python benchmarks/bench_soak.py --minutes 15 [--model digits|slow] [--load 0.8]
     .venv/bin/python benchmarks/bench_soak.py --crash-runs 30   # only: SIGKILL `repo add` 30 times
 
-``--crash-runs N`` instead kills ``tritonkit repo add`` N times at random moments while a polling
-Triton watches the repository, and reports runs / kills / corrupt versions (writes crash_<time>).
+``--crash-runs N`` instead kills ``tritonkit repo add`` N times, at every publish step boundary
+(cycled, half the runs) and at random moments, while a polling Triton watches the repository; after
+each kill it checks the server serves every version the live config names with the config its
+manifest recorded, and reports runs / kills / mismatches / corrupt versions (writes crash_<time>).
 
 Writes ``benchmarks/reports/soak_<time>.{md,json}``.
 """
@@ -100,31 +102,38 @@ def main() -> None:
 
 
 def crash_only(args: argparse.Namespace) -> None:
+    """Kill publishes at every step boundary (cycled) and at random moments; count mismatches."""
     import shutil
 
-    from tests.reliability.crashing import crash_loop
+    from tests.reliability.publish_kills import ALL_STEPS, kill_loop
     from toolkit.repository import publish_onnx
     from toolkit.server.embedded import EmbeddedServer
     from toolkit.server.ports import free_port
 
+    n_steps = min(args.crash_runs, max(len(ALL_STEPS), args.crash_runs // 2))
+    steps = [ALL_STEPS[i % len(ALL_STEPS)] for i in range(n_steps)]
     with tempfile.TemporaryDirectory() as tmp:
         repo, onnx = Path(tmp) / "repo", Path(tmp) / "digits.onnx"
         shutil.copy(args.onnx, onnx)
         publish_onnx(repo, "digits", onnx)
         server = EmbeddedServer(repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
                                 model_control="poll", poll_secs=1, log_path=Path(tmp) / "triton.log")
+        t0 = time.monotonic()
         with server:
-            r = crash_loop(repo, "digits", onnx, server.http_url, server.admin_headers, args.crash_runs, seed=30,
-                           log=print)
+            r = kill_loop(repo, "digits", onnx, server.http_url, server.admin_headers, steps=steps,
+                          random_kills=args.crash_runs - n_steps, seed=30, log=print)
             ready = server.is_ready()
-    result = {"runs": r.runs, "kills": r.kills, "completed": r.completed, "corrupt": r.corrupt,
-              "old_changed": r.old_changed, "ready_versions_checked": r.ready_checked, "server_ready_after": ready}
+    result = {"runs": r.runs, "kills": r.kills, "completed": r.completed, "step_kills": n_steps,
+              "random_kills": args.crash_runs - n_steps, "mismatches": r.mismatches, "corrupt": r.corrupt,
+              "served_versions_checked": r.served_checked, "unpublished_left": r.unpublished,
+              "points": r.points, "server_ready_after": ready, "seconds": round(time.monotonic() - t0, 1)}
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     out = ROOT / "benchmarks" / "reports" / f"crash_{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
-    print(f"runs {r.runs} kills {r.kills} completed {r.completed} corrupt {len(r.corrupt)} "
-          f"old versions changed {len(r.old_changed)} READY versions checked {r.ready_checked}; wrote {out}")
+    print(f"runs {r.runs} kills {r.kills} (at steps {n_steps}, random {args.crash_runs - n_steps}) completed "
+          f"{r.completed} mismatches {len(r.mismatches)} (versions served under a config other than their own) "
+          f"corrupt {len(r.corrupt)} served versions checked {r.served_checked}; wrote {out}")
 
 
 if __name__ == "__main__":

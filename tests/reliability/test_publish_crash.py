@@ -1,5 +1,7 @@
-"""SIGKILL ``tritonkit repo add`` at random moments while Triton polls the repository: nothing the
-server can see is ever half-written, old versions are untouched, and the next publish is served."""
+"""SIGKILL ``tritonkit repo add`` at publish step boundaries and at random moments while Triton polls
+the repository: the server always serves every version the live config names, each with the config
+its manifest recorded (batch size, dims, labels); nothing it can see is half-written; old versions
+are untouched; and the next publish is served."""
 
 from __future__ import annotations
 
@@ -11,45 +13,50 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.reliability.crashing import add_command, crash_loop, repository_index
-from toolkit.repository import publish_onnx, verify_version, version_numbers
+from tests.reliability.publish_kills import TRITONKIT, kill_loop, ready_versions
+from toolkit.repository import publish_onnx, read_live_config, verify_version, version_numbers
 from toolkit.server.embedded import EmbeddedServer
 from toolkit.server.ports import free_port
 
 pytestmark = pytest.mark.server
-RUNS = 12
+# The riskiest boundaries (around the version rename and the config switch) plus random moments;
+# benchmarks/bench_soak.py --crash-runs N kills at every step.
+STEPS = ["fsynced", "labels_written", "version_renamed", "config_replaced"]
+RANDOM_KILLS = 3
 
 
-def test_random_sigkills_during_publish_leave_only_complete_versions_when_server_polls(
+def test_sigkills_during_publish_never_serve_a_version_under_another_config_when_server_polls(
         tmp_path: Path, digits_onnx: Path) -> None:
     repo = tmp_path / "repo"
     onnx = tmp_path / "digits.onnx"
     shutil.copy(digits_onnx, onnx)
     first = publish_onnx(repo, "digits", onnx)
+    v1 = {p.name: p.read_bytes() for p in first.path.iterdir()}
     server = EmbeddedServer(repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
                             model_control="poll", poll_secs=1, log_path=tmp_path / "triton.log")
     with server:
-        report = crash_loop(repo, "digits", onnx, server.http_url, server.admin_headers, RUNS, seed=8)
-        print(f"\npublish crashes: runs={report.runs} kills={report.kills} completed={report.completed} "
-              f"corrupt={len(report.corrupt)} ready_checked={report.ready_checked}")
-        assert report.kills >= RUNS // 3, f"too few kills to prove anything: {report}"
-        assert report.corrupt == [] and report.old_changed == []
-        assert verify_version(first.path) == []
+        report = kill_loop(repo, "digits", onnx, server.http_url, server.admin_headers, steps=STEPS,
+                           random_kills=RANDOM_KILLS, seed=8)
+        print(f"\npublish kills: runs={report.runs} kills={report.kills} completed={report.completed} "
+              f"mismatches={len(report.mismatches)} corrupt={len(report.corrupt)} "
+              f"served_checked={report.served_checked} unpublished={report.unpublished}")
+        assert report.kills >= len(STEPS), f"too few kills to prove anything: {report}"
+        assert report.mismatches == [] and report.corrupt == [], report
+        assert report.served_checked >= report.runs
+        assert {p.name: p.read_bytes() for p in first.path.iterdir()} == v1  # never modified
 
         # The next publish succeeds and, once polled, is what the server serves.
-        done = subprocess.run(add_command(repo, "digits", onnx), capture_output=True, text=True, timeout=120)
+        done = subprocess.run([TRITONKIT, "repo", "add", "digits", "--repository", str(repo), "--onnx", str(onnx),
+                               "--no-warmup"], capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         newest = version_numbers(repo / "digits")[-1]
         assert verify_version(repo / "digits" / str(newest)) == []
+        assert list(read_live_config(repo / "digits").version_policy.specific.versions)[-1] == newest
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            ready = {(r["name"], r["version"]) for r in repository_index(server.http_url, server.admin_headers)
-                     if r.get("state") == "READY"}
-            if ("digits", str(newest)) in ready:
-                break
+        while newest not in ready_versions(server.http_url, server.admin_headers, "digits"):
+            if time.monotonic() > deadline:
+                pytest.fail(f"version {newest} not READY after 30 s")
             time.sleep(0.5)
-        else:
-            pytest.fail(f"version {newest} not READY after 30 s; index: {ready}")
 
         import tritonclient.http as httpclient
 
