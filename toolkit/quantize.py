@@ -38,7 +38,10 @@ from typing import Any
 import numpy as np
 
 from toolkit.errors import ExportError, UsageError
-from toolkit.spec import ModelSpec
+from toolkit.spec import MAX_BATCH_BYTES, ModelSpec
+
+MAX_CALIBRATION_IMAGE_PIXELS = 16_777_216
+"""Largest calibration image (pixels, read from its header before decoding): 4096 x 4096."""
 
 PRECISIONS = ("fp16", "int8")
 # Kept in fp32 by the FP16 conversion: their range or accumulated error does not fit fp16.
@@ -77,13 +80,26 @@ def _from_images(folder: Path, spec: ModelSpec) -> np.ndarray:
     """Images -> raw values over the spec's value range -> the spec's normalization."""
     from PIL import Image
 
+    from toolkit.fileio import NotRegularFileError, open_regular
     from trainers.data import normalize
 
     c, h, w = spec.input.shape
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"))
     arrs = []
     for f in files:
-        img = Image.open(f).convert("L" if c == 1 else "RGB").resize((w, h))
+        try:
+            with os.fdopen(open_regular(f), "rb") as fh, Image.open(fh) as src:  # header only until convert()
+                pixels = src.size[0] * src.size[1]
+                if pixels > MAX_CALIBRATION_IMAGE_PIXELS:
+                    raise UsageError(f"calibration image {f} is {src.size[0]}x{src.size[1]} pixels, over the "
+                                     f"{MAX_CALIBRATION_IMAGE_PIXELS:,} allowed; resize it first")
+                img = src.convert("L" if c == 1 else "RGB").resize((w, h))
+        except Image.DecompressionBombError:
+            raise UsageError(f"calibration image {f} declares over {MAX_CALIBRATION_IMAGE_PIXELS:,} pixels (a "
+                             "decompression bomb, refused before decoding); resize it first") from None
+        except (OSError, ValueError, SyntaxError, NotRegularFileError) as exc:
+            raise UsageError(f"calibration image {f} cannot be decoded ({type(exc).__name__}); "
+                             "give PNG/JPEG/BMP images or remove it from the folder") from None
         a = np.asarray(img, dtype=np.float32)
         a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
         lo, hi = spec.value_range
@@ -92,14 +108,39 @@ def _from_images(folder: Path, spec: ModelSpec) -> np.ndarray:
 
 
 def _from_arrays(path: Path) -> np.ndarray:
+    """A .npy/.npz of model inputs (regular files only, so a FIFO never blocks); declared sizes are
+    checked against :data:`~toolkit.spec.MAX_BATCH_BYTES` before anything is read into memory."""
+    import zipfile
+
+    from toolkit.fileio import NotRegularFileError, open_regular
+
+    def over(declared: int) -> UsageError:
+        return UsageError(f"calibration data {path} declares {declared:,} bytes, over the {MAX_BATCH_BYTES:,}-byte "
+                          "budget of one batch; give fewer samples")
+
     try:
-        if path.suffix == ".npz":
-            with np.load(path) as z:
-                if not z.files:
-                    raise UsageError(f"calibration data {path} is an empty .npz; store the inputs under 'input'")
-                return np.asarray(z[z.files[0]] if "input" not in z.files else z["input"])
-        return np.asarray(np.load(path, allow_pickle=False))
-    except (OSError, ValueError) as exc:
+        with os.fdopen(open_regular(path), "rb") as fh:
+            if path.suffix == ".npz":
+                with zipfile.ZipFile(fh) as zf:  # npz members may be deflated: declared sizes first
+                    declared = sum(i.file_size for i in zf.infolist())
+                if declared > MAX_BATCH_BYTES:
+                    raise over(declared)
+                fh.seek(0)
+                with np.load(fh, allow_pickle=False) as z:
+                    if not z.files:
+                        raise UsageError(f"calibration data {path} is an empty .npz; store the inputs under 'input'")
+                    return np.asarray(z[z.files[0]] if "input" not in z.files else z["input"])
+            version = np.lib.format.read_magic(fh)
+            readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            if version not in readers:
+                raise ValueError(f"npy format version {version} is not supported here")
+            shape, _, dtype = readers[version](fh)  # the header only
+            declared = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+            if declared > MAX_BATCH_BYTES:
+                raise over(declared)
+            fh.seek(0)
+            return np.asarray(np.load(fh, allow_pickle=False))
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, NotRegularFileError) as exc:
         raise UsageError(f"calibration data {path} cannot be read as numpy ({exc}); give .npy or .npz") from None
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -410,3 +412,56 @@ def test_profile_local_refuses_input_over_budget_before_allocating_when_shape_de
                                     "--warmup", "0", "--max-batch-mib", "1", "--json"])
     assert res.exit_code == 0, res.output
     assert [r["batch_size"] for r in json.loads(res.output)["rows"]] == [1, 2]
+
+
+# -- quantize's calibration data: bombs, lying headers and FIFOs ----------------------------------
+def _png_declaring(path: Path, width: int, height: int) -> Path:
+    """A real 8x8 PNG whose IHDR (with a correct crc) declares ``width`` x ``height``."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("L", (8, 8)).save(buf, format="PNG")
+    data = bytearray(buf.getvalue())
+    ihdr = 8 + 8  # signature, then length + "IHDR"
+    data[ihdr:ihdr + 8] = struct.pack(">II", width, height)
+    data[ihdr + 13:ihdr + 17] = struct.pack(">I", zlib.crc32(bytes(data[ihdr - 4:ihdr + 13])))
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_quantize_refuses_hostile_calibration_data_in_one_line_when_sizes_lie_or_files_are_not_regular(
+        tmp_path: Path, tiny: dict[str, Any]) -> None:
+    cases: dict[str, tuple[Path, str]] = {}
+    header = tmp_path / "huge_header.npy"
+    with header.open("wb") as fh:
+        np.lib.format.write_array_header_1_0(fh, {"descr": "<f4", "fortran_order": False,
+                                                  "shape": (1_000_000, 1, 1000, 1000)})
+        fh.write(b"\0" * 64)
+    cases["npy-header-4TB"] = (header, "over the 2,147,483,648-byte budget")
+    member, crc = _zeros_deflated(1 << 20)
+    cases["npz-bomb-3GB"] = (_zip(tmp_path / "bomb.npz", [("input.npy", zipfile.ZIP_DEFLATED, member, 3 << 30, crc)]),
+                             "over the 2,147,483,648-byte budget")
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    cases["npy-pickled-objects"] = (tmp_path / "objects.npy", "cannot be read as numpy")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    _png_declaring(folder / "a.png", 60000, 60000)
+    cases["png-60000x60000"] = (folder, "decompression bomb")
+    folder = tmp_path / "images2"
+    folder.mkdir()
+    _png_declaring(folder / "a.png", 8000, 8000)  # under PIL's own bomb limit, over tritonkit's
+    cases["png-8000x8000"] = (folder, "8000x8000 pixels")
+    garbage = tmp_path / "garbage"
+    garbage.mkdir()
+    (garbage / "x.png").write_bytes(b"this is not an image")
+    cases["png-garbage"] = (garbage, "cannot be decoded")
+    fifo_dir = tmp_path / "fifo"
+    fifo_dir.mkdir()
+    os.mkfifo(fifo_dir / "x.npy")
+    cases["fifo-npy"] = (fifo_dir, "is a FIFO")
+    out = tmp_path / "q.onnx"
+    for kind, (path, expected) in cases.items():
+        line = _invoke(["quantize", str(tiny["onnx"]), "--precision", "int8", "--calibration-data", str(path),
+                        "-o", str(out)])
+        assert expected in line, f"{kind}: {line}"
+        assert not out.exists(), f"{kind}: wrote {out}"
