@@ -26,6 +26,7 @@ from typing import Any
 
 from toolkit.errors import ServerError, UsageError
 from toolkit.server.ports import port_in_use
+from toolkit.server.procs import ProcessIdentity, identity_of, session_handles
 
 MODEL_CONTROL_MODES = ("none", "explicit", "poll")
 ADMIN_HEADER = "tritonkit-admin-key"
@@ -187,6 +188,7 @@ class EmbeddedServer:
         self.admin_value = secrets.token_hex(16)
         self._log_path = Path(log_path) if log_path else None
         self._proc: subprocess.Popen[bytes] | None = None
+        self._identity: ProcessIdentity | None = None
         self.ready_seconds: float | None = None
 
     # -- addresses ------------------------------------------------------------------------
@@ -270,6 +272,8 @@ class EmbeddedServer:
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 env=self._env(), start_new_session=True,
             )
+        # Unreaped, so the pid is still this child's: its start time dates the stubs stop() may kill.
+        self._identity = identity_of(self._proc.pid)
         try:
             self._wait_ready(timeout)
             self._check_restricted()
@@ -337,12 +341,12 @@ class EmbeddedServer:
         The python stubs are found before anything is signalled (members of the session the server
         leads) and killed through pidfds afterwards if they outlive it: no process group by number.
         """
-        from toolkit.server.procs import session_handles
-
         proc = self._proc
         if proc is None:
             return
-        leftovers = session_handles(proc.pid)
+        ident = self._identity
+        ours = ident is not None and self._session_is_ours(proc)
+        leftovers = session_handles(proc.pid, ident.start_time) if ours and ident is not None else []
         if proc.poll() is None:
             half = max(1.0, timeout / 2)
             for sig, wait in ((signal.SIGINT, half), (signal.SIGTERM, max(1.0, timeout - half))):
@@ -362,6 +366,12 @@ class EmbeddedServer:
             handle.send(signal.SIGKILL)
             handle.close()
         self._proc = None
+
+    def _session_is_ours(self, proc: subprocess.Popen[bytes]) -> bool:
+        """Session ``proc.pid`` is still this server's: true while the server is unreaped (its pid, hence
+        its session number, cannot be reused); once reaped, only when no process holds that pid now
+        (so nothing else can lead a session of that number)."""
+        return proc.returncode is None or identity_of(proc.pid) is None
 
     def __enter__(self) -> EmbeddedServer:
         return self.start()

@@ -114,8 +114,9 @@ class PidHandle:
         self.close()
 
 
-def session_handles(leader: int) -> list[PidHandle]:
-    """Pidfd handles on the members of session ``leader`` other than the leader (the python stubs).
+def session_handles(leader: int, started_since: int = 0) -> list[PidHandle]:
+    """Pidfd handles on the members of session ``leader`` other than the leader (the python stubs)
+    that started at or after ``started_since`` (clock ticks since boot, as the leader's start time).
 
     Empty unless ``leader`` leads its own session and group (pgid == sid == pid): a group number taken
     from elsewhere names nothing we may signal.
@@ -124,7 +125,7 @@ def session_handles(leader: int) -> list[PidHandle]:
         return []
     handles = []
     for ident in session_members(leader):
-        if ident.pid == leader:
+        if ident.pid == leader or ident.start_time < started_since:
             continue
         try:
             handles.append(PidHandle(ident))

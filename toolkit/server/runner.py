@@ -86,6 +86,9 @@ def serve_foreground(opts: ServeOptions, echo: Any = print, run_dir: Path = DEFA
         try:
             while not stop.wait(0.5):
                 if not server.is_running():
+                    if _stopped_by_command(run_dir):
+                        echo("stopped by `tritonkit serve stop`")
+                        return
                     raise ServerError(f"Triton exited unexpectedly; see its log {server.log_path}")
         except KeyboardInterrupt:
             pass
@@ -95,6 +98,16 @@ def serve_foreground(opts: ServeOptions, echo: Any = print, run_dir: Path = DEFA
         signal.signal(signal.SIGTERM, previous)
         if recorded is not None:
             _forget_state(run_dir, recorded["pid"])
+
+
+def _stopped_by_command(run_dir: Path, grace: float = 3.0) -> bool:
+    """`tritonkit serve stop` removes the state once the server is gone: wait briefly for that."""
+    until = time.monotonic() + grace
+    while _state_path(run_dir).exists():
+        if time.monotonic() >= until:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def _echo_ready(server: EmbeddedServer, echo: Any) -> None:
@@ -422,8 +435,8 @@ def stop_recorded(run_dir: Path = DEFAULT_RUN_DIR, timeout: float = 30) -> str:
         _forget_state(run_dir)
         return "exited"
     with handle:
-        # Its stubs: the other members of the session it leads (started with setsid).
-        members = session_handles(state["pid"])
+        # Its stubs: the other members of the session it leads (started with setsid), started after it.
+        members = session_handles(state["pid"], started_since=state["start_time"])
         try:
             if state.get("runtime") == "docker" and isinstance(state.get("container"), str):
                 import subprocess
