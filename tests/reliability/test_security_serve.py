@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -101,6 +102,7 @@ def test_admin_key_is_never_seen_by_other_user_when_server_starts_20_times(tmp_p
     poller = subprocess.Popen([*_as_nobody(), SYSTEM_PYTHON, "-c", POLLER], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
     keys: list[str] = []
+    canary = secrets.token_hex(16)
     starting = threading.Lock()
 
     def start_and_check(n: int) -> None:
@@ -123,6 +125,13 @@ def test_admin_key_is_never_seen_by_other_user_when_server_starts_20_times(tmp_p
         # Two lanes of ten starts: each stop waits about a second for Triton to exit.
         with ThreadPoolExecutor(2) as pool:
             list(pool.map(start_and_check, range(20)))
+        # Positive control: a secret that is on tritonserver's command line (a restricted statistics
+        # API, the way the key used to be passed) is caught, so zero sightings above mean something.
+        control = EmbeddedServer(repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+                                 extra_args=[f"--http-restricted-api=statistics:canary={canary}"],
+                                 log_path=tmp_path / "control.log")
+        with control:
+            assert control.is_ready()  # it lives on for Triton's ~1 s shutdown too
     finally:
         poller.send_signal(signal.SIGTERM)
         out, err = poller.communicate(timeout=60)
@@ -130,6 +139,7 @@ def test_admin_key_is_never_seen_by_other_user_when_server_starts_20_times(tmp_p
     assert report["uid"] != 0
     seen = [base64.b64decode(s) for s in report["seen"]]
     sightings = sum(key.encode() in blob for key in keys for blob in seen)
+    assert any(canary.encode() in blob for blob in seen), "the snooper missed a secret that was on argv"
     # The poller did race the servers: it read their command lines (with the placeholder).
     server_cmdlines = [b for b in seen if b.startswith(str(server_binary()).encode()) and b"restricted" in b]
     print(f"key snoop: {len(keys)} starts, {report['sweeps']} sweeps, {report['reads']} reads, "
