@@ -159,6 +159,20 @@ class _ProtocolError(Exception):
     """The peer answered, but not as Triton does (missing fields, undecodable outputs)."""
 
 
+def _protocol_detail(exc: BaseException) -> str:
+    """What was wrong with a peer's answer, in words (never a parser's raw tuple or codec jargon)."""
+    import http.client
+    import json
+
+    if isinstance(exc, http.client.HTTPException):
+        return f"its answer is not HTTP/1.1 ({_first_line(exc)})"
+    if isinstance(exc, UnicodeError):
+        return "its answer is not UTF-8 text"
+    if isinstance(exc, json.JSONDecodeError):
+        return f"its answer is not JSON ({exc.msg} at byte {exc.pos})"
+    return _first_line(exc)
+
+
 def _first_line(exc: BaseException) -> str:
     import http.client
 
@@ -276,7 +290,7 @@ class _Base:
     def _error(self, exc: BaseException, kind: str, attempts: int, method: str = "") -> Exception:
         call = _CALLS.get(method, "a request")
         if kind == "protocol":
-            return self._protocol_error(f"{call}: {_first_line(exc)}")
+            return self._protocol_error(f"{call}: {_protocol_detail(exc)}")
         if kind == "connect":
             return ServerError(f"no Triton server answers at {self.where} ({_first_line(exc)}); {START_HINT}")
         if kind == "timeout":

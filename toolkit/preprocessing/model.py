@@ -162,7 +162,7 @@ class TritonPythonModel:
             if len(shape) != 4:
                 raise ValueError(f"IMAGE must be [N, H, W, C], got shape {shape}")
             n, h, w, _ = shape
-            _check_pixels("each IMAGE", h, w)
+            _check_pixels(f"each image of IMAGE {shape}", h, w)
             _check_request("IMAGE", [(h, w)] * n)
             images = [self._resize(b) for b in raw.as_numpy()]
         else:
