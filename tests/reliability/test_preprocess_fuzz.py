@@ -55,13 +55,23 @@ def _load_model_module() -> types.ModuleType:
     return mod
 
 
+_MODULE: list[types.ModuleType] = []
+
+
+def model_module() -> types.ModuleType:
+    """model.py, imported once (its constants)."""
+    if not _MODULE:
+        _MODULE.append(_load_model_module())
+    return _MODULE[0]
+
+
 @pytest.fixture(scope="module", params=[(1, 8, 8), (3, 16, 12)], ids=["digits", "rgb"])
 def model(request):
     c, h, w = request.param
     spec = {"inputs": [{"name": "input", "shape": [c, h, w]}], "scale": 1.0, "value_range": [0, 16],
             "mean": [0.5] * c, "std": [0.25] * c}
     config = {"output": [{"name": "input"}], "parameters": {"spec": {"string_value": json.dumps(spec)}}}
-    m = _load_model_module().TritonPythonModel()
+    m = model_module().TritonPythonModel()
     m.initialize({"model_config": json.dumps(config)})
     return m
 
@@ -131,6 +141,37 @@ def test_neither_or_both_inputs_are_refused_with_value_error(model) -> None:
         with pytest.raises(ValueError):
             model._one(req)
         TRIED["count"] += 1
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(1, 1 << 31), st.integers(1, 1 << 31), st.integers(1, 6))
+def test_declared_png_size_over_a_budget_is_refused_before_decoding(model, w, h, n) -> None:
+    from tests.reliability.test_security_client import _png_header_only
+
+    blobs = np.array([[_png_header_only(w, h)]] * n, dtype=object)
+    TRIED["count"] += 1
+    if w * h <= model_module().MAX_IMAGE_PIXELS and n * w * h <= model_module().MAX_REQUEST_PIXELS:
+        return _check(model, {"IMAGE_BYTES": _Tensor("IMAGE_BYTES", blobs)})  # in budget: a truncated image
+    with pytest.raises(ValueError, match="allowed per (image|request)"):
+        model._one({"IMAGE_BYTES": _Tensor("IMAGE_BYTES", blobs)})
+
+
+@pytest.mark.parametrize("fmt", ["BMP", "GIF", "TIFF", "WEBP", "PPM", "ICO", "TGA", "PCX", "SGI", "IM", "DDS"])
+def test_formats_other_than_png_and_jpeg_are_refused_with_value_error(model, fmt) -> None:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (9, 9, 9)).save(buf, format=fmt)
+    TRIED["count"] += 1
+    with pytest.raises(ValueError, match="not a PNG/JPEG image"):
+        model._one({"IMAGE_BYTES": _Tensor("IMAGE_BYTES", np.array([[buf.getvalue()]], dtype=object))})
+
+
+def test_budgets_of_the_served_preprocessor_equal_the_client_budgets() -> None:
+    from toolkit import images
+
+    assert model_module().MAX_IMAGE_PIXELS == images.MAX_IMAGE_PIXELS == 4096 * 4096
+    assert model_module().MAX_REQUEST_PIXELS == images.MAX_REQUEST_PIXELS == 4 * 4096 * 4096
 
 
 def test_zz_report_count() -> None:
