@@ -32,10 +32,8 @@ def _export_is_current(onnx_path: Path, checkpoint_sha: str) -> bool:
     record = Path(f"{onnx_path}.export.json")
     if not onnx_path.is_file() or not record.is_file():
         return False
-    try:
-        return json.loads(record.read_text()).get("checkpoint_sha256") == checkpoint_sha
-    except ValueError:
-        return False
+    data = _read_json(record)
+    return data.get("checkpoint_sha256") == checkpoint_sha
 
 
 def build_repository(
@@ -105,7 +103,11 @@ def build_repository(
 
 
 def _read_json(path: Path) -> dict[str, Any]:
+    """A side record, or {} when absent or unusable (regular files only: a FIFO never blocks)."""
+    from toolkit.fileio import read_regular_text
+
     try:
-        return json.loads(path.read_text())
+        data = json.loads(read_regular_text(path, limit=16 * 1024 * 1024))
     except (OSError, ValueError):
         return {}
+    return data if isinstance(data, dict) else {}

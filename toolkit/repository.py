@@ -617,6 +617,30 @@ def _refuse_invalid(staged_model: Path, name: str, repository: Path, version: in
         )
 
 
+def _validate_config_only(repository: Path, model_dir: Path, text: str, present: set[int]) -> None:
+    """Parse and validate a config about to replace the live one when no version changes (prune):
+    staged with copies of the label files it names, the named versions taken as present."""
+    name = model_dir.name
+    cfg = parse_config(text, f"{model_dir / CONFIG} (new)")
+    stage = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}0-", dir=model_dir))
+    try:
+        (stage / "model").mkdir()
+        (stage / "model" / CONFIG).write_text(text)
+        for label_file in {o.label_filename for o in cfg.output if o.label_filename}:
+            if _FILE_RE.fullmatch(label_file) and _lstat(model_dir / label_file) is not None:
+                (stage / "model" / label_file).write_text(
+                    _read_text(model_dir / label_file, "label file", MAX_CONFIG_BYTES * 16))
+        from toolkit.validate import validate_model
+
+        errors = [p for p in validate_model(stage / "model", repository=repository, name=name, present=present,
+                                            checksums=False) if p.is_error]
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    if errors:
+        raise RepositoryError(f"{model_dir}: refusing to write a config Triton would not load: {errors[0].line()}; "
+                              "the repository is unchanged")
+
+
 def _clean_stale(repository: Path, model_dir: Path) -> list[str]:
     """Remove staging and trash folders of killed writers (we hold the lock, so no writer is alive).
 
@@ -1021,7 +1045,7 @@ def prune(repository: str | os.PathLike[str], name: str, keep: int) -> list[int]
         still = [v for v in named if v not in doomed]
         if live is not None and still != named:
             text = _pinned(live, still)
-            parse_config(text, f"{model_dir / CONFIG} (pruned)")
+            _validate_config_only(repository, model_dir, text, set(still))
             try:
                 atomic_write_bytes(model_dir / CONFIG, text.encode())
             except OSError as exc:
@@ -1041,3 +1065,13 @@ def prune(repository: str | os.PathLike[str], name: str, keep: int) -> list[int]
         if doomed:
             fsync_path(model_dir)
     return doomed
+
+
+def live_labels(model_dir: str | os.PathLike[str]) -> list[str]:
+    """The labels the live config serves (its first output's content-addressed label file), or []."""
+    model_dir = Path(model_dir)
+    cfg = read_live_config(model_dir)
+    names = [o.label_filename for o in cfg.output if o.label_filename] if cfg is not None else []
+    if not names or not _FILE_RE.fullmatch(names[0]):
+        return []
+    return _read_text(model_dir / names[0], "label file", MAX_CONFIG_BYTES * 16).splitlines()

@@ -110,7 +110,8 @@ def check_served(repo: Path, name: str, http_url: str, headers: dict[str, str], 
 def kill_loop(repo: Path, name: str, onnx: Path, http_url: str, headers: dict[str, str], *, steps: list[str],
               random_kills: int, seed: int = 0, log: Callable[[str], None] | None = None) -> KillReport:
     """One killed publish per step in ``steps`` (the fault hook), then ``random_kills`` SIGKILLs at a
-    random moment in [0, 1.2 x a normal publish]; after each, :func:`check_served`."""
+    random moment between the command's start-up time and 1.1 x a normal publish; after each,
+    :func:`check_served`."""
     labels_file = repo.parent / "letters.txt"
     labels_file.write_text("\n".join(LETTERS) + "\n")
     rng = random.Random(seed)
@@ -118,8 +119,11 @@ def kill_loop(repo: Path, name: str, onnx: Path, http_url: str, headers: dict[st
     t0 = time.monotonic()
     subprocess.run(add_command(repo, name, onnx, 1, labels_file), check=True, capture_output=True, timeout=120)
     span = time.monotonic() - t0
+    t0 = time.monotonic()  # start-up alone (imports), so random kills land inside the publish itself
+    subprocess.run([TRITONKIT, "repo", "list", "--repository", str(repo)], capture_output=True, timeout=120)
+    startup = min(time.monotonic() - t0, 0.8 * span)
     check_served(repo, name, http_url, headers, report)
-    plan = [(s, None) for s in steps] + [(None, rng.uniform(0.0, 1.2 * span)) for _ in range(random_kills)]
+    plan = [(s, None) for s in steps] + [(None, rng.uniform(startup, 1.1 * span)) for _ in range(random_kills)]
     for i, (step, delay) in enumerate(plan):
         report.runs += 1
         env = {**os.environ, **({"TRITONKIT_FAULT_AT": step} if step else {})}

@@ -69,9 +69,13 @@ def read_bytes(path: Path, limit: int = MAX_TEXT_BYTES) -> tuple[bytes | None, s
         return None, "is not a regular file (FIFO, device or socket)"
     if k != "file":
         return None, f"cannot be read ({k.removeprefix('unreadable: ')})"
+    from toolkit.fileio import NotRegularFileError, open_regular
+
     try:
-        with open(path, "rb") as fh:
+        with os.fdopen(open_regular(path), "rb") as fh:  # O_NONBLOCK + fstat: a FIFO swapped in never blocks
             data = fh.read(limit + 1)
+    except NotRegularFileError:
+        return None, "is not a regular file (FIFO, device or socket)"
     except OSError as exc:
         return None, f"cannot be read ({exc.__class__.__name__}: {exc.strerror})"
     if len(data) > limit:
