@@ -157,8 +157,15 @@ class PerformanceProfiler:
         self.max_batch_bytes = int(max_batch_bytes)
         # (name, dims without batch, dtype) of each generated input, known once the runner is made.
         self._inputs: list[tuple[str, list[int], np.dtype]] = []
-        if not self.model_path.is_file():
-            raise UsageError(f"{self.model_path}: model file not found; give an .onnx, .plan or checkpoint .pt file")
+        from toolkit.fileio import NotRegularFileError, open_regular
+
+        try:
+            os.close(open_regular(self.model_path))  # a FIFO or device is named, not "not found"
+        except FileNotFoundError:
+            raise UsageError(f"{self.model_path}: model file not found; give an .onnx, .plan or checkpoint .pt file"
+                             ) from None
+        except (NotRegularFileError, OSError) as exc:
+            raise UsageError(f"{exc}; give an .onnx, .plan or checkpoint .pt file") from None
         self.shapes = dict(shapes or {})
         self.threads = threads
         suffix = self.model_path.suffix.lower()
@@ -185,8 +192,16 @@ class PerformanceProfiler:
         if self.threads:
             opts.intra_op_num_threads = self.threads
             opts.inter_op_num_threads = 1
+        from toolkit.onnx_safety import EXTERNAL_DATA_THRESHOLD, load_onnx, model_bytes
+
+        # Read through the safety check (external data stays in the model's folder), then hand ORT
+        # the checked bytes; only a model too large for one protobuf goes by path after the check.
+        proto = load_onnx(self.model_path)
+        model: str | bytes = str(self.model_path) if model_bytes(proto) > EXTERNAL_DATA_THRESHOLD \
+            else proto.SerializeToString()
+        del proto
         try:
-            sess = ort.InferenceSession(str(self.model_path), sess_options=opts, providers=["CPUExecutionProvider"])
+            sess = ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - ORT raises several unrelated types
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise UsageError(f"{self.model_path}: ONNX Runtime cannot load it ({first}); re-export it") from None

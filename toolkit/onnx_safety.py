@@ -96,11 +96,19 @@ def load_onnx(path: str | os.PathLike[str], *, load_external_data: bool = True) 
     Raises:
         ExportError: missing, corrupt or truncated file; unsafe or missing external data.
     """
+    from toolkit.fileio import NotRegularFileError, read_regular_bytes
+
     path = Path(path)
-    if not path.is_file():
-        raise ExportError(f"{path}: ONNX file not found; export one with 'tritonkit export'")
     try:
-        proto = onnx.load(str(path), load_external_data=False)
+        raw = read_regular_bytes(path)  # regular files only: a FIFO or device never blocks the reader
+    except FileNotFoundError:
+        raise ExportError(f"{path}: ONNX file not found; export one with 'tritonkit export'") from None
+    except NotRegularFileError as exc:
+        raise ExportError(f"{exc}; give an .onnx file") from None
+    except OSError as exc:
+        raise ExportError(f"{path}: cannot read the ONNX file ({exc.strerror or exc}); check the path") from None
+    try:
+        proto = onnx.load_model_from_string(raw)
     except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and friends
         raise ExportError(
             f"{path}: not a readable ONNX model (corrupt or truncated: {type(exc).__name__}); re-export it"

@@ -414,6 +414,37 @@ def test_profile_local_refuses_input_over_budget_before_allocating_when_shape_de
     assert [r["batch_size"] for r in json.loads(res.output)["rows"]] == [1, 2]
 
 
+
+@pytest.mark.parametrize(("location", "expected"), [("/etc/passwd", "is absolute"),
+                                                    ("../secret.bin", "leaves the model folder")],
+                         ids=["absolute", "dotdot"])
+def test_profile_local_refuses_onnx_when_its_external_data_escapes_the_model_folder(
+        tmp_path: Path, location: str, expected: str) -> None:
+    from tests.toolkit.test_export_safety import _model, _write
+
+    (tmp_path / "secret.bin").write_bytes(b"\1" * 16)
+    path = _write(tmp_path / "model", _model(location))
+    line = _invoke(["profile-local", str(path), "--batch", "1", "--iterations", "1"])
+    assert expected in line, line
+
+
+def test_onnx_commands_refuse_a_fifo_in_one_line_without_blocking_when_given_as_the_model(
+        tmp_path: Path, tiny: dict[str, Any]) -> None:
+    fifo = tmp_path / "m.onnx"
+    os.mkfifo(fifo)
+    for args in (["profile-local", str(fifo), "--iterations", "1"], ["parity", str(tiny["checkpoint"]), str(fifo)],
+                 ["quantize", str(fifo), "--precision", "fp16", "-o", str(tmp_path / "q.onnx")]):
+        line = _invoke(args)
+        assert "is a FIFO, not a regular file" in line, line
+    ckpt_fifo = tmp_path / "c.pt"
+    os.mkfifo(ckpt_fifo)
+    for args in (["export", str(ckpt_fifo), "-o", str(tmp_path / "o.onnx")], ["evaluate", str(ckpt_fifo)],
+                 ["profile-local", str(ckpt_fifo)]):
+        line = _invoke(args)
+        assert "is a FIFO, not a regular file" in line, line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt", "m.onnx"]
+
+
 # -- quantize's calibration data: bombs, lying headers and FIFOs ----------------------------------
 def _png_declaring(path: Path, width: int, height: int) -> Path:
     """A real 8x8 PNG whose IHDR (with a correct crc) declares ``width`` x ``height``."""
