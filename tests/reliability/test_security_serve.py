@@ -192,15 +192,20 @@ def test_argv_key_library_ends_process_when_placeholder_has_no_key(tmp_path: Pat
     assert r.returncode == 111 and "ran" not in r.stdout and "TRITONKIT_ADMIN_KEY is not set" in r.stderr
 
 
-def test_server_start_is_refused_when_no_c_compiler_can_build_the_key_helper(tmp_path: Path) -> None:
-    env = {**os.environ, "TRITONKIT_HOME": str(tmp_path / "home"), "PATH": str(tmp_path / "empty"), "CC": ""}
-    (tmp_path / "repo").mkdir()
-    code = ("from toolkit.server.install import argv_key_library\n"
-            "from toolkit.errors import TritonkitError\n"
-            "try:\n    argv_key_library()\nexcept TritonkitError as e:\n    print(e)\n")
-    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
-    assert "no C compiler found" in r.stdout and "apt-get install gcc" in r.stdout
-    assert not list((tmp_path / "home").glob("argv_key-*.so"))
+def test_serve_is_refused_in_one_line_when_no_c_compiler_can_build_the_key_helper(tmp_path: Path) -> None:
+    """Fail safe: without the helper the key would have to go on argv, so no server starts at all."""
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "model_repository").mkdir()
+    ports = [str(free_port()) for _ in range(3)]
+    r = subprocess.run([TRITONKIT, "serve", "--runtime", "embedded", "--model-control", "explicit",
+                        "--http-port", ports[0], "--grpc-port", ports[1], "--metrics-port", ports[2]],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "TRITONKIT_HOME": str(tmp_path / "home"), "PATH": str(tmp_path / "empty"),
+                            "CC": ""})
+    line = _one_error_line(r)
+    assert "no C compiler found" in line and "apt-get install gcc" in line
+    assert not list((tmp_path / "home").glob("**/tritonserver"))
+    assert not (tmp_path / ".tritonkit" / "serve" / "server.json").exists()
 
 
 # -- items 4 and 26: shared memory, logging and trace answer only the admin key --------------------

@@ -221,9 +221,10 @@ class EmbeddedServer:
         """The exact tritonserver command line (after preparing the install)."""
         from toolkit.server.install import argv_key_library, prepare_triton
 
+        # First: without a C compiler nothing is copied, and the server is refused in one line.
+        self._argv_key_lib = argv_key_library()
         install = prepare_triton()
         self._install = install
-        self._argv_key_lib = argv_key_library()
         return [
             str(install.binary),
             *safe_flags(
