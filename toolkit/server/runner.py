@@ -1,9 +1,11 @@
 """What ``tritonkit serve`` does, as functions: pick a runtime, run in the foreground or detached,
 report status, stop.
 
-A detached server leaves its state in a run folder (``.tritonkit/serve/`` by default):
-``server.pid``, ``server.log`` and ``server.json`` (URLs, runtime, repository and, for model
-control, the admin header; the file is private to the user).
+A running server (detached, or in the foreground until it stops) leaves its state in a run folder
+(``.tritonkit/serve/`` by default): ``server.pid``, ``server.log`` (detached) and ``server.json``
+(URLs, runtime, repository, the admin header, and the process identity: pid, start time,
+executable; private to the user). ``serve stop`` trusts nothing in it: the file must be a regular
+file of this user, and the pid must still be that same process before anything is signalled.
 """
 
 from __future__ import annotations
@@ -126,8 +128,8 @@ _STATE_LIMIT = 1 << 20
 
 
 def _refuse_state(path: Path, what: str) -> ServerError:
-    return ServerError(f"{path} {what}; it was not written by tritonkit (corrupt or tampered), so nothing was "
-                       f"signalled: check which server runs, stop it yourself, then delete {path}")
+    return ServerError(f"{path} {what}, so nothing was signalled; check which server runs (`ps -C tritonserver`), "
+                       f"stop it yourself, then delete {path}")
 
 
 def load_state(run_dir: Path = DEFAULT_RUN_DIR) -> dict[str, Any] | None:
@@ -147,34 +149,36 @@ def load_state(run_dir: Path = DEFAULT_RUN_DIR) -> dict[str, Any] | None:
         return None
     except NotRegularFileError as exc:
         kind = str(exc).rsplit(" is ", 1)[-1].split(",", 1)[0]
-        raise _refuse_state(path, f"is {kind}, not a regular file") from None
+        raise _refuse_state(path, f"is {kind}, not the regular file tritonkit writes") from None
     except OSError as exc:
         raise ServerError(f"cannot read {path}: {exc.strerror or exc}; check its permissions") from None
     with os.fdopen(fd, "rb") as fh:
         owner = os.fstat(fh.fileno()).st_uid
         data = fh.read(_STATE_LIMIT + 1)
     if owner != os.geteuid():
-        raise _refuse_state(path, f"belongs to uid {owner}, not to you (uid {os.geteuid()})")
+        raise _refuse_state(path, f"belongs to uid {owner}, not to you (uid {os.geteuid()}): someone else wrote it")
     if len(data) > _STATE_LIMIT:
         raise _refuse_state(path, f"is larger than {_STATE_LIMIT} bytes")
     try:
         state = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
-        raise _refuse_state(path, "is not valid JSON") from None
+        raise _refuse_state(path, "is not valid JSON (corrupt, or not written by tritonkit)") from None
     if not isinstance(state, dict):
-        raise _refuse_state(path, f"holds a JSON {type(state).__name__}, not an object")
+        raise _refuse_state(path, f"holds a JSON {type(state).__name__}, not the object tritonkit writes")
     pid = state.get("pid")
     if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
         raise _refuse_state(path, f"records pid {pid!r}, which cannot be a server (a pid must be an integer above 1)")
     start, exe = state.get("start_time"), state.get("exe")
     if not isinstance(start, int) or isinstance(start, bool) or start < 0 or not isinstance(exe, str) or not exe:
-        raise _refuse_state(path, f"records pid {pid} without its start time and executable")
+        raise _refuse_state(path, f"records pid {pid} without its start time and executable (written by an older "
+                            "tritonkit, or edited)")
     for key in ("http_url", "grpc_url"):
         if not isinstance(state.get(key), str):
-            raise _refuse_state(path, f"has no {key} string")
+            raise _refuse_state(path, f"has no {key} string (corrupt, or not written by tritonkit)")
     headers = state.get("admin_headers") or {}
     if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
-        raise _refuse_state(path, "has admin_headers that are not a string mapping")
+        raise _refuse_state(path, "has admin_headers that are not a string mapping (corrupt, or not written by "
+                                  "tritonkit)")
     state["admin_headers"] = headers
     return state
 
