@@ -314,7 +314,7 @@ def onnx_from_checkpoint(
     from trainers.checkpoint import load_checkpoint, model_from_checkpoint, model_spec_of, sha256_of
 
     t0 = time.perf_counter()
-    ensure_writable(out)
+    ensure_writable(out, create=False)  # made by onnx_from_module, once the checkpoint is accepted
     payload = load_checkpoint(checkpoint)
     spec = model_spec_of(payload, where=str(checkpoint))
     model = model_from_checkpoint(payload, where=str(checkpoint))

@@ -332,7 +332,7 @@ def quantize_onnx(
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
     t0 = time.perf_counter()
-    out = ensure_writable(Path(out))
+    out = ensure_writable(Path(out), create=False)  # the folder is made only once the inputs are accepted
     src = OnnxRunner(model)  # refuses missing/corrupt/unsafe models first
     spec = spec_from_onnx(model)
     cal_info: dict[str, Any] | None = None
@@ -345,6 +345,7 @@ def quantize_onnx(
         cal_info = {"source": cal_name, "samples": int(len(x)), "method": "MinMax",
                     "split": "train" if cal_name == "digits" else None,
                     "nodes_kept_fp32": first_layers(load_onnx(model, load_external_data=False))}
+    out = ensure_writable(out)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         tmp = work / out.name

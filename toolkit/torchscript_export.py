@@ -49,7 +49,7 @@ def torchscript_from_checkpoint(
     )
 
     t0 = time.perf_counter()
-    out = ensure_writable(Path(out))
+    out = ensure_writable(Path(out), create=False)  # the folder is made once the checkpoint is accepted
     payload = load_checkpoint(checkpoint)
     spec = model_spec_of(payload, where=str(checkpoint))
     model = model_from_checkpoint(payload, where=str(checkpoint))
@@ -68,6 +68,7 @@ def torchscript_from_checkpoint(
         raise_if_failed(report, what="TorchScript parity (eager vs traced)")
     buf = io.BytesIO()
     torch.jit.save(traced, buf)
+    ensure_writable(out)
     atomic_write_bytes(out, buf.getvalue())
     record: dict[str, Any] = {
         "call": f"toolkit.torchscript_export.torchscript_from_checkpoint({str(checkpoint)!r}, {str(out)!r}, "
