@@ -1,5 +1,6 @@
 """Security defaults of servers started by tritonkit: loopback only, no model control unless asked,
-the model-repository API behind a per-server header, and no secret on any command line."""
+the admin APIs (shared memory, logging, trace, model repository) behind a per-server header, and no
+secret on any command line (more attacks in test_security_serve.py)."""
 
 from __future__ import annotations
 
@@ -129,5 +130,7 @@ def test_no_process_command_line_carries_admin_key_when_model_control_is_on(poll
         assert key not in cmdline, f"pid {pid} shows the admin key on its command line"
         environ = Path(f"/proc/{pid}/environ").read_bytes()
         assert key not in environ, f"pid {pid} carries the admin key in its environment"
+        if pid != poll_server.pid:  # the stubs inherit neither the key variable nor the preload library
+            assert b"LD_PRELOAD=" not in environ and b"TRITONKIT_ADMIN_KEY=" not in environ
     # The key still works after its argv copy was blanked: the server parsed it before.
     assert _post_index(poll_server.http_url, poll_server.admin_headers) == 200
