@@ -245,6 +245,10 @@ class _Base:
         self.url = (url or DEFAULT_URLS[protocol]).removeprefix("http://").removeprefix("grpc://")
         self.timeout = float(timeout)
         self.deadline = None if deadline is None else float(deadline)
+        if admin_headers is not None and not (isinstance(admin_headers, dict) and all(
+                isinstance(k, str) and isinstance(v, str) for k, v in admin_headers.items())):
+            raise UsageError("admin_headers must map header names to values (str -> str), as a tritonkit "
+                             "server's admin_headers does")
         self.admin_headers = dict(admin_headers or {})
         self.version = str(version or "")
         self.retry = retry or RetryPolicy()

@@ -69,3 +69,36 @@ def test_client_normalize_equals_training_normalize_bit_for_bit() -> None:
 
     raw = load_digits_splits()["test"].images
     assert np.array_equal(client_normalize(raw, SPEC), normalize(raw, DIGITS_SCALE, DIGITS_MEAN, DIGITS_STD))
+
+
+def test_decode_refuses_fifo_without_blocking_when_path_is_a_fifo(tmp_path: Path) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "pipe.png")  # nobody writes: opening it for reading would block forever
+    with pytest.raises(UsageError, match=r"pipe.png is a FIFO, not a regular file"):
+        decode_image(tmp_path / "pipe.png", SPEC)
+
+
+@pytest.mark.parametrize("size", [(4097, 4096), (10000, 10000), (100000, 100000)])
+def test_decode_refuses_before_decoding_when_header_declares_more_than_the_budget(tmp_path: Path, size) -> None:
+    from tests.reliability.test_security_client import _png_header_only
+
+    path = tmp_path / "bomb.png"
+    path.write_bytes(_png_header_only(*size))
+    with pytest.raises(UsageError, match="allowed per image") as err:
+        decode_image(path, SPEC)
+    assert "\n" not in str(err.value)
+
+
+def test_decode_accepts_an_image_at_the_budget(tmp_path: Path) -> None:
+    path = tmp_path / "big.png"
+    Image.new("L", (4096, 4096), 255).save(path)
+    assert np.allclose(decode_image(path, SPEC), 16.0)
+
+
+@pytest.mark.parametrize("fmt", ["EPS", "ICO", "TGA"])
+def test_decode_refuses_formats_it_does_not_list_when_pillow_could_open_them(tmp_path: Path, fmt: str) -> None:
+    path = tmp_path / f"x.{fmt.lower()}"
+    Image.new("RGB", (8, 8)).save(path, format=fmt)
+    with pytest.raises(UsageError, match="not an image in a format accepted here"):
+        decode_image(path, SPEC)

@@ -157,3 +157,38 @@ def test_predict_fails_in_one_line_when_request_times_out(sleepy_server, tmp_pat
     proc = run_cli("sleepy", str(tmp_path / "slow.npy"), "--url", sleepy_server.grpc_url, "--timeout", "0.5")
     line = one_error_line(proc)
     assert "timed out after 0.5 s" in line and "--timeout" in line
+
+
+@pytest.mark.server
+def test_predict_shared_memory_uses_the_admin_header_of_the_server_tritonkit_serve_started(
+        digits_build, digit_pngs, tmp_path) -> None:
+    """`tritonkit serve` restricts the shared-memory API; `predict` in the same folder finds the header."""
+    import os
+    import shutil
+
+    from toolkit.server.ports import free_port
+
+    shutil.copytree(digits_build["repository"], tmp_path / "model_repository")
+    ports = [str(free_port()) for _ in range(3)]
+
+    def tk(*args: str, cwd: Path = tmp_path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([TRITONKIT, *args], cwd=cwd, capture_output=True, text=True, timeout=180,
+                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+    started = tk("serve", "--runtime", "embedded", "--detach", "--http-port", ports[0], "--grpc-port", ports[1],
+                 "--metrics-port", ports[2])
+    try:
+        assert started.returncode == 0, started.stderr
+        folder, _ = digit_pngs
+        for protocol, port in (("grpc", ports[1]), ("http", ports[0])):
+            ok = tk("predict", "digits", str(folder), "--url", f"127.0.0.1:{port}", "--protocol", protocol,
+                    "--shared-memory", "on", "--json")
+            assert ok.returncode == 0, ok.stderr
+            assert json.loads(ok.stdout.splitlines()[-1])["n"] == 12
+        elsewhere = tmp_path / "elsewhere"  # no record of the server here: no header to send
+        elsewhere.mkdir()
+        line = one_error_line(tk("predict", "digits", str(folder), "--url", f"127.0.0.1:{ports[1]}",
+                                 "--shared-memory", "on", cwd=elsewhere))
+        assert "refused the shared-memory registration" in line and "no admin header was sent" in line, line
+    finally:
+        tk("serve", "stop")
