@@ -277,8 +277,12 @@ def recorded_config(version_dir: str | os.PathLike[str], manifest: dict[str, Any
     return parse_config(text, f"{where} (recorded config)")
 
 
-def spec_from_onnx_graph(path: Path, labels: tuple[str, ...] = ()) -> ModelSpec:
-    """Inputs/outputs read from the ONNX graph itself (dims without batch, -1 for dynamic)."""
+def spec_from_onnx_graph(path: Path, labels: tuple[str, ...] = (), *, batched: bool = True) -> ModelSpec:
+    """Inputs/outputs read from the ONNX graph itself (dims without batch, -1 for dynamic).
+
+    ``batched=False`` (a config with ``max_batch_size: 0``) keeps every dim: Triton then passes the
+    full shape, so dropping the first one would publish a config Triton refuses.
+    """
     import onnx
 
     from toolkit.spec import METADATA_SPEC_KEY
@@ -299,7 +303,8 @@ def spec_from_onnx_graph(path: Path, labels: tuple[str, ...] = ()) -> ModelSpec:
             dims = [d.dim_value if d.HasField("dim_value") else -1 for d in tt.shape.dim]
             if not dims:
                 raise RepositoryError(f"{path}: tensor {v.name!r} has no shape; re-export with shapes")
-            out.append(TensorSpec(v.name, tuple(dims[1:]), "object" if dtype == "object" else dtype))
+            shape = tuple(dims[1:] if batched else dims)
+            out.append(TensorSpec(v.name, shape, "object" if dtype == "object" else dtype))
         return tuple(out)
 
     meta = {p.key: p.value for p in proto.metadata_props}
@@ -343,7 +348,7 @@ def publish_onnx(
     onnx_path = Path(onnx_path)
     _check_source(onnx_path, "ONNX file", "run 'tritonkit export' first")
     options.validate()
-    spec = spec_from_onnx_graph(onnx_path, tuple(labels or ()))
+    spec = spec_from_onnx_graph(onnx_path, tuple(labels or ()), batched=options.max_batch_size > 0)
     _check_labels(spec)
     if options.label_filename is None or not spec.labels:
         options = replace(options, label_filename=None)

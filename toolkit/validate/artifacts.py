@@ -97,7 +97,7 @@ def read_onnx(path: Path, rel: str) -> tuple[Artifact | None, list[str], Any]:
         return None, [f"does not parse as ONNX ({exc.__class__.__name__}: {str(exc)[:120]})"], None
     if not model.ir_version or not model.HasField("graph"):
         return None, ["is not an ONNX model (no ir_version or no graph)"], None
-    why = _runtime_problem(model)
+    why = _runtime_problem(model, path)
     if why:
         return None, [why], model
     graph = model.graph
@@ -121,7 +121,7 @@ def read_onnx(path: Path, rel: str) -> tuple[Artifact | None, list[str], Any]:
 _RUNTIME_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft", "ai.onnx.preview.training"}
 
 
-def _runtime_problem(model: Any) -> str | None:
+def _runtime_problem(model: Any, path: Path) -> str | None:
     """Why ONNX Runtime (and so Triton) could not load the graph: checker failures (cycles, unknown
     ops, unsupported opsets, bad IR) and ops in no domain ONNX Runtime ships. None when fine."""
     import onnx
@@ -136,8 +136,8 @@ def _runtime_problem(model: Any) -> str | None:
                     f"{node.domain!r}, which needs a custom-op library ONNX Runtime does not ship")
         if node.domain in ("", "ai.onnx") and not onnx.defs.has(node.op_type):
             return f"node {node.name or node.op_type!r} uses unknown op {node.op_type!r}"
-    try:
-        onnx.checker.check_model(model)
+    try:  # by path when tensors live in external files, so they are looked up beside the model
+        onnx.checker.check_model(str(path) if external_data_locations(model) else model)
     except Exception as exc:  # noqa: BLE001 - ValidationError and friends: the file's fault
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
         return f"fails onnx.checker ({first[:160]})"
