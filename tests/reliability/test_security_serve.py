@@ -430,6 +430,25 @@ def test_serving_python_models_writes_no_pycache_into_repository_when_models_loa
     assert not [p for p in repo.rglob("*.pyc")]
 
 
+# -- found on the way: the stub imported modules from the folder `tritonkit serve` ran in ------------
+
+@pytest.mark.server
+def test_python_models_import_nothing_from_serve_folder_when_it_holds_a_shadowing_module(tmp_path: Path) -> None:
+    write_slow_model(tmp_path / "model_repository", "slow", sleep_ms=1)
+    marker = tmp_path / "PWNED"
+    (tmp_path / "json.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\nraise ImportError('shadowed')\n")
+    ports = [str(free_port()) for _ in range(3)]
+    started = _run(["serve", "--runtime", "embedded", "--detach", "--http-port", ports[0], "--grpc-port", ports[1],
+                    "--metrics-port", ports[2]], tmp_path, timeout=120)
+    try:
+        assert started.returncode == 0, started.stderr
+        assert json.loads(_run(["serve", "status", "--json"], tmp_path).stdout)["models"][0]["state"] == "READY"
+    finally:
+        stopped = _run(["serve", "stop"], tmp_path)
+    assert stopped.returncode == 0 and "stopped" in stopped.stdout
+    assert not marker.exists(), "a python model imported json.py from the folder serve ran in"
+
+
 # -- item 25: clear messages ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["fifo", "file"])

@@ -175,6 +175,9 @@ class DockerServer(EmbeddedServer):
             self.shm_size, name=self.container, poll_secs=self.poll_secs,
         ) + list(self.extra_args)
 
+    def _cwd(self) -> str | None:
+        return None  # the container has its own working folder
+
     def _env(self) -> dict[str, str]:
         """The ``docker`` client's environment: where ``-e TRITONKIT_ADMIN_KEY`` takes the key from."""
         return {**os.environ, KEY_VARIABLE: self.admin_value}

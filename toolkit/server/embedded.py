@@ -15,6 +15,7 @@ import os
 import re
 import secrets
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -87,8 +88,6 @@ def safe_flags(
 
 def check_repository(path: Path) -> None:
     """Refuse, in one line, a repository path that is not a folder (saying what it is instead)."""
-    import stat
-
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
@@ -246,6 +245,23 @@ class EmbeddedServer:
         env["LD_PRELOAD"] = os.pathsep.join(p for p in (str(self._argv_key_lib), env.get("LD_PRELOAD", "")) if p)
         return env
 
+    def _cwd(self) -> str | None:
+        """A private, empty working folder for tritonserver.
+
+        The python stub puts its working folder first on ``sys.path``: started from the caller's
+        folder, a ``json.py`` or ``numpy.py`` lying there (a shared or download folder) was imported
+        into every python model, running code as the server's user.
+        """
+        from toolkit.server.install import tritonkit_home
+
+        path = tritonkit_home() / "server-cwd"
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = os.lstat(path)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+            raise ServerError(f"{path} must be a folder of yours that nobody else can write to (it is tritonserver's "
+                              "working folder); remove it and start again")
+        return str(path)
+
     def _check_before_start(self) -> None:
         check_repository(self.repository)
         check_ports(self.host, {"http": self.http_port, "grpc": self.grpc_port, "metrics": self.metrics_port})
@@ -268,10 +284,10 @@ class EmbeddedServer:
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
         with open(self._log_path, "wb") as log:
-            # Own session: stop() can signal the server and its python stubs together.
+            # Own session: stop() finds the server's python stubs as the members of that session.
             self._proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=self._env(), start_new_session=True,
+                env=self._env(), start_new_session=True, cwd=self._cwd(),
             )
         # Unreaped, so the pid is still this child's: its start time dates the stubs stop() may kill.
         self._identity = identity_of(self._proc.pid)
