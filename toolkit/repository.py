@@ -308,7 +308,8 @@ def spec_from_onnx_graph(path: Path, labels: tuple[str, ...] = (), *, batched: b
         return tuple(out)
 
     meta = {p.key: p.value for p in proto.metadata_props}
-    base = ModelSpec.from_dict(json.loads(meta[METADATA_SPEC_KEY])) if METADATA_SPEC_KEY in meta else None
+    base = (ModelSpec.from_json(meta[METADATA_SPEC_KEY], where=f"{path} ({METADATA_SPEC_KEY} metadata)")
+            if METADATA_SPEC_KEY in meta else None)
     return ModelSpec(
         inputs=tensors(proto.graph.input),
         outputs=tensors(proto.graph.output),
@@ -1004,7 +1005,8 @@ def rollback(repository: str | os.PathLike[str], name: str, to: int) -> Publishe
         manifest = read_manifest(src)
         try:
             listed = {str(k): str(v) for k, v in dict(manifest["files"]).items()}
-            config_text, spec = str(manifest["config"]), ModelSpec.from_dict(manifest["spec"])
+            config_text = str(manifest["config"])
+            spec = ModelSpec.from_dict(manifest["spec"], where=str(src / MANIFEST))
             model_sha = str(manifest["model_sha256"])
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise RepositoryError(f"{src / MANIFEST}: incomplete manifest (missing or malformed {exc}); "
