@@ -223,6 +223,18 @@ class ResultCache:
         return len(self._rows)
 
 
+def _check_url(url: str) -> str:
+    """``host:port`` (``[v6]:port``) with a port in 1..65535; anything else is refused before any call,
+    since gRPC would otherwise wrap an out-of-range port silently onto another one."""
+    host, sep, port = url.rpartition(":")
+    bare = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not bare or not port.isdigit() or not 0 < int(port) < 65536 or any(
+            c.isspace() or c in "/?#@" for c in url) or (":" in bare and bare == host):
+        raise UsageError(f"URL {url!r} is not host:port (e.g. 127.0.0.1:8001, [::1]:8000) with a port in "
+                         "1..65535; give --url as host:port")
+    return url
+
+
 # -- what both predictors share ----------------------------------------------------------------
 class _Base:
     """Options, metadata, validation, cache and preprocessing shared by the sync and async clients."""
@@ -242,7 +254,7 @@ class _Base:
             raise UsageError("--concurrency and --batch-size must be at least 1")
         self.model = model
         self.protocol = protocol
-        self.url = (url or DEFAULT_URLS[protocol]).removeprefix("http://").removeprefix("grpc://")
+        self.url = _check_url((url or DEFAULT_URLS[protocol]).removeprefix("http://").removeprefix("grpc://"))
         self.timeout = float(timeout)
         self.deadline = None if deadline is None else float(deadline)
         if admin_headers is not None and not (isinstance(admin_headers, dict) and all(
@@ -274,6 +286,17 @@ class _Base:
         """Whether a retry after ``delay`` seconds still starts within the call's deadline."""
         return self.deadline is None or time.monotonic() + delay < start + self.deadline - 0.01
 
+    def _listening(self) -> bool:
+        """Whether something accepts TCP connections at the URL (then a failed call is not 'nobody there')."""
+        import socket
+
+        host, _, port = self.url.rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), timeout=min(1.0, self.timeout)):
+                return True
+        except (OSError, ValueError):
+            return False
+
     def _protocol_error(self, detail: str) -> ClientError:
         name = "gRPC" if self.protocol == "grpc" else "HTTP"
         other = "http" if self.protocol == "grpc" else "grpc"
@@ -296,6 +319,8 @@ class _Base:
         if kind == "protocol":
             return self._protocol_error(f"{call}: {_protocol_detail(exc)}")
         if kind == "connect":
+            if self._listening():
+                return self._protocol_error(f"{call}: it accepted the connection, then {_first_line(exc)}")
             return ServerError(f"no Triton server answers at {self.where} ({_first_line(exc)}); {START_HINT}")
         if kind == "timeout":
             seconds = self.timeout if self.deadline is None else min(self.timeout, self.deadline)
@@ -414,7 +439,7 @@ class _Base:
         where = f"input {t['name']!r} of model {self.model!r}"
         if batch.dtype != expected:
             raise ClientError(f"{where} expects {self.expected_input()}, got {batch.dtype.name} "
-                              f"{list(batch.shape)}; cast with .astype({expected.name!r})")
+                              f"{list(batch.shape)}; convert the values to {expected.name} first")
         ndim = len(dims) + (1 if self.max_batch_size > 0 else 0)
         shape = batch.shape[1:] if self.max_batch_size > 0 else batch.shape
         if batch.ndim != ndim or any(d != -1 and d != s for d, s in zip(dims, shape)):

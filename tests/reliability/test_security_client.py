@@ -536,6 +536,20 @@ def test_predict_message_gives_a_cli_hint_not_a_python_one_when_spec_is_not_an_i
     assert "Predictor" not in line and ".predict" not in line and "ready model inputs" in line, line
 
 
+@pytest.mark.parametrize("url", ["127.0.0.1:99999", "::::", "127.0.0.1:0", "host", "a b:1", "127.0.0.1:80/v2"])
+def test_predict_refuses_url_in_one_line_when_it_is_not_host_and_port(url: str) -> None:
+    # gRPC would otherwise wrap port 99999 silently onto 34463 and talk to whatever listens there.
+    line = _one_line(_predict("digits", "--url", url, "--timeout", "3")[0])
+    assert "is not host:port" in line and "1..65535" in line, line
+
+
+def test_predict_says_protocol_is_wrong_when_grpc_is_sent_to_an_http_server() -> None:
+    with _lying_http_triton("no-datatype") as url:
+        line = _one_line(_predict("digits", "--url", url, "--protocol", "grpc", "--timeout", "5")[0])
+    assert f"the server at grpc://{url} did not answer as Triton's gRPC endpoint does" in line, line
+    assert "is it http?" in line and "no Triton server answers" not in line
+
+
 def test_zz_report_client_hostile_counts() -> None:
     print(f"\nclient-side hostile inputs tried: {SEEN['tried']}, tracebacks seen: {SEEN['tracebacks']}")
     assert SEEN["tracebacks"] == 0

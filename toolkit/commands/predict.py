@@ -136,6 +136,8 @@ def predict(model: str, images: tuple[str, ...], n_digits: int | None, url: str 
         raise UsageError("give --spec or --repository, not both")
     if top_k < 1:
         raise UsageError(f"--top-k {top_k} must be at least 1")
+    if n_digits is not None and n_digits < 1:
+        raise UsageError(f"--digits {n_digits} must be at least 1")
     spec = load_spec(spec_file) if spec_file else spec_from_repository(repository, model) if repository else None
     from toolkit.client import DEFAULT_URLS
     from toolkit.server.runner import admin_headers_for
