@@ -46,6 +46,8 @@ def identity_of(pid: int) -> ProcessIdentity | None:
         exe = os.readlink(f"/proc/{pid}/exe")
     except (OSError, ValueError):
         return None
+    # A binary replaced or removed while it runs (a cache cleared) is still the same process.
+    exe = exe.removesuffix(" (deleted)")
     return ProcessIdentity(pid=pid, start_time=start, exe=exe)
 
 
