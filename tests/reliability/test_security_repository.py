@@ -95,7 +95,7 @@ def _tamper_manifest(vdir: Path, config: str, fix_sha: bool) -> None:
     ('name: "m" platform: "onnxruntime_onnx" max_batch_size: 32 input [{ name: "input" data_type: TYPE_FP32 '
      'dims: [1, 16, 16] }] output [{ name: "logits" data_type: TYPE_FP32 dims: [10] }]', True,
      "Triton would not load it"),
-])
+], ids=["checksum", "unparsable", "unloadable"])
 def test_rollback_refuses_and_changes_nothing_when_manifest_config_is_tampered(
         repo: Path, config: str, fix_sha: bool, needle: str) -> None:
     _tamper_manifest(repo / "m" / "1", config, fix_sha)
@@ -415,3 +415,17 @@ def test_labels_file_is_content_addressed_so_old_configs_keep_their_labels(tmp_p
     assert live.output[0].label_filename == labels_filename(letters)
     assert (repo / "m" / labels_filename(letters)).read_text().split() == letters
     assert np.array_equal(sorted(os.listdir(repo / "m")), sorted(["1", "2", "config.pbtxt", labels_filename(letters)]))
+
+
+def test_list_and_validate_report_unpublished_when_a_publish_was_killed_after_the_version_rename(
+        repo: Path, digits_onnx: Path) -> None:
+    proc = subprocess.run([sys.executable, "-c", _PUBLISH, str(repo), str(digits_onnx), "16", ""],
+                          env={**os.environ, "TRITONKIT_FAULT_AT": "version_renamed"}, timeout=120)
+    assert proc.returncode == -9 and version_numbers(repo / "m") == [1, 2, 3]
+    listed = tk("repo", "list", "--repository", str(repo), "--json")
+    rows = {r["version"]: r["status"] for r in json.loads(listed.stdout)}
+    assert rows == {1: "not served (version policy)", 2: "served", 3: "unpublished (no config names it)"}
+    v = tk("repo", "validate", str(repo))
+    assert v.returncode == 0 and "warning: m/3: version: version 3 is unpublished (no config names it)" in v.stdout
+    nxt = publish_onnx(repo, "m", digits_onnx, ServingOptions(max_batch_size=16, warmup=False))
+    assert nxt.version == 4 and verify_version(repo / "m" / "3") == []  # never reused or modified
