@@ -487,8 +487,9 @@ class _Base:
         inp = mod.InferInput(t["name"], list(batch.shape), triton_wire_dtype(batch.dtype.name))
         return inp
 
-    def _output(self, res: Any) -> np.ndarray:
-        """The first output of an inference result; an answer that does not decode is the peer's fault."""
+    def _output(self, res: Any, rows: int) -> np.ndarray:
+        """The first output of an inference result for ``rows`` inputs; an answer that does not decode,
+        or whose rank or row count is not what the metadata promised, is the peer's fault."""
         name = self.outputs[0]["name"]
         try:
             out = res.as_numpy(name)
@@ -497,6 +498,11 @@ class _Base:
                                        f"{_first_line(exc)}") from None
         if out is None:
             raise ClientError(f"{self.where} model {self.model!r} returned no {name!r} output")
+        want_ndim = len(self.outputs[0]["shape"])
+        if out.ndim != want_ndim or (self.max_batch_size > 0 and out.shape[0] != rows):
+            raise self._protocol_error(
+                f"output {name!r} of model {self.model!r} has shape {list(out.shape)} for {rows} input row(s); "
+                f"its metadata promised {self.outputs[0]['shape']}")
         return out
 
     def _classes(self, values: np.ndarray) -> list[list[TopK]]:
@@ -728,7 +734,7 @@ class Predictor(_Base):
         res = self._call("infer", self.model, [inp], model_version=self.version,
                          outputs=self._requested(self._mod, class_count))
         self.latency.add((time.perf_counter() - t0) * 1000)
-        return self._output(res)
+        return self._output(res, len(batch))
 
     # -- public --------------------------------------------------------------------------------
     def predict(self, batch: np.ndarray) -> np.ndarray:
@@ -912,7 +918,7 @@ class AsyncPredictor(_Base):
         res = await self._call("infer", self.model, [inp], model_version=self.version,
                                outputs=self._requested(self._mod, class_count))
         self.latency.add((time.perf_counter() - t0) * 1000)
-        return self._output(res)
+        return self._output(res, len(batch))
 
     async def predict(self, batch: np.ndarray) -> np.ndarray:
         batch = self.validate(batch)

@@ -160,11 +160,23 @@ _GOOD_META = {"name": "digits", "versions": ["1"], "platform": "onnxruntime_onnx
               "outputs": [{"name": "logits", "datatype": "FP32", "shape": [-1, 10]}]}
 
 
+_BAD_INFER = {  # answers to an inference of one 8x8 input
+    "infer:data-short": {"outputs": [{"name": "logits", "datatype": "FP32", "shape": [1, 10], "data": [1.0]}]},
+    "infer:rows": {"outputs": [{"name": "logits", "datatype": "FP32", "shape": [3, 10], "data": [0.5] * 30}]},
+    "infer:rank": {"outputs": [{"name": "logits", "datatype": "FP32", "shape": [10], "data": [0.5] * 10}]},
+    "infer:labels": {"outputs": [{"name": "logits", "datatype": "BYTES", "shape": [1, 10], "data": ["x:y"] * 10}]},
+    "infer:dtype": {"outputs": [{"name": "logits", "datatype": "NOPE", "shape": [1, 10], "data": [0] * 10}]},
+    "infer:none": {"outputs": []},
+    "infer:not-json": "[[[",
+}
+
+
 @contextmanager
 def _lying_http_triton(mode: str) -> Iterator[str]:
     """An HTTP server that answers Triton's v2 paths, but: ``no-datatype`` leaves ``datatype`` out of
     the model metadata; ``not-json`` answers metadata with undecodable bytes; ``trickle-infer``
-    answers everything right and then trickles the inference answer one byte a second."""
+    answers everything right and then trickles the inference answer one byte a second; the
+    ``infer:...`` modes answer inferences with JSON that Triton would never send."""
     stop = threading.Event()
 
     class Handler(BaseHTTPRequestHandler):
@@ -196,6 +208,9 @@ def _lying_http_triton(mode: str) -> Iterator[str]:
 
         def do_POST(self) -> None:  # noqa: N802
             self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if mode.startswith("infer:"):
+                self._send(200, json.dumps(_BAD_INFER[mode]).encode())
+                return
             self.send_response(200)
             self.send_header("Content-Length", "100000")
             self.end_headers()
@@ -548,6 +563,16 @@ def test_predict_says_protocol_is_wrong_when_grpc_is_sent_to_an_http_server() ->
         line = _one_line(_predict("digits", "--url", url, "--protocol", "grpc", "--timeout", "5")[0])
     assert f"the server at grpc://{url} did not answer as Triton's gRPC endpoint does" in line, line
     assert "is it http?" in line and "no Triton server answers" not in line
+
+
+@pytest.mark.parametrize("mode", sorted(_BAD_INFER))
+def test_predict_names_server_in_one_line_when_inference_answer_is_malformed(mode: str, tmp_path: Path) -> None:
+    np.save(tmp_path / "x.npy", np.zeros((1, 1, 8, 8), np.float32))
+    with _lying_http_triton(mode) as url:
+        line = _one_line(_predict("digits", str(tmp_path / "x.npy"), "--url", url, "--protocol", "http",
+                                  "--timeout", "10")[0])
+    assert f"http://{url}" in line, line
+    assert "did not answer as Triton" in line or "returned no 'logits' output" in line, line
 
 
 def test_zz_report_client_hostile_counts() -> None:
