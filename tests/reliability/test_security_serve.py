@@ -167,11 +167,12 @@ def test_argv_key_library_keeps_key_out_of_argument_memory_and_stubs_when_preloa
         "mem = open(f'/proc/{os.getpid()}/cmdline', 'rb').read()\n"
         "env = open(f'/proc/{os.getpid()}/environ', 'rb').read()\n"
         "child = subprocess.run(['env'], capture_output=True).stdout\n"
-        "print(sys.argv[1]); print(mem.hex()); print(env.hex()); print(child.hex())\n"
+        "print(sys.argv[1]); print(mem.hex()); print(env.hex()); print(child.hex()); print(sys.argv[2])\n"
     )
     key = "k3y" * 8
     out = subprocess.run(
-        [SYSTEM_PYTHON, "-c", probe, f"--http-restricted-api=logging:h={KEY_PLACEHOLDER}"],
+        [sys.executable, "-c", probe, f"--http-restricted-api=logging:h={KEY_PLACEHOLDER}",
+         f"--model-repository=/r/{KEY_PLACEHOLDER}"],
         env={"PATH": "/usr/bin:/bin", KEY_VARIABLE: key, "LD_PRELOAD": str(lib)},
         capture_output=True, text=True, timeout=60, check=True,
     ).stdout.splitlines()
@@ -180,13 +181,15 @@ def test_argv_key_library_keeps_key_out_of_argument_memory_and_stubs_when_preloa
     assert key.encode() not in mem and KEY_PLACEHOLDER.encode() in mem
     assert key.encode() not in env
     assert key.encode() not in child and b"LD_PRELOAD" not in child and KEY_VARIABLE.encode() not in child
+    # Only the restricted-API flags take the key: a placeholder typed into a path stays as it is.
+    assert out[4] == f"--model-repository=/r/{KEY_PLACEHOLDER}"
 
 
 def test_argv_key_library_ends_process_when_placeholder_has_no_key(tmp_path: Path) -> None:
     from toolkit.server.embedded import KEY_PLACEHOLDER
     from toolkit.server.install import argv_key_library
 
-    r = subprocess.run([SYSTEM_PYTHON, "-c", "print('ran')", f"--grpc-restricted-protocol=trace:h={KEY_PLACEHOLDER}"],
+    r = subprocess.run([sys.executable, "-c", "print('ran')", f"--grpc-restricted-protocol=trace:h={KEY_PLACEHOLDER}"],
                        env={"PATH": "/usr/bin:/bin", "LD_PRELOAD": str(argv_key_library())},
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 111 and "ran" not in r.stdout and "TRITONKIT_ADMIN_KEY is not set" in r.stderr
