@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.errors import MissingDependencyError, UsageError
+from toolkit.errors import MissingDependencyError, TritonkitError, UsageError
 from toolkit.spec import MAX_BATCH_BYTES, check_batch_budget
 
 ONNX_SUFFIXES = (".onnx",)
@@ -321,15 +321,22 @@ class PerformanceProfiler:
                 _reset_hwm()
             max0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
             call = make(int(batch))
-            for _ in range(warmup):
-                call()
-            times = np.empty(num_iterations)
-            t_start = time.perf_counter()
-            for i in range(num_iterations):
-                t0 = time.perf_counter()
-                call()
-                times[i] = time.perf_counter() - t0
-            wall = time.perf_counter() - t_start
+            try:
+                for _ in range(warmup):
+                    call()
+                times = np.empty(num_iterations)
+                t_start = time.perf_counter()
+                for i in range(num_iterations):
+                    t0 = time.perf_counter()
+                    call()
+                    times[i] = time.perf_counter() - t0
+                wall = time.perf_counter() - t_start
+            except TritonkitError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - runtimes raise many types; the model's inputs are wrong
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+                raise UsageError(f"{self.model_path}: the model failed at batch size {batch} ({first}); its "
+                                 "declared inputs do not match the model: re-export it") from None
             if method == MEM_HWM:
                 peak = max(0, _hwm_bytes() - rss0)
             elif method == MEM_MAXRSS:

@@ -143,7 +143,7 @@ class ModelSpec:
     def _from_dict(cls, d: Any) -> ModelSpec:
         if not isinstance(d, dict):
             raise _SpecShapeError(f"a JSON object is needed, got {_kind(d)}")
-        return cls(
+        spec = cls(
             inputs=_tensors(d, "inputs"),
             outputs=_tensors(d, "outputs"),
             layout=_string(d.get("layout", "NCHW"), "layout"),
@@ -153,6 +153,8 @@ class ModelSpec:
             value_range=_value_range(d.get("value_range", (0.0, 1.0))),
             labels=tuple(_string(v, "labels[]") for v in _sequence(d.get("labels", ()), "labels")),
         )
+        _check_normalization(spec)
+        return spec
 
     @property
     def input(self) -> TensorSpec:
@@ -209,6 +211,19 @@ def _value_range(value: Any) -> tuple[float, float]:
     return lo_hi[0], lo_hi[1]
 
 
+def _check_normalization(spec: ModelSpec) -> None:
+    """mean/std divide every input value: std must be positive and both must fit the channels."""
+    if len(spec.mean) != len(spec.std):
+        raise _SpecShapeError(f"mean has {len(spec.mean)} values but std has {len(spec.std)}")
+    if any(s <= 0 for s in spec.std):
+        raise _SpecShapeError(f"std {_short(list(spec.std))} must be positive")
+    shape = spec.input.shape
+    if spec.mean and len(shape) == 3:
+        channels = shape[0] if spec.layout == "NCHW" else shape[-1]
+        if channels > 0 and len(spec.mean) not in (1, channels):
+            raise _SpecShapeError(f"mean/std have {len(spec.mean)} values for {channels} input channel(s)")
+
+
 def _tensors(d: dict[str, Any], key: str) -> tuple[TensorSpec, ...]:
     items = _sequence(d[key], key)
     if not items:
@@ -218,6 +233,8 @@ def _tensors(d: dict[str, Any], key: str) -> tuple[TensorSpec, ...]:
         if not isinstance(t, dict):
             raise _SpecShapeError(f"each of {key} must be an object with name, shape, dtype; got {_kind(t)}")
         name = _string(t["name"], f"{key}[].name")
+        if not name or len(name) > 256 or not name.isprintable() or any(c.isspace() for c in name):
+            raise _SpecShapeError(f"tensor name {_short(name)} must be 1-256 printable characters without spaces")
         dtype = _string(t.get("dtype", "float32"), f"{name}.dtype")
         if dtype not in _DTYPES:
             raise _SpecShapeError(f"{name}: dtype {_short(dtype)} is not one of {', '.join(_DTYPES)}")

@@ -34,6 +34,9 @@ def _split_for(spec: ModelSpec, payload: dict[str, Any], data: str | None, split
         if not Path(data).exists():
             raise UsageError(f"--data {data!r} is neither 'digits' nor an existing folder; "
                              "give one of: digits, a folder with one sub-folder per class")
+        if len(spec.input.shape) != 3 or min(spec.input.shape) < 1:
+            raise UsageError(f"the model's input shape {list(spec.input.shape)} is not an image (C, H, W); "
+                             "an image folder can only evaluate image models")
         c, h, _ = spec.input.shape
         splits = load_imagefolder_splits(data, image_size=int(h), channels=int(c), seed=seed,
                                          mean=spec.mean, std=spec.std)

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.errors import TritonkitError, UsageError
 from trainers.evaluation.adapters import PredictFn, as_predict_fn
 from trainers.evaluation.metrics import classification_metrics
 
@@ -63,16 +64,25 @@ class Evaluator:
             x, y = batch[0], batch[1]
             xb = _to_numpy(x).astype(np.float32, copy=False)
             t0 = time.perf_counter()
-            logits = _to_numpy(self.predict(xb))
+            try:
+                logits = _to_numpy(self.predict(xb))
+            except TritonkitError:
+                raise
+            except (RuntimeError, ValueError, TypeError, IndexError) as exc:
+                # A model whose stored spec does not match it (a damaged or hostile checkpoint).
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+                raise UsageError(f"the model failed on a batch of shape {list(xb.shape)} ({first}); its "
+                                 "input spec does not match the model: re-export or re-save it") from None
             elapsed = time.perf_counter() - t0
             times.append(elapsed)
             ys.append(_to_numpy(y).astype(np.int64))
             outs.append(logits.astype(np.float32))
         if not outs:
-            from toolkit.errors import UsageError
-
             raise UsageError("evaluation data is empty; give a loader with at least one batch")
         y_true, logits = np.concatenate(ys), np.concatenate(outs)
+        if logits.ndim != 2 or not np.isfinite(logits).all():
+            raise UsageError(f"the model's outputs are not finite class scores (shape {list(logits.shape)}); "
+                             "check the model's normalization (mean/std) and weights")
         labels = self.labels or [str(i) for i in range(logits.shape[1])]
         timed = times[self.warmup_batches:] or times  # the first call may pay one-off setup costs
         latency = float(np.mean(timed)) * 1e3
