@@ -165,8 +165,9 @@ def _open_lock(lock_path: Path) -> int:
             raise
     try:
         st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise RepositoryError(f"{lock_path}: the writer lock is not a regular file; remove it and retry")
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            raise RepositoryError(f"{lock_path}: the writer lock is not a plain regular file (a device, FIFO or a "
+                                  "hard link to another file); remove it and retry")
         _check_ours(lock_path, "writer lock", st)
     except BaseException:
         os.close(fd)
@@ -540,10 +541,9 @@ def _publish(
 
 
 def _prepare_repository(repository: Path) -> None:
-    st = _lstat(repository)
-    if st is not None and not stat.S_ISDIR(st.st_mode):
-        what = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a folder"
-        raise RepositoryError(f"{repository}: exists and is {what}; give the real repository folder as --repository")
+    # The repository root itself may be a symlink the user made (e.g. to a data disk); nothing inside it is followed.
+    if _lstat(repository) is not None and not repository.is_dir():
+        raise RepositoryError(f"{repository}: exists and is not a folder; choose another --repository")
     try:
         repository.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -886,9 +886,8 @@ def list_models(repository: str | os.PathLike[str]) -> list[dict[str, Any]]:
     its status and never walked; manifests and configs are read only when they are regular files.
     """
     repository = Path(repository)
-    if not _is_real_dir(repository):
-        raise RepositoryError(f"{repository}: repository not found (or not a real folder); build one with "
-                              "'make repo' or give --repository")
+    if not repository.is_dir():
+        raise RepositoryError(f"{repository}: repository not found; build one with 'make repo' or give --repository")
     rows: list[dict[str, Any]] = []
 
     def row(model: str, version: int | None, status: str, **kw: Any) -> None:
@@ -995,8 +994,8 @@ def rollback(repository: str | os.PathLike[str], name: str, to: int) -> Publishe
     repository = Path(repository)
     check_model_name(name)
     src = repository / name / str(to)
-    if not _is_real_dir(repository):
-        raise RepositoryError(f"{repository}: repository not found (or not a real folder); give --repository")
+    if not repository.is_dir():
+        raise RepositoryError(f"{repository}: repository not found; give --repository")
     with repository_lock(repository):
         have = version_numbers(repository / name)
         if to not in have:

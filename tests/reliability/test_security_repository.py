@@ -392,6 +392,16 @@ def test_repo_add_refuses_and_creates_nothing_when_the_lock_is_a_dangling_symlin
     assert not target.exists() and not (tmp_path / "repo" / "m").exists()
 
 
+def test_repo_add_refuses_and_leaves_the_target_intact_when_the_lock_is_a_hard_link(
+        tmp_path: Path, digits_onnx: Path) -> None:
+    precious = tmp_path / "precious.txt"
+    precious.write_text("keep me")
+    os.link(precious, tmp_path / ".repo.lock")
+    one_error_line(tk("repo", "add", "m", "--repository", str(tmp_path / "repo"), "--onnx", str(digits_onnx)),
+                   "hard link")
+    assert precious.read_text() == "keep me" and not (tmp_path / "repo" / "m").exists()
+
+
 def test_repo_add_refuses_when_lock_or_staging_belongs_to_another_user(tmp_path: Path, digits_onnx: Path) -> None:
     lock = tmp_path / ".repo.lock"
     lock.touch()
