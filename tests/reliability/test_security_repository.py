@@ -439,3 +439,18 @@ def test_list_and_validate_report_unpublished_when_a_publish_was_killed_after_th
     assert v.returncode == 0 and "warning: m/3: version: version 3 is unpublished (no config names it)" in v.stdout
     nxt = publish_onnx(repo, "m", digits_onnx, ServingOptions(max_batch_size=16, warmup=False))
     assert nxt.version == 4 and verify_version(repo / "m" / "3") == []  # never reused or modified
+
+
+def test_python_api_deploy_refuses_and_changes_nothing_when_labels_would_shift_classes(tmp_path: Path) -> None:
+    """The Python API publishes through the same checks as ``repo add``."""
+    from toolkit import create_deployment
+    from toolkit.errors import UsageError
+    from trainers.models import create_model
+
+    net = create_model("smallcnn", num_classes=3, in_channels=1).eval()
+    config = {"repository": tmp_path / "repo", "name": "net", "input_shape": (1, 8, 8), "num_outputs": 3}
+    create_deployment(net, config).deploy(tmp_path / "net.onnx")
+    before = tree_digest(tmp_path / "repo")
+    with pytest.raises(UsageError, match="line break"):
+        create_deployment(net, {**config, "labels": ["cat", "dog\nbird", "fish"]}).deploy(tmp_path / "net.onnx")
+    assert tree_digest(tmp_path / "repo") == before
