@@ -394,7 +394,7 @@ def test_raw_image_is_refused_with_400_before_it_is_copied_when_shape_exceeds_th
     assert status == "StatusCode.INVALID_ARGUMENT" and "allowed per request" in text, text
     status, text = _infer_raw(triton_server, np.zeros((1, 4097, 4096, 1), np.uint8))
     assert status == "StatusCode.INVALID_ARGUMENT" and "allowed per image" in text, text
-    assert _infer_raw(triton_server, np.zeros((4, 4096, 4096, 1), np.uint8)) == ("200", "")  # at the budget
+    assert _infer_raw(triton_server, np.zeros((1, 4096, 4096, 1), np.uint8)) == ("200", "")  # at the image budget
     before, after = rss_before, rss_after
     print(f"\npreprocess stub on the refused 6000x6000x3 image: private RSS {before['RssAnon']:.0f} -> "
           f"{after['RssAnon']:.0f} MiB, shared pool {before['RssShmem']:.0f} -> {after['RssShmem']:.0f} MiB")
@@ -457,6 +457,25 @@ def test_predictor_attempts_are_bounded_when_server_trickles_or_stalls(protocol:
     assert "\n" not in str(err.value)
     # http: two whole attempts of 0.5 s; grpc: the 0.8 s deadline leaves one attempt and 0.3 s
     assert seconds < (1.0 if protocol == "grpc" else 1.5) + 2.0, seconds
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_async_predictor_fails_in_one_line_within_deadline_when_server_trickles(protocol: str) -> None:
+    import asyncio
+
+    from toolkit.client import AsyncPredictor
+    from toolkit.errors import ClientError
+
+    async def connect(url: str) -> None:
+        await AsyncPredictor.create("digits", url, protocol, timeout=0.5, deadline=1.0)
+
+    with _socket_peer("trickle") as url:
+        t0 = time.monotonic()
+        with pytest.raises(ClientError, match="timed out after 0.5 s") as err:
+            asyncio.run(connect(url))
+        seconds = time.monotonic() - t0
+    SEEN["tried"] += 1
+    assert "\n" not in str(err.value) and seconds < 1.0 + 2.0, seconds
 
 
 # -- items 10, 15: hostile image files -----------------------------------------------------------------
