@@ -21,7 +21,7 @@ from typing import Any
 
 from toolkit.errors import ProfileError, UsageError
 from toolkit.perf import PerfRow, run_perf_analyzer
-from toolkit.triton_config import ONNX_PLATFORM, ServingOptions, read_config
+from toolkit.triton_config import ONNX_PLATFORM, ServingOptions
 
 
 @dataclass
@@ -116,24 +116,27 @@ def grid(max_batch: int, max_instances: int, delays_us: list[int], preferred: li
 
 
 def _current_options(model_dir: Path) -> tuple[ServingOptions, Path, list[str], Any]:
-    from toolkit.repository import version_numbers
+    """The serving options of the version the live config serves, read from the config it recorded."""
+    from toolkit.repository import live_labels, named_versions, read_live_config, recorded_config, version_numbers
 
-    cfg_path = model_dir / "config.pbtxt"
-    if not cfg_path.is_file():
+    live = read_live_config(model_dir)
+    if live is None:
         raise UsageError(f"{model_dir}: no config.pbtxt; give --repository holding model {model_dir.name}")
-    cfg = read_config(cfg_path)
-    platform = cfg.platform or cfg.backend
+    platform = live.platform or live.backend
     if platform not in (ONNX_PLATFORM, "onnxruntime"):
         raise UsageError(f"{model_dir.name}: tune handles ONNX models (platform {ONNX_PLATFORM}); this one is "
                          f"{platform!r}")
-    versions = version_numbers(model_dir)
-    if not versions:
-        raise UsageError(f"{model_dir}: no version folder; publish the model with 'tritonkit repo' first")
-    onnx_path = model_dir / str(versions[-1]) / (cfg.default_model_filename or "model.onnx")
+    served = named_versions(live, version_numbers(model_dir))
+    if not served:
+        raise UsageError(f"{model_dir}: the live config names no version folder; publish the model with "
+                         "'tritonkit repo add' first")
+    newest = model_dir / str(served[-1])
+    # The live config pins versions; the user's own policy (latest N...) is in the recorded config.
+    cfg = recorded_config(newest) if (newest / "manifest.json").exists() else live
+    onnx_path = newest / (cfg.default_model_filename or "model.onnx")
     if not onnx_path.is_file():
-        raise UsageError(f"{onnx_path}: missing; the latest version of {model_dir.name} has no ONNX file")
-    labels_file = model_dir / "labels.txt"
-    labels = labels_file.read_text().splitlines() if labels_file.is_file() else []
+        raise UsageError(f"{onnx_path}: missing; the served version of {model_dir.name} has no ONNX file")
+    labels = live_labels(model_dir)
     db = cfg.dynamic_batching if cfg.HasField("dynamic_batching") else None
     opts = ServingOptions(
         max_batch_size=cfg.max_batch_size, dynamic_batching=db is not None,

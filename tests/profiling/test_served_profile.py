@@ -109,8 +109,12 @@ def test_tune_picks_fastest_within_budget_and_applies_it(digits_build: dict, tmp
     from toolkit.repository import version_numbers
     from toolkit.triton_config import read_config
 
+    from toolkit.repository import live_labels
+
     repo = tmp_path / "repo"
     shutil.copytree(digits_build["repository"], repo)
+    labels_before = live_labels(repo / "digits")
+    assert labels_before
     proc = tk("tune", "digits", "--repository", str(repo), "--max-instances", "1", "--delays-us", "0,2000",
               "--preferred", "none", "--concurrency", "4", *FAST, "--latency-budget-ms", "2000", "--apply", "--json",
               timeout=400)
@@ -126,3 +130,4 @@ def test_tune_picks_fastest_within_budget_and_applies_it(digits_build: dict, tmp
         assert result["applied"]["version"] == 2
         cfg = read_config(repo / "digits" / "config.pbtxt")
         assert cfg.dynamic_batching.max_queue_delay_microseconds == winner["max_queue_delay_us"]
+        assert live_labels(repo / "digits") == labels_before  # the tuned version keeps its labels
