@@ -145,7 +145,7 @@ def failure_kind(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError | asyncio.TimeoutError) or "Timeout" in type(exc).__name__:
         return "timeout"
     # geventhttpclient's HTTPParseError, a body that is not UTF-8 JSON: the peer speaks something else.
-    if isinstance(exc, http.client.HTTPException | json.JSONDecodeError | UnicodeError | _ProtocolError):
+    if isinstance(exc, http.client.HTTPException | json.JSONDecodeError | UnicodeError):
         return "protocol"
     if isinstance(exc, OSError) or "Connect" in type(exc).__name__ or "ServerDisconnected" in type(exc).__name__:
         return "connect"
@@ -153,10 +153,6 @@ def failure_kind(exc: BaseException) -> str:
 
 
 RETRIED = ("unavailable", "timeout", "connect")
-
-
-class _ProtocolError(Exception):
-    """The peer answered, but not as Triton does (missing fields, undecodable outputs)."""
 
 
 def _protocol_detail(exc: BaseException) -> str:
