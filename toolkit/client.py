@@ -389,10 +389,8 @@ class _Base:
             entry = params.get(SPEC_PARAMETER) if isinstance(params, dict) else None
             raw = entry.get("string_value") if isinstance(entry, dict) else None
             if raw:
-                import json
-
                 try:
-                    self._spec = ModelSpec.from_dict(json.loads(raw))
+                    self._spec = ModelSpec.from_json(raw, where=f"model {self.model!r} at {self.where}")
                 except Exception as exc:  # noqa: BLE001 - anything a hostile config holds becomes one line
                     raise ClientError(
                         f"model {self.model!r} at {self.where} carries a {SPEC_PARAMETER} parameter that is not a "

@@ -155,14 +155,20 @@ def load_spec(path: str | os.PathLike[str]) -> ModelSpec:
 
 
 def spec_from_repository(repository: str | os.PathLike[str], model: str) -> ModelSpec:
-    """The spec in the manifest of the newest version of ``model`` in a tritonkit repository."""
-    from toolkit.errors import UsageError
-    from toolkit.repository import MANIFEST, version_numbers
+    """The spec in the manifest of the newest version the live config of ``model`` serves.
+
+    A version folder the config does not name (left by a killed publish) is never read.
+    """
+    from toolkit.errors import TritonkitError, UsageError
+    from toolkit.repository import MANIFEST, named_versions, read_live_config, version_numbers
 
     model_dir = Path(repository) / model
-    versions = version_numbers(model_dir) if model_dir.is_dir() else []
-    if not versions:
+    try:
+        served = named_versions(read_live_config(model_dir), version_numbers(model_dir)) if model_dir.is_dir() else []
+    except TritonkitError as exc:
+        raise UsageError(str(exc)) from None
+    if not served:
         have = sorted(p.name for p in Path(repository).iterdir() if p.is_dir()) if Path(repository).is_dir() else []
-        raise UsageError(f"repository {repository} has no versions of model {model!r}; models there: "
+        raise UsageError(f"repository {repository} serves no version of model {model!r}; models there: "
                          f"{', '.join(have) or 'none'}")
-    return load_spec(model_dir / str(versions[-1]) / MANIFEST)
+    return load_spec(model_dir / str(served[-1]) / MANIFEST)
