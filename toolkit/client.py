@@ -169,6 +169,17 @@ def _protocol_detail(exc: BaseException) -> str:
     return _first_line(exc)
 
 
+def loaded_models(stats: Any) -> list[dict[str, Any]]:
+    """Index-style entries (name, version, state READY) from a statistics answer (HTTP dict or gRPC JSON).
+
+    The statistics API lists the loaded models and, unlike the model-repository index, is not one of
+    the admin APIs that tritonkit's servers restrict.
+    """
+    entries = stats.get("model_stats", []) if isinstance(stats, dict) else []
+    return [{"name": m["name"], "version": str(m.get("version", "")), "state": "READY"}
+            for m in entries if isinstance(m, dict) and isinstance(m.get("name"), str)]
+
+
 def _first_line(exc: BaseException) -> str:
     import http.client
 
@@ -410,7 +421,7 @@ class _Base:
 
     def _ready_error(self, index: list[dict[str, Any]] | None) -> ClientError:
         if index is None:
-            listed = "not listed (the server restricts its model-repository API)"
+            listed = "not listed (the server restricts its model-repository and statistics APIs)"
         else:
             listed = ", ".join(sorted({m["name"] for m in index if m.get("state") == "READY"})) or "none"
         return ClientError(
@@ -663,8 +674,12 @@ class Predictor(_Base):
                 index = self._call("get_model_repository_index", headers=self._protocol_admin_headers(),
                                    **({"as_json": True} if self.protocol == "grpc" else {}))
                 models = index.get("models", []) if isinstance(index, dict) else index
-            except ClientError:  # the model-repository API is restricted (explicit/poll servers)
-                models = None
+            except ClientError:  # the model-repository API is restricted: the statistics API lists loaded models
+                try:
+                    models = loaded_models(self._call("get_inference_statistics", **(
+                        {"as_json": True} if self.protocol == "grpc" else {})))
+                except ClientError:
+                    models = None
             raise self._ready_error(models)
         extra = {"as_json": True} if self.protocol == "grpc" else {}
         meta = self._call("get_model_metadata", self.model, self.version, **extra)
@@ -897,8 +912,12 @@ class AsyncPredictor(_Base):
                 index = await self._call("get_model_repository_index", headers=self._protocol_admin_headers(),
                                          **({"as_json": True} if self.protocol == "grpc" else {}))
                 models = index.get("models", []) if isinstance(index, dict) else index
-            except ClientError:  # the model-repository API is restricted (explicit/poll servers)
-                models = None
+            except ClientError:  # the model-repository API is restricted: the statistics API lists loaded models
+                try:
+                    models = loaded_models(await self._call("get_inference_statistics", **(
+                        {"as_json": True} if self.protocol == "grpc" else {})))
+                except ClientError:
+                    models = None
             raise self._ready_error(models)
         extra = {"as_json": True} if self.protocol == "grpc" else {}
         meta = await self._call("get_model_metadata", self.model, self.version, **extra)

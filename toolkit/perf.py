@@ -283,8 +283,14 @@ def model_config(url: str, model: str, *, protocol: str = "grpc", version: str =
                     index = [{"name": m.name, "state": m.state} for m in index.models]
                 names = sorted({m["name"] for m in index if m.get("state") == "READY"})
                 have = ", ".join(names) or "none"
-            except InferenceServerException:
-                have = "unknown (repository index not allowed)"
+            except InferenceServerException:  # restricted: the statistics API lists the loaded models
+                from toolkit.client import loaded_models
+
+                try:
+                    stats = client.get_inference_statistics(**({"as_json": True} if protocol == "grpc" else {}))
+                    have = ", ".join(sorted({m["name"] for m in loaded_models(stats)})) or "none"
+                except InferenceServerException:
+                    have = "unknown (model index and statistics not allowed)"
             what = f"model {model!r}" + (f" version {version}" if version else "")
             raise ProfileError(f"{what} is not ready at {url}; ready models: {have}")
         cfg = client.get_model_config(model, version, headers=headers, **({"as_json": True} if protocol == "grpc"

@@ -106,10 +106,8 @@ def test_shapes_come_from_warmup_or_name_the_needed_flag(dynamic_onnx: Path, tmp
 
 @pytest.mark.server
 def test_tune_picks_fastest_within_budget_and_applies_it(digits_build: dict, tmp_path: Path) -> None:
-    from toolkit.repository import version_numbers
+    from toolkit.repository import live_labels, version_numbers
     from toolkit.triton_config import read_config
-
-    from toolkit.repository import live_labels
 
     repo = tmp_path / "repo"
     shutil.copytree(digits_build["repository"], repo)
