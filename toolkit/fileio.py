@@ -130,3 +130,27 @@ def read_regular_text(path: str | os.PathLike[str], *, limit: int | None = None,
                       follow_symlinks: bool = True) -> str:
     """:func:`read_regular_bytes` decoded as UTF-8 (undecodable bytes raise ``UnicodeDecodeError``)."""
     return read_regular_bytes(path, limit=limit, follow_symlinks=follow_symlinks).decode("utf-8")
+
+
+def open_user_file(path: str | os.PathLike[str], error: type[Exception], *, missing: str, hint: str) -> int:
+    """:func:`open_regular` for a file a user named, every failure as one ``error`` line.
+
+    Args:
+        error: the exception class to raise (a TritonkitError subclass, so the CLI prints one line).
+        missing: what to say when nothing is there (after ``PATH: ``).
+        hint: how to fix any other failure (a FIFO, a folder, unreadable).
+    """
+    try:
+        return open_regular(path)
+    except FileNotFoundError:
+        raise error(f"{path}: {missing}") from None
+    except NotRegularFileError as exc:
+        raise error(f"{exc}; {hint}") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot be read ({exc.strerror or type(exc).__name__}); {hint}") from None
+
+
+def read_user_bytes(path: str | os.PathLike[str], error: type[Exception], *, missing: str, hint: str) -> bytes:
+    """The bytes of a file a user named (see :func:`open_user_file`)."""
+    with os.fdopen(open_user_file(path, error, missing=missing, hint=hint), "rb") as fh:
+        return fh.read()

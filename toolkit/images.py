@@ -59,20 +59,14 @@ def _open(source: str | os.PathLike[str] | bytes, where: str) -> tuple[Any, Any]
 
     from PIL import Image, UnidentifiedImageError
 
-    from toolkit.fileio import NotRegularFileError, open_regular
+    from toolkit.fileio import open_user_file
 
     if isinstance(source, bytes | bytearray):
         fh: Any = io.BytesIO(source)
     else:
-        try:
-            # Regular files only, opened without blocking: a FIFO or device never hangs the client.
-            fh = os.fdopen(open_regular(source), "rb")
-        except FileNotFoundError:
-            raise UsageError(f"{where}: no such file; check the path") from None
-        except NotRegularFileError as exc:
-            raise UsageError(f"{exc}; {IMAGE_HINT}") from None
-        except OSError as exc:
-            raise UsageError(f"{where}: cannot be read ({exc.strerror or type(exc).__name__}); {IMAGE_HINT}") from None
+        # Regular files only, opened without blocking: a FIFO or device never hangs the client.
+        fh = os.fdopen(open_user_file(source, UsageError, missing="no such file; check the path", hint=IMAGE_HINT),
+                       "rb")
     try:
         with warnings.catch_warnings():  # a size over Pillow's own threshold is refused just below
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -96,17 +96,12 @@ def load_onnx(path: str | os.PathLike[str], *, load_external_data: bool = True) 
     Raises:
         ExportError: missing, corrupt or truncated file; unsafe or missing external data.
     """
-    from toolkit.fileio import NotRegularFileError, read_regular_bytes
+    from toolkit.fileio import read_user_bytes
 
     path = Path(path)
-    try:
-        raw = read_regular_bytes(path)  # regular files only: a FIFO or device never blocks the reader
-    except FileNotFoundError:
-        raise ExportError(f"{path}: ONNX file not found; export one with 'tritonkit export'") from None
-    except NotRegularFileError as exc:
-        raise ExportError(f"{exc}; give an .onnx file") from None
-    except OSError as exc:
-        raise ExportError(f"{path}: cannot read the ONNX file ({exc.strerror or exc}); check the path") from None
+    # Regular files only: a FIFO or device never blocks the reader.
+    raw = read_user_bytes(path, ExportError, missing="ONNX file not found; export one with 'tritonkit export'",
+                          hint="give an .onnx file")
     try:
         proto = onnx.load_model_from_string(raw)
     except Exception as exc:  # noqa: BLE001 - protobuf raises DecodeError and friends

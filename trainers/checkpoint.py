@@ -53,9 +53,8 @@ import torch
 
 from toolkit.errors import CheckpointError, UsageError
 from toolkit.fileio import (  # noqa: F401 - sha256_of is part of this module's API
-    NotRegularFileError,
     atomic_write_bytes,
-    read_regular_bytes,
+    read_user_bytes,
     sha256_of,
 )
 from toolkit.spec import ModelSpec
@@ -274,14 +273,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             format/version.
     """
     path = Path(path)
-    try:
-        raw = read_regular_bytes(path)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: checkpoint not found; train one with 'tritonkit train'") from None
-    except NotRegularFileError as exc:
-        raise CheckpointError(f"{exc}; give a checkpoint file (.pt) written by tritonkit") from None
-    except OSError as exc:
-        raise CheckpointError(f"{path}: cannot read checkpoint ({exc.strerror or exc}); check the path") from None
+    raw = read_user_bytes(path, CheckpointError, missing="checkpoint not found; train one with 'tritonkit train'",
+                          hint="give a checkpoint file (.pt) written by tritonkit")
     if not raw:
         raise CheckpointError(f"{path}: checkpoint is empty (0 bytes); re-save it")
     if not zipfile.is_zipfile(io.BytesIO(raw)):

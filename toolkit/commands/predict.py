@@ -45,17 +45,11 @@ def _load_npy(path: Path) -> Any:
     from numpy.lib import format as npformat
 
     from toolkit.errors import UsageError
-    from toolkit.fileio import NotRegularFileError, open_regular
+    from toolkit.fileio import open_user_file
 
     hint = "save model inputs with numpy.save"
-    try:
-        fh = os.fdopen(open_regular(path), "rb")
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file; check the path") from None
-    except NotRegularFileError as exc:
-        raise UsageError(f"{exc}; give .npy files or images") from None
-    except OSError as exc:
-        raise UsageError(f"{path}: cannot be read ({exc.strerror or type(exc).__name__})") from None
+    fh = os.fdopen(open_user_file(path, UsageError, missing="no such file; check the path",
+                                  hint="give .npy files or images"), "rb")
     with fh:
         try:
             version = npformat.read_magic(fh)
