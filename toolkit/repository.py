@@ -54,6 +54,7 @@ from toolkit.triton_config import (
     config_to_text,
     parse_config,
 )
+from toolkit.validate.manifest import named_versions, unlisted_entries
 
 MANIFEST = "manifest.json"
 CONFIG = "config.pbtxt"
@@ -237,19 +238,6 @@ def read_live_config(model_dir: str | os.PathLike[str]) -> Any:
     if _lstat(path) is None:
         return None
     return parse_config(_read_text(path, "config", MAX_CONFIG_BYTES), str(path))
-
-
-def named_versions(cfg: Any, present: list[int]) -> list[int]:
-    """Versions a config makes Triton load, among the ``present`` version folders."""
-    if cfg is None:
-        return []
-    choice = cfg.version_policy.WhichOneof("policy_choice")
-    if choice == "specific":
-        return sorted(set(cfg.version_policy.specific.versions))
-    if choice == "all":
-        return sorted(present)
-    n = cfg.version_policy.latest.num_versions if choice == "latest" else 1
-    return sorted(present)[-max(n, 1):] if present else []
 
 
 def _without_policy(cfg: Any) -> Any:
@@ -957,24 +945,9 @@ def verify_version(version_dir: str | os.PathLike[str]) -> list[str]:
         st = _lstat(p)
         if not _safe_relative(str(rel)) or st is None or not stat.S_ISREG(st.st_mode) or sha256_of(p) != sha:
             bad.append(str(rel))
-    for extra in _unlisted(version_dir, set(map(str, listed))):
+    for extra in unlisted_entries(version_dir, set(map(str, listed))):
         bad.append(f"{extra} (not in the manifest)")
     return bad
-
-
-def _unlisted(version_dir: Path, listed: set[str]) -> list[str]:
-    """Entries of a version folder its manifest does not list (walked without following links)."""
-    dirs_needed = {"/".join(rel.split("/")[:i]) for rel in listed for i in range(1, rel.count("/") + 1)}
-    out = []
-    for dirpath, dirs, files in os.walk(version_dir, followlinks=False):
-        base = Path(dirpath).relative_to(version_dir).as_posix()
-        for n in sorted(dirs + files):
-            rel = n if base == "." else f"{base}/{n}"
-            if rel == MANIFEST or rel in listed or rel in dirs_needed:
-                continue
-            out.append(rel + ("/" if n in dirs else ""))
-        dirs[:] = [d for d in dirs if (d if base == "." else f"{base}/{d}") in dirs_needed]
-    return out
 
 
 def _safe_relative(rel: str) -> bool:

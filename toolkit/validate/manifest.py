@@ -41,7 +41,9 @@ def _sha256(path: Path) -> str | None:
 
 
 def named_versions(cfg: Any, present: list[int]) -> list[int]:
-    """Versions the config makes Triton load among ``present`` (Triton's version_policy rules)."""
+    """Versions the config makes Triton load among ``present`` (Triton's version_policy rules); [] for no config."""
+    if cfg is None:
+        return []
     choice = cfg.version_policy.WhichOneof("policy_choice")
     if choice == "specific":
         return sorted(set(cfg.version_policy.specific.versions))
@@ -51,7 +53,8 @@ def named_versions(cfg: Any, present: list[int]) -> list[int]:
     return sorted(present)[-max(n, 1):]
 
 
-def _unlisted(vdir: Path, listed: set[str]) -> list[str]:
+def unlisted_entries(vdir: Path, listed: set[str]) -> list[str]:
+    """Entries of a version folder its manifest does not list (walked without following links)."""
     needed = {"/".join(r.split("/")[:i]) for r in listed for i in range(1, r.count("/") + 1)}
     out = []
     for dirpath, dirs, files in os.walk(vdir, followlinks=False):
@@ -112,7 +115,7 @@ def check_manifests(ctx: Context, cfg: Any, versions: list[tuple[int, Path]], *,
                 elif got != want:
                     ctx.error(f"{v}/{name}", "sha256", f"differs from the manifest (sha256 {got[:12]}..., recorded "
                               f"{str(want)[:12]}...): the file was modified after publishing", _REPUBLISH)
-        for extra in _unlisted(vdir, set(listed)):
+        for extra in unlisted_entries(vdir, set(listed)):
             ctx.error(f"{v}/{extra}", "manifest", "is not listed in the version's manifest, so the published "
                       "version was modified", _extra_fix(extra))
         recorded = data.get("config")
