@@ -17,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.reliability.loadgen import rss_mb
+from tests.reliability.refusals import one_line_refusal
 from tests.toolkit.test_export_safety import _model, _write
 from toolkit.cli import main
 
@@ -35,15 +36,7 @@ class _Marker:
 
 
 def _one_line_refusal(output: str, exit_code: int, exception: BaseException | None = None) -> str:
-    SEEN["tried"] += 1
-    if "Traceback" in output or (exception is not None and not isinstance(exception, SystemExit)):
-        SEEN["tracebacks"] += 1
-        pytest.fail(f"traceback or raw exception: {exception!r}\n{output}")
-    lines = [line for line in output.strip().splitlines() if line.strip()]
-    assert exit_code != 0, output
-    assert lines and lines[-1].startswith("error: "), output
-    assert len([line for line in lines if line.startswith("error: ")]) == 1
-    return lines[-1]
+    return one_line_refusal(output, exit_code, exception, SEEN)
 
 
 def _checkpoints(tmp: Path, good: Path) -> dict[str, Path]:

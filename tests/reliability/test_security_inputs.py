@@ -24,6 +24,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from tests.reliability.refusals import one_line_refusal
 from toolkit.cli import main
 
 TRITONKIT = str(Path(sys.executable).parent / "tritonkit")
@@ -31,16 +32,7 @@ SEEN = {"tried": 0, "tracebacks": 0}
 
 
 def _one_line_refusal(output: str, exit_code: int, exception: BaseException | None = None) -> str:
-    """The single ``error:`` line of a refused command (counts attacks and tracebacks)."""
-    SEEN["tried"] += 1
-    if "Traceback" in output or (exception is not None and not isinstance(exception, SystemExit)):
-        SEEN["tracebacks"] += 1
-        pytest.fail(f"traceback or raw exception: {exception!r}\n{output}")
-    lines = [line for line in output.strip().splitlines() if line.strip()]
-    assert exit_code != 0, output
-    assert lines and lines[-1].startswith("error: "), output
-    assert len([line for line in lines if line.startswith("error: ")]) == 1, output
-    return lines[-1]
+    return one_line_refusal(output, exit_code, exception, SEEN)
 
 
 @pytest.fixture(scope="module", autouse=True)
