@@ -84,10 +84,10 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks/reports"))
     args = ap.parse_args()
 
+    from toolkit.client.predictions import heldout_digits
     from toolkit.pipeline import build_repository
-    from toolkit.predictions import heldout_digits
-    from toolkit.server.embedded import EmbeddedServer
-    from toolkit.server.ports import free_port
+    from toolkit.serve.embedded import EmbeddedServer
+    from toolkit.serve.ports import free_port
     from trainers.recipes import digits_model_spec
 
     with tempfile.TemporaryDirectory(prefix="bench-client-") as tmp:

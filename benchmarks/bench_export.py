@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def _accuracy_onnx(path: Path, x: np.ndarray, y: np.ndarray) -> float:
-    from toolkit.parity import OnnxRunner
+    from toolkit.export.parity import OnnxRunner
 
     runner = OnnxRunner(path)
     out = np.concatenate([runner({runner.input_names[0]: x[i:i + 64]})[runner.output_names[0]]
@@ -48,8 +48,8 @@ def main() -> int:
 
     import torch
 
-    from toolkit.onnx_export import onnx_from_checkpoint, record_path
-    from toolkit.quantize import quantize_onnx
+    from toolkit.export.onnx import onnx_from_checkpoint, record_path
+    from toolkit.export.precision import quantize_onnx
     from trainers.checkpoint import load_checkpoint, model_from_checkpoint, model_spec_of
     from trainers.data import load_digits_splits, normalize
 

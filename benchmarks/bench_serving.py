@@ -62,8 +62,8 @@ def log(msg: str) -> None:
 def resnet_onnx(work: Path) -> Path:
     import torch
 
-    from toolkit.onnx_export import onnx_from_module
-    from toolkit.spec import ModelSpec, TensorSpec
+    from contract.spec import ModelSpec, TensorSpec
+    from toolkit.export.onnx import onnx_from_module
     from trainers.models import create_model
 
     out = work / "resnet_small.onnx"
@@ -76,7 +76,7 @@ def resnet_onnx(work: Path) -> Path:
 
 
 def digits_onnx(work: Path) -> Path:
-    from toolkit.repository import version_numbers
+    from toolkit.repository.publish import version_numbers
 
     served = ROOT / "model_repository" / "digits"
     if version_numbers(served):
@@ -113,7 +113,7 @@ def zeros_model(repo: Path) -> None:
     """A python-backend model with digits' inputs/outputs that returns zeros."""
     from tritonclient.grpc import model_config_pb2 as mc
 
-    from toolkit.triton_config import config_to_text
+    from toolkit.repository.config import config_to_text
 
     cfg = mc.ModelConfig(name="zeros", backend="python", max_batch_size=32)
     cfg.input.add(name="input", data_type=mc.TYPE_FP32, dims=[1, 8, 8])
@@ -168,9 +168,9 @@ def run_pytriton(onnx_path: Path, name: str, work: Path, pa_kwargs: dict) -> obj
     import secrets
     import sysconfig
 
-    from toolkit.perf import run_perf_analyzer
-    from toolkit.server.install import prepare_triton
-    from toolkit.server.ports import free_port
+    from toolkit.perf.analyzer import run_perf_analyzer
+    from toolkit.serve.install import prepare_triton
+    from toolkit.serve.ports import free_port
 
     ports = [free_port() for _ in range(3)]
     token = secrets.token_urlsafe(16)
@@ -224,13 +224,13 @@ def main() -> int:
     if args.quick:
         args.measurement_ms, args.stability_pct, args.saturation, args.rounds = 500, 100, "4,16", 1
 
-    from toolkit.local_profile import PerformanceProfiler
-    from toolkit.perf import run_perf_analyzer
-    from toolkit.report import environment, report_dir, write_perf_report
-    from toolkit.repository import publish_onnx
-    from toolkit.server.embedded import EmbeddedServer
-    from toolkit.server.ports import free_port
-    from toolkit.triton_config import ServingOptions
+    from toolkit.perf.analyzer import run_perf_analyzer
+    from toolkit.perf.local import PerformanceProfiler
+    from toolkit.perf.report import environment, report_dir, write_perf_report
+    from toolkit.repository.config import ServingOptions
+    from toolkit.repository.publish import publish_onnx
+    from toolkit.serve.embedded import EmbeddedServer
+    from toolkit.serve.ports import free_port
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)

@@ -43,8 +43,8 @@ def main() -> None:
         return
     from tests.reliability.conftest import write_slow_model
     from tests.reliability.loadgen import open_loop, rss_mb, saturation
-    from toolkit.server.embedded import EmbeddedServer
-    from toolkit.server.ports import free_port
+    from toolkit.serve.embedded import EmbeddedServer
+    from toolkit.serve.ports import free_port
 
     windows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -52,8 +52,8 @@ def main() -> None:
         if args.model == "slow":
             write_slow_model(repo, "slow", max_queue_size=0, sleep_ms=20)
         else:
-            from toolkit.repository import publish_onnx
-            from toolkit.triton_config import ServingOptions
+            from toolkit.repository.config import ServingOptions
+            from toolkit.repository.publish import publish_onnx
 
             publish_onnx(repo, "digits", args.onnx, ServingOptions(max_batch_size=8))
         server = EmbeddedServer(repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
@@ -106,9 +106,9 @@ def crash_only(args: argparse.Namespace) -> None:
     import shutil
 
     from tests.reliability.publish_kills import ALL_STEPS, kill_loop
-    from toolkit.repository import publish_onnx
-    from toolkit.server.embedded import EmbeddedServer
-    from toolkit.server.ports import free_port
+    from toolkit.repository.publish import publish_onnx
+    from toolkit.serve.embedded import EmbeddedServer
+    from toolkit.serve.ports import free_port
 
     n_steps = min(args.crash_runs, max(len(ALL_STEPS), args.crash_runs // 2))
     steps = [ALL_STEPS[i % len(ALL_STEPS)] for i in range(n_steps)]

@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.toolkit.validate_fixtures import add_onnx_model, build_clean_repository, export_tiny_onnx  # noqa: E402
-from toolkit.validate import summary, validate_repository  # noqa: E402
+from toolkit.repository.validate import summary, validate_repository  # noqa: E402
 
 
 def main() -> None:

@@ -41,7 +41,7 @@ def smoke(out: Path) -> dict:
     import onnxruntime as ort
     import torch
 
-    from toolkit.errors import MissingDependencyError
+    from contract.errors import MissingDependencyError
     from trainers.checkpoint import load_checkpoint, model_from_checkpoint, model_spec_of
 
     out.mkdir(parents=True, exist_ok=True)
@@ -83,7 +83,7 @@ def smoke(out: Path) -> dict:
                             "accuracy": float((got.argmax(1) == y).mean())}
     result["torch_accuracy"] = float((ref_cpu.argmax(1) == y).mean())
     try:
-        from toolkit.tensorrt_build import require_tensorrt
+        from toolkit.export.tensorrt import require_tensorrt
 
         require_tensorrt()
         result["tensorrt_guard"] = "tensorrt imported"

@@ -42,8 +42,8 @@ def digits_onnx(digits_build: dict[str, Path]) -> Path:
 @pytest.fixture(scope="session")
 def triton_server(digits_build: dict[str, Path], tmp_path_factory: pytest.TempPathFactory):
     """One embedded Triton serving a copy of the digits repository on free loopback ports."""
-    from toolkit.server.embedded import EmbeddedServer
-    from toolkit.server.ports import free_port
+    from toolkit.serve.embedded import EmbeddedServer
+    from toolkit.serve.ports import free_port
 
     repo = tmp_path_factory.mktemp("served") / "model_repository"
     shutil.copytree(digits_build["repository"], repo)

@@ -19,7 +19,7 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
 
 def test_pipeline_adds_nothing_when_rerun_unchanged(digits_build: dict[str, Path]) -> None:
     from toolkit.pipeline import build_repository
-    from toolkit.repository import version_numbers
+    from toolkit.repository.publish import version_numbers
 
     before = version_numbers(digits_build["repository"] / "digits")
     result = build_repository(
@@ -50,9 +50,9 @@ def test_published_version_records_checkpoint_and_fp32_parity(digits_build: dict
 @pytest.mark.server
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_served_outputs_match_onnxruntime_within_1e5(triton_server, digits_onnx: Path, protocol: str) -> None:
-    from toolkit.client import Predictor
-    from toolkit.onnx_export import run_onnx, spec_from_onnx
-    from toolkit.predictions import heldout_digits
+    from toolkit.client.predictions import heldout_digits
+    from toolkit.client.predictor import Predictor
+    from toolkit.export.onnx import run_onnx, spec_from_onnx
 
     x, _ = heldout_digits(spec_from_onnx(digits_onnx), 32)
     url = triton_server.grpc_url if protocol == "grpc" else triton_server.http_url
@@ -64,8 +64,8 @@ def test_served_outputs_match_onnxruntime_within_1e5(triton_server, digits_onnx:
 
 @pytest.mark.server
 def test_predict_accuracy_equals_onnxruntime_over_heldout_digits(triton_server, digits_onnx: Path) -> None:
-    from toolkit.onnx_export import run_onnx, spec_from_onnx
-    from toolkit.predictions import heldout_digits
+    from toolkit.client.predictions import heldout_digits
+    from toolkit.export.onnx import run_onnx, spec_from_onnx
 
     proc = run_cli("predict", "digits", "--digits", "1000", "--url", triton_server.grpc_url, "--json")
     assert proc.returncode == 0, proc.stderr
@@ -97,7 +97,7 @@ def test_profile_writes_report_with_perf_analyzer_csv(triton_server, tmp_path: P
 
 
 def test_predict_fails_in_one_line_when_no_server_answers() -> None:
-    from toolkit.server.ports import free_port
+    from toolkit.serve.ports import free_port
 
     port = free_port()
     proc = run_cli("predict", "digits", "--url", f"127.0.0.1:{port}", "--digits", "2")
@@ -138,7 +138,7 @@ def test_image_ensemble_matches_classifier_on_raw_and_encoded_images(triton_serv
     import tritonclient.grpc as grpcclient
     from PIL import Image
 
-    from toolkit.spec import ModelSpec
+    from contract.spec import ModelSpec
     from trainers.data import load_digits_splits, normalize
 
     client = grpcclient.InferenceServerClient(triton_server.grpc_url)
@@ -172,7 +172,7 @@ def test_image_ensemble_matches_classifier_on_raw_and_encoded_images(triton_serv
 
 @pytest.mark.server
 def test_evaluate_through_triton_equals_onnxruntime_accuracy(triton_server, digits_onnx: Path) -> None:
-    from toolkit.onnx_export import run_onnx, spec_from_onnx
+    from toolkit.export.onnx import run_onnx, spec_from_onnx
     from trainers.data import load_digits_splits, normalize
 
     proc = run_cli("evaluate", "--triton", triton_server.grpc_url, "--model", "digits", "--data", "digits",

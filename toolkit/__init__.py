@@ -15,8 +15,8 @@ _LAZY = {
     "FormatConverter": "toolkit.api",
     "PerformanceProfiler": "toolkit.api",
     "create_deployment": "toolkit.api",
-    "Predictor": "toolkit.client",
-    "TritonkitError": "toolkit.errors",
+    "Predictor": "toolkit.client.predictor",
+    "TritonkitError": "contract.errors",
 }
 
 

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import UsageError
+from contract.errors import UsageError
 
 # --------------------------------------------------------------------------- export and conversion
 
@@ -19,7 +19,7 @@ class ModelExporter:
     """Export a model to ONNX.
 
     ``model`` is a checkpoint path (everything comes from the file) or an ``nn.Module`` with an
-    explicit ``spec`` (a :class:`toolkit.spec.ModelSpec`), or ``input_shape`` for a single fp32
+    explicit ``spec`` (a :class:`contract.spec.ModelSpec`), or ``input_shape`` for a single fp32
     image input (``(C, H, W)``, output named ``output`` with ``num_outputs`` values)::
 
         ModelExporter("digits.pt").export("model.onnx")
@@ -33,7 +33,7 @@ class ModelExporter:
         self.model = model
         self.spec = spec
         if spec is None and input_shape is not None:
-            from toolkit.spec import ModelSpec, TensorSpec
+            from contract.spec import ModelSpec, TensorSpec
 
             if num_outputs is None:
                 raise UsageError("ModelExporter: give num_outputs with input_shape (or a full spec=ModelSpec(...))")
@@ -47,13 +47,13 @@ class ModelExporter:
         if format not in self.FORMATS:
             raise UsageError(f"unknown export format {format!r}; choose one of: {', '.join(self.FORMATS)} "
                              "(then FormatConverter for tensorrt)")
-        from toolkit.onnx_export import onnx_from_checkpoint, onnx_from_module
+        from toolkit.export.onnx import onnx_from_checkpoint, onnx_from_module
 
         if format == "torchscript":
             if not isinstance(self.model, (str, os.PathLike)):
                 raise UsageError("ModelExporter: TorchScript export takes a checkpoint path; use format='onnx' "
                                  "for a plain nn.Module")
-            from toolkit.torchscript_export import torchscript_from_checkpoint
+            from toolkit.export.torchscript import torchscript_from_checkpoint
 
             return torchscript_from_checkpoint(self.model, path, optimize=optimize, **options)
         if isinstance(self.model, (str, os.PathLike)):
@@ -81,29 +81,29 @@ class FormatConverter:
                 output: str | os.PathLike[str] | None = None, **options: Any) -> Path:
         """Return the path of the converted artifact.
 
-        ``tensorrt``: ``options`` go to :func:`toolkit.tensorrt_build.plan_from_onnx` (batch
+        ``tensorrt``: ``options`` go to :func:`toolkit.export.tensorrt.plan_from_onnx` (batch
         options, workspace, timing cache, hardware compatibility). On TensorRT 11 a reduced
-        precision is produced in the ONNX first (:func:`toolkit.quantize.quantize_onnx`), since the
+        precision is produced in the ONNX first (:func:`toolkit.export.precision.quantize_onnx`), since the
         builder takes precision from the network. ``onnx``: fp16/int8 via ``quantize_onnx``.
         """
         if target_format not in self.TARGETS:
             raise UsageError(f"unknown target format {target_format!r}; choose one of: {', '.join(self.TARGETS)}")
         stem = self.path.with_suffix("")
         if target_format == "onnx":
-            from toolkit.quantize import quantize_onnx
+            from toolkit.export.precision import quantize_onnx
 
             if precision == "fp32":
                 raise UsageError("the model is already fp32 ONNX; choose precision='fp16' or 'int8'")
             out = Path(output) if output else Path(f"{stem}.{precision}.onnx")
             return quantize_onnx(self.path, out, precision=precision, **options)[0]
-        from toolkit.tensorrt_build import plan_from_onnx, require_tensorrt
+        from toolkit.export.tensorrt import plan_from_onnx, require_tensorrt
 
         out = Path(output) if output else Path(f"{stem}.plan")
         source = self.path
         if precision in ("fp16", "int8"):
             trt = require_tensorrt()  # before writing a reduced ONNX nobody will use
             if int(trt.__version__.split(".")[0]) >= 11 or precision == "int8":
-                from toolkit.quantize import quantize_onnx
+                from toolkit.export.precision import quantize_onnx
 
                 source = quantize_onnx(self.path, Path(f"{stem}.{precision}.onnx"), precision=precision)[0]
                 precision = "auto"
@@ -113,7 +113,7 @@ class FormatConverter:
 # --------------------------------------------------------------------------- profiling and deployment
 
 
-from toolkit.local_profile import PerformanceProfiler  # noqa: E402, F401 - re-exported seed name
+from toolkit.perf.local import PerformanceProfiler  # noqa: E402, F401 - re-exported seed name
 
 
 class Deployment:
@@ -121,7 +121,7 @@ class Deployment:
 
     ``config`` keys: ``repository`` (default ``model_repository``), ``name`` (default ``model``),
     ``labels`` (list), ``spec`` / ``input_shape`` + ``num_outputs`` (for a plain ``nn.Module``) and
-    any :class:`toolkit.triton_config.ServingOptions` field (``max_batch_size``, ``instances``...).
+    any :class:`toolkit.repository.config.ServingOptions` field (``max_batch_size``, ``instances``...).
     """
 
     FORMATS = ("onnx", "tensorrt")
@@ -129,8 +129,8 @@ class Deployment:
     def __init__(self, model: Any, config: dict[str, Any] | None = None):
         from dataclasses import fields
 
-        from toolkit.repository import check_model_name
-        from toolkit.triton_config import ServingOptions
+        from toolkit.repository.config import ServingOptions
+        from toolkit.repository.publish import check_model_name
 
         config = dict(config or {})
         self.model = model
@@ -153,7 +153,7 @@ class Deployment:
         published version (``.model``, ``.version``, ``.path``)."""
         import json
 
-        from toolkit.repository import publish_onnx, publish_plan
+        from toolkit.repository.publish import publish_onnx, publish_plan
 
         if format not in self.FORMATS:
             raise UsageError(f"unknown deployment format {format!r}; choose one of: {', '.join(self.FORMATS)}")
@@ -170,7 +170,7 @@ class Deployment:
         if format == "onnx":
             return publish_onnx(self.repository, self.name, exported, self.options, labels=self.labels,
                                 provenance=provenance)
-        from toolkit.tensorrt_build import read_record
+        from toolkit.export.tensorrt import read_record
 
         plan = FormatConverter(exported).convert("tensorrt", precision, output=model_path)
         record = read_record(plan)

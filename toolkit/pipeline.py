@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolkit.repository import Published, publish_image_ensemble, publish_onnx, spec_from_onnx_graph
-from toolkit.triton_config import ServingOptions
+from toolkit.repository.config import ServingOptions
+from toolkit.repository.publish import Published, publish_image_ensemble, publish_onnx, spec_from_onnx_graph
 
 DEFAULT_MODEL = "digits"
 DEFAULT_CHECKPOINT = Path("checkpoints/digits_smallcnn.pt")
@@ -47,7 +47,7 @@ def build_repository(
     log: Any = print,
 ) -> BuildResult:
     """Train (if no checkpoint), export (if stale) and publish (if changed) the default model."""
-    from toolkit.onnx_export import onnx_from_checkpoint
+    from toolkit.export.onnx import onnx_from_checkpoint
     from trainers.checkpoint import load_checkpoint, sha256_of
 
     checkpoint, onnx_path, repository = Path(checkpoint), Path(onnx_path), Path(repository)
@@ -104,7 +104,7 @@ def build_repository(
 
 def _read_json(path: Path) -> dict[str, Any]:
     """A side record, or {} when absent or unusable (regular files only: a FIFO never blocks)."""
-    from toolkit.fileio import read_regular_text
+    from contract.fileio import read_regular_text
 
     try:
         data = json.loads(read_regular_text(path, limit=16 * 1024 * 1024))

@@ -26,8 +26,8 @@ def sleepy_config(name: str = "sleepy", max_queue_size: int = 1) -> str:
 @pytest.fixture(scope="session")
 def sleepy_server(tmp_path_factory: pytest.TempPathFactory):
     """An embedded Triton on free ports serving ``sleepy`` (queue of 16) and ``sleepy_q1`` (queue of 1)."""
-    from toolkit.server.embedded import EmbeddedServer
-    from toolkit.server.ports import free_port
+    from toolkit.serve.embedded import EmbeddedServer
+    from toolkit.serve.ports import free_port
 
     repo = tmp_path_factory.mktemp("sleepy") / "model_repository"
     for name, queue in (("sleepy", 16), ("sleepy_q1", 1)):

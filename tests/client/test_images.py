@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from toolkit.errors import UsageError
-from toolkit.images import decode_image, preprocess_images
-from toolkit.spec import ModelSpec, TensorSpec
+from contract.errors import UsageError
+from contract.spec import ModelSpec, TensorSpec
+from toolkit.client.images import decode_image, preprocess_images
 from trainers.data import DIGITS_MEAN, DIGITS_SCALE, DIGITS_STD, load_digits_splits, normalize
 from trainers.recipes import digits_model_spec
 
@@ -65,7 +65,7 @@ def test_decode_raises_usage_error_when_file_is_missing(tmp_path: Path) -> None:
 
 
 def test_client_normalize_equals_training_normalize_bit_for_bit() -> None:
-    from toolkit.images import normalize as client_normalize
+    from toolkit.client.images import normalize as client_normalize
 
     raw = load_digits_splits()["test"].images
     assert np.array_equal(client_normalize(raw, SPEC), normalize(raw, DIGITS_SCALE, DIGITS_MEAN, DIGITS_STD))

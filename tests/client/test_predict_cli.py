@@ -43,8 +43,8 @@ def digit_pngs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarr
 def test_predict_images_gives_same_labels_as_onnxruntime_when_spec_from_repository(
     triton_server, digits_build, digit_pngs, protocol
 ) -> None:
-    from toolkit.images import preprocess_images
-    from toolkit.onnx_export import run_onnx, spec_from_onnx
+    from toolkit.client.images import preprocess_images
+    from toolkit.export.onnx import run_onnx, spec_from_onnx
 
     folder, _ = digit_pngs
     url = triton_server.grpc_url if protocol == "grpc" else triton_server.http_url
@@ -104,8 +104,8 @@ def test_predict_names_expected_dtype_when_array_is_float64(triton_server, tmp_p
 
 @pytest.mark.server
 def test_predict_images_uses_the_spec_the_served_config_carries(triton_server, digits_onnx, digit_pngs) -> None:
-    from toolkit.images import preprocess_images
-    from toolkit.onnx_export import run_onnx, spec_from_onnx
+    from toolkit.client.images import preprocess_images
+    from toolkit.export.onnx import run_onnx, spec_from_onnx
 
     folder, _ = digit_pngs
     proc = run_cli("digits", str(folder), "--url", triton_server.grpc_url, "--json")
@@ -134,8 +134,8 @@ def test_predict_lists_ready_models_over_http_when_model_missing(triton_server) 
 @pytest.mark.server
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_predictor_lists_ready_models_when_given_the_admin_header(triton_server, protocol) -> None:
-    from toolkit.client import Predictor
-    from toolkit.errors import ClientError
+    from contract.errors import ClientError
+    from toolkit.client.predictor import Predictor
 
     url = triton_server.grpc_url if protocol == "grpc" else triton_server.http_url
     with pytest.raises(ClientError) as err:
@@ -144,7 +144,7 @@ def test_predictor_lists_ready_models_when_given_the_admin_header(triton_server,
 
 
 def test_predict_names_url_and_how_to_start_when_no_http_server_answers() -> None:
-    from toolkit.server.ports import free_port
+    from toolkit.serve.ports import free_port
 
     url = f"127.0.0.1:{free_port()}"
     line = one_error_line(run_cli("digits", "--url", url, "--protocol", "http", "--timeout", "2"))
@@ -166,7 +166,7 @@ def test_predict_shared_memory_uses_the_admin_header_of_the_server_tritonkit_ser
     import os
     import shutil
 
-    from toolkit.server.ports import free_port
+    from toolkit.serve.ports import free_port
 
     shutil.copytree(digits_build["repository"], tmp_path / "model_repository")
     ports = [str(free_port()) for _ in range(3)]

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolkit.client import AsyncPredictor, Predictor, triton_logits_fn
-from toolkit.errors import ClientError
-from toolkit.onnx_export import run_onnx, spec_from_onnx
-from toolkit.predictions import heldout_digits
+from contract.errors import ClientError
+from toolkit.client.predictions import heldout_digits
+from toolkit.client.predictor import AsyncPredictor, Predictor, triton_logits_fn
+from toolkit.export.onnx import run_onnx, spec_from_onnx
 
 pytestmark = pytest.mark.server
 PROTOCOLS = ["grpc", "http"]

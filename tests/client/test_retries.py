@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 
-from toolkit.client import Predictor, RetryPolicy, failure_kind
-from toolkit.errors import ClientError
+from contract.errors import ClientError
+from toolkit.client.predictor import Predictor, RetryPolicy, failure_kind
 
 pytestmark = pytest.mark.server
 

@@ -35,8 +35,8 @@ def dynamic_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small CNN exported with variable height and width (no fixed shape to profile at)."""
     import torch
 
-    from toolkit.onnx_export import onnx_from_module
-    from toolkit.spec import ModelSpec, TensorSpec
+    from contract.spec import ModelSpec, TensorSpec
+    from toolkit.export.onnx import onnx_from_module
     from trainers.models import create_model
 
     torch.manual_seed(0)

@@ -28,7 +28,7 @@ def test_profile_local_prints_table_when_no_json(digits_onnx: Path) -> None:
 
 
 def test_profiler_times_checkpoint_with_torch(digits_checkpoint: Path) -> None:
-    from toolkit.local_profile import PerformanceProfiler
+    from toolkit.perf.local import PerformanceProfiler
 
     prof = PerformanceProfiler(digits_checkpoint, threads=1).profile(batch_sizes=[1, 2], num_iterations=10, warmup=1)
     assert prof.runtime.startswith("torch") and [r.batch_size for r in prof.rows] == [1, 2]

@@ -67,7 +67,7 @@ def test_profile_lists_ready_models_when_model_missing(triton_server) -> None:
 
 
 def test_profile_fails_in_one_line_when_no_server_answers() -> None:
-    from toolkit.server.ports import free_port
+    from toolkit.serve.ports import free_port
 
     port = free_port()
     line = one_error_line(tk("profile", "digits", "--url", f"127.0.0.1:{port}"))
@@ -90,10 +90,10 @@ def test_report_fails_in_one_line_when_csv_is_from_failed_run(tmp_path: Path) ->
 def test_shapes_come_from_warmup_or_name_the_needed_flag(dynamic_onnx: Path, tmp_path: Path) -> None:
     from google.protobuf.json_format import MessageToDict
 
-    from toolkit.errors import UsageError
-    from toolkit.perf import shapes_for
-    from toolkit.repository import publish_onnx
-    from toolkit.triton_config import ServingOptions, read_config
+    from contract.errors import UsageError
+    from toolkit.perf.analyzer import shapes_for
+    from toolkit.repository.config import ServingOptions, read_config
+    from toolkit.repository.publish import publish_onnx
 
     publish_onnx(tmp_path / "repo", "dyn", dynamic_onnx, ServingOptions(warmup=False))
     cfg = MessageToDict(read_config(tmp_path / "repo" / "dyn" / "config.pbtxt"), preserving_proto_field_name=True)
@@ -106,8 +106,8 @@ def test_shapes_come_from_warmup_or_name_the_needed_flag(dynamic_onnx: Path, tmp
 
 @pytest.mark.server
 def test_tune_picks_fastest_within_budget_and_applies_it(digits_build: dict, tmp_path: Path) -> None:
-    from toolkit.repository import live_labels, version_numbers
-    from toolkit.triton_config import read_config
+    from toolkit.repository.config import read_config
+    from toolkit.repository.publish import live_labels, version_numbers
 
     repo = tmp_path / "repo"
     shutil.copytree(digits_build["repository"], repo)

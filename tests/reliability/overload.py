@@ -8,8 +8,8 @@ from typing import Any
 
 from tests.reliability.conftest import write_slow_model
 from tests.reliability.loadgen import open_loop, saturation
-from toolkit.server.embedded import EmbeddedServer
-from toolkit.server.ports import free_port
+from toolkit.serve.embedded import EmbeddedServer
+from toolkit.serve.ports import free_port
 
 
 def run_overload(root: Path, seconds: float, factor: float = 4.0, *, max_queue_size: int = 8,
@@ -25,8 +25,8 @@ def run_overload(root: Path, seconds: float, factor: float = 4.0, *, max_queue_s
         write_slow_model(repo, "slow", max_queue_size=max_queue_size, sleep_ms=sleep_ms,
                          max_batch_size=max_batch_size)
     else:
-        from toolkit.repository import publish_onnx
-        from toolkit.triton_config import ServingOptions
+        from toolkit.repository.config import ServingOptions
+        from toolkit.repository.publish import publish_onnx
 
         assert onnx is not None
         publish_onnx(repo, model, onnx, ServingOptions(max_batch_size=max_batch_size,

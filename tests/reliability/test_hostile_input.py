@@ -191,7 +191,7 @@ def test_hostile_requests_get_one_line_errors_and_server_keeps_serving(triton_se
 
 
 def test_repo_add_publishes_external_data_beside_model_when_location_is_safe(tmp_path: Path) -> None:
-    from toolkit.repository import verify_version
+    from toolkit.repository.publish import verify_version
 
     path = _write(tmp_path / "model", _model("w.bin"))
     (tmp_path / "model" / "w.bin").write_bytes(np.ones(4, np.float32).tobytes())
@@ -211,8 +211,8 @@ def test_huge_declared_shape_in_json_is_refused_and_server_survives(tmp_path: Pa
     cleanly (400 'unexpected shape'); only the JSON 'data' path aborts the process."""
     import shutil
 
-    from toolkit.server.embedded import EmbeddedServer
-    from toolkit.server.ports import free_port
+    from toolkit.serve.embedded import EmbeddedServer
+    from toolkit.serve.ports import free_port
 
     repo = tmp_path / "repo"
     shutil.copytree(digits_build["repository"] / "digits", repo / "digits")

@@ -1,4 +1,4 @@
-"""Hypothesis fuzzing of the ensemble's image preprocessing (toolkit/preprocessing/model.py): no
+"""Hypothesis fuzzing of the ensemble's image preprocessing (toolkit/serve/preprocessing/model.py): no
 input makes it raise anything but its own ValueError (which the model turns into an error response)."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 
-MODEL_PY = Path(__file__).resolve().parents[2] / "toolkit" / "preprocessing" / "model.py"
+MODEL_PY = Path(__file__).resolve().parents[2] / "toolkit" / "serve" / "preprocessing" / "model.py"
 TRIED = {"count": 0}
 
 
@@ -168,7 +168,7 @@ def test_formats_other_than_png_and_jpeg_are_refused_with_value_error(model, fmt
 
 
 def test_budgets_of_the_served_preprocessor_equal_the_client_budgets() -> None:
-    from toolkit import images
+    from toolkit.client import images
 
     assert model_module().MAX_IMAGE_PIXELS == images.MAX_IMAGE_PIXELS == 4096 * 4096
     assert model_module().MAX_REQUEST_PIXELS == images.MAX_REQUEST_PIXELS == 4 * 4096 * 4096

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 
 from tests.reliability.publish_kills import TRITONKIT, kill_loop, ready_versions
-from toolkit.repository import publish_onnx, read_live_config, verify_version, version_numbers
-from toolkit.server.embedded import EmbeddedServer
-from toolkit.server.ports import free_port
+from toolkit.repository.publish import publish_onnx, read_live_config, verify_version, version_numbers
+from toolkit.serve.embedded import EmbeddedServer
+from toolkit.serve.ports import free_port
 
 pytestmark = pytest.mark.server
 # The riskiest boundaries (around the version rename and the config switch) plus random moments;

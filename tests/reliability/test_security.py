@@ -15,8 +15,8 @@ import pytest
 
 from tests.reliability.conftest import write_slow_model
 from tests.reliability.loadgen import tree_pids
-from toolkit.server.embedded import EmbeddedServer
-from toolkit.server.ports import free_port
+from toolkit.serve.embedded import EmbeddedServer
+from toolkit.serve.ports import free_port
 
 pytestmark = pytest.mark.server
 

@@ -285,9 +285,9 @@ def _lying_grpc_triton(mode: str) -> Iterator[str]:
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_shared_memory_predict_works_with_admin_header_and_fails_in_one_line_without(
         triton_server, protocol: str) -> None:
-    from toolkit.client import Predictor
-    from toolkit.errors import ClientError
-    from toolkit.predictions import heldout_digits
+    from contract.errors import ClientError
+    from toolkit.client.predictions import heldout_digits
+    from toolkit.client.predictor import Predictor
     from trainers.recipes import digits_model_spec
 
     x, _ = heldout_digits(digits_model_spec([str(i) for i in range(10)]), 8)
@@ -439,8 +439,8 @@ def test_predict_exits_in_one_line_within_timeout_when_inference_answer_trickles
 
 @pytest.mark.parametrize("protocol", ["http", "grpc"])
 def test_predictor_attempts_are_bounded_when_server_trickles_or_stalls(protocol: str) -> None:
-    from toolkit.client import Predictor, RetryPolicy
-    from toolkit.errors import ClientError
+    from contract.errors import ClientError
+    from toolkit.client.predictor import Predictor, RetryPolicy
 
     peer = _socket_peer("trickle") if protocol == "http" else _lying_grpc_triton("slow-infer")
     with peer as url:
@@ -463,8 +463,8 @@ def test_predictor_attempts_are_bounded_when_server_trickles_or_stalls(protocol:
 def test_async_predictor_fails_in_one_line_within_deadline_when_server_trickles(protocol: str) -> None:
     import asyncio
 
-    from toolkit.client import AsyncPredictor
-    from toolkit.errors import ClientError
+    from contract.errors import ClientError
+    from toolkit.client.predictor import AsyncPredictor
 
     async def connect(url: str) -> None:
         await AsyncPredictor.create("digits", url, protocol, timeout=0.5, deadline=1.0)

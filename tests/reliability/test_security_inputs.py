@@ -50,7 +50,7 @@ def _invoke(args: list[str]) -> str:
 # -- a tiny real checkpoint and its ONNX (untrained: built in about a second) -------------------
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from toolkit.onnx_export import onnx_from_checkpoint
+    from toolkit.export.onnx import onnx_from_checkpoint
     from trainers.checkpoint import load_checkpoint, save_checkpoint
     from trainers.models import create_model
     from trainers.recipes import digits_model_spec
@@ -144,7 +144,7 @@ def bombs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 def test_checkpoint_scan_refuses_zip_bomb_in_under_2s_with_bounded_memory_when_members_declare_1_5_gb(
         bombs: dict[str, Path]) -> None:
-    from toolkit.errors import CheckpointError
+    from contract.errors import CheckpointError
     from trainers.checkpoint import load_checkpoint
 
     for kind, path in bombs.items():
@@ -318,7 +318,7 @@ def test_checkpoints_whose_spec_does_not_fit_the_model_are_refused_in_one_line_w
 
 def test_model_with_200000_width_is_refused_before_allocating_when_bounds_are_not_declared() -> None:
     """A user's architecture without bounds: the meta-device parameter count refuses it."""
-    from toolkit.errors import UsageError
+    from contract.errors import UsageError
     from trainers.models import _BOUNDS, _REGISTRY, create_model, register_model
 
     @register_model("test_unbounded_mlp")

@@ -18,7 +18,8 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from toolkit.repository import (
+from toolkit.repository.config import ServingOptions, read_config
+from toolkit.repository.publish import (
     STEPS,
     configs_agree,
     labels_filename,
@@ -29,7 +30,6 @@ from toolkit.repository import (
     verify_version,
     version_numbers,
 )
-from toolkit.triton_config import ServingOptions, read_config
 
 TRITONKIT = str(Path(sys.executable).parent / "tritonkit")
 
@@ -126,8 +126,8 @@ def test_rollback_serves_the_old_version_with_its_own_recorded_config_when_intac
 
 _PUBLISH = """
 import sys
-from toolkit.repository import publish_onnx
-from toolkit.triton_config import ServingOptions
+from toolkit.repository.publish import publish_onnx
+from toolkit.repository.config import ServingOptions
 publish_onnx(sys.argv[1], "m", sys.argv[2], ServingOptions(max_batch_size=int(sys.argv[3]), warmup=False),
              labels=sys.argv[4].split(",") if sys.argv[4] else None)
 """
@@ -157,7 +157,7 @@ def test_publish_killed_at_any_step_leaves_every_named_version_with_its_own_conf
                           env={**os.environ, "TRITONKIT_FAULT_AT": step}, timeout=120)
     assert proc.returncode == -9
     assert _served_configs_agree(repo / "m") == []
-    assert [p.line() for p in __import__("toolkit.validate", fromlist=["x"]).validate_repository(repo)
+    assert [p.line() for p in __import__("toolkit.repository.validate", fromlist=["x"]).validate_repository(repo)
             if p.is_error] == []
     nxt = publish_onnx(repo, "m", digits_onnx, ServingOptions(max_batch_size=8, warmup=False),
                        labels=letters.split(","))
@@ -270,7 +270,7 @@ def _graph_model(path: Path, *, dims: list[int | str] | None = None, op: str = "
 
 
 def _labels_with_newline(path: Path, digits_onnx: Path) -> Path:
-    from toolkit.spec import METADATA_SPEC_KEY
+    from contract.spec import METADATA_SPEC_KEY
 
     model = onnx.load(str(digits_onnx))
     for p in model.metadata_props:
@@ -443,8 +443,8 @@ def test_list_and_validate_report_unpublished_when_a_publish_was_killed_after_th
 
 def test_python_api_deploy_refuses_and_changes_nothing_when_labels_would_shift_classes(tmp_path: Path) -> None:
     """The Python API publishes through the same checks as ``repo add``."""
+    from contract.errors import UsageError
     from toolkit import create_deployment
-    from toolkit.errors import UsageError
     from trainers.models import create_model
 
     net = create_model("smallcnn", num_classes=3, in_channels=1).eval()

@@ -23,10 +23,10 @@ import numpy as np
 import pytest
 
 from tests.reliability.conftest import write_slow_model
-from toolkit.server.embedded import ADMIN_HEADER, EmbeddedServer, http_get
-from toolkit.server.ports import free_port
-from toolkit.server.procs import identity_of
-from toolkit.server.runner import admin_headers_for
+from toolkit.serve.embedded import ADMIN_HEADER, EmbeddedServer, http_get
+from toolkit.serve.ports import free_port
+from toolkit.serve.procs import identity_of
+from toolkit.serve.runner import admin_headers_for
 
 TRITONKIT = str(Path(sys.executable).parent / "tritonkit")
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -150,7 +150,7 @@ def test_admin_key_is_never_seen_by_other_user_when_server_starts_20_times(tmp_p
 
 
 def server_binary() -> Path:
-    from toolkit.server.install import prepare_triton
+    from toolkit.serve.install import prepare_triton
 
     return prepare_triton().binary
 
@@ -158,8 +158,8 @@ def server_binary() -> Path:
 def test_argv_key_library_keeps_key_out_of_argument_memory_and_stubs_when_preloaded(tmp_path: Path) -> None:
     """The preload library on its own: a child sees the key in argv, /proc shows only the placeholder,
     and neither the key nor LD_PRELOAD reaches the child's own children."""
-    from toolkit.server.embedded import KEY_PLACEHOLDER, KEY_VARIABLE
-    from toolkit.server.install import argv_key_library
+    from toolkit.serve.embedded import KEY_PLACEHOLDER, KEY_VARIABLE
+    from toolkit.serve.install import argv_key_library
 
     lib = argv_key_library()
     probe = (
@@ -186,8 +186,8 @@ def test_argv_key_library_keeps_key_out_of_argument_memory_and_stubs_when_preloa
 
 
 def test_argv_key_library_ends_process_when_placeholder_has_no_key(tmp_path: Path) -> None:
-    from toolkit.server.embedded import KEY_PLACEHOLDER
-    from toolkit.server.install import argv_key_library
+    from toolkit.serve.embedded import KEY_PLACEHOLDER
+    from toolkit.serve.install import argv_key_library
 
     r = subprocess.run([sys.executable, "-c", "print('ran')", f"--grpc-restricted-protocol=trace:h={KEY_PLACEHOLDER}"],
                        env={"PATH": "/usr/bin:/bin", "LD_PRELOAD": str(argv_key_library())},

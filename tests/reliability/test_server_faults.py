@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contract.errors import TritonkitError
 from tests.reliability.loadgen import stub_pids
-from toolkit.client import Predictor, RetryPolicy
-from toolkit.errors import TritonkitError
-from toolkit.server.embedded import EmbeddedServer
-from toolkit.server.ports import free_port
+from toolkit.client.predictor import Predictor, RetryPolicy
+from toolkit.serve.embedded import EmbeddedServer
+from toolkit.serve.ports import free_port
 
 pytestmark = pytest.mark.server
 TRITONKIT = str(Path(sys.executable).parent / "tritonkit")

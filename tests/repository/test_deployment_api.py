@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from contract.errors import MissingDependencyError, UsageError
 from toolkit import PerformanceProfiler, create_deployment
-from toolkit.errors import MissingDependencyError, UsageError
-from toolkit.repository import verify_version, version_numbers
-from toolkit.triton_config import read_config
-from toolkit.validate import validate_repository
+from toolkit.repository.config import read_config
+from toolkit.repository.publish import verify_version, version_numbers
+from toolkit.repository.validate import validate_repository
 
 
 def test_deploy_checkpoint_publishes_a_valid_version_with_parity(tmp_path: Path, digits_checkpoint: Path) -> None:

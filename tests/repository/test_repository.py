@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from google.protobuf import text_format
 
-from toolkit.errors import RepositoryError, UsageError
-from toolkit.repository import (
+from contract.errors import RepositoryError, UsageError
+from toolkit.repository.config import ServingOptions, build_config, read_config
+from toolkit.repository.publish import (
     labels_filename,
     list_models,
     prune,
@@ -24,7 +25,6 @@ from toolkit.repository import (
     verify_version,
     version_numbers,
 )
-from toolkit.triton_config import ServingOptions, build_config, read_config
 
 TRITONKIT = str(Path(sys.executable).parent / "tritonkit")
 
@@ -140,7 +140,7 @@ def test_plans_for_several_gpus_get_cc_model_filenames(tmp_path: Path) -> None:
 
 
 def test_onnx_on_gpu_can_enable_tensorrt_accelerator() -> None:
-    from toolkit.spec import ModelSpec, TensorSpec
+    from contract.spec import ModelSpec, TensorSpec
 
     spec = ModelSpec(inputs=(TensorSpec("x", (3, 4, 4)),), outputs=(TensorSpec("y", (2,)),))
     cfg = build_config("m", spec, "onnxruntime_onnx",
@@ -151,7 +151,7 @@ def test_onnx_on_gpu_can_enable_tensorrt_accelerator() -> None:
 
 _KILL_SCRIPT = """
 import sys
-from toolkit.repository import publish_onnx
+from toolkit.repository.publish import publish_onnx
 publish_onnx(sys.argv[1], "m", sys.argv[2])
 """
 
@@ -279,9 +279,9 @@ def test_repo_add_plan_reads_io_from_record_and_refuses_batch_above_profile(tmp_
 
 @pytest.mark.server
 def test_repo_add_load_switches_version_and_broken_version_keeps_old_one(tmp_path: Path, digits_onnx: Path) -> None:
-    from toolkit.errors import ServerError
-    from toolkit.server.ports import free_port
-    from toolkit.server.runner import load_detached
+    from contract.errors import ServerError
+    from toolkit.serve.ports import free_port
+    from toolkit.serve.runner import load_detached
 
     repo = tmp_path / "repo"
     publish_onnx(repo, "m", digits_onnx, ServingOptions(warmup=False))

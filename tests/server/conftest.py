@@ -1,5 +1,5 @@
 """Tiny real repositories for the server tests: ONNX files exported by torch, configs built by
-``toolkit.triton_config`` (never hand-written), and one embedded Triton per module."""
+``toolkit.repository.config`` (never hand-written), and one embedded Triton per module."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from toolkit.spec import ModelSpec, TensorSpec
-from toolkit.triton_config import ServingOptions, build_config, config_to_text
+from contract.spec import ModelSpec, TensorSpec
+from toolkit.repository.config import ServingOptions, build_config, config_to_text
 
 
 class TinyCnn(torch.nn.Module):
@@ -130,6 +130,6 @@ def ort_run(path: Path, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
 @pytest.fixture(scope="session")
 def triton_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Prepared once per run in the user's cache (what users get); tests never delete it."""
-    from toolkit.server.install import prepare_triton
+    from toolkit.serve.install import prepare_triton
 
     return prepare_triton().root

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from toolkit.errors import ServerError
-from toolkit.server.docker import choose_image, docker_command
+from contract.errors import ServerError
+from toolkit.serve.container import choose_image, docker_command
 
 PORTS = {"http": 18000, "grpc": 18001, "metrics": 18002}
 
@@ -33,7 +33,7 @@ def test_docker_command_publishes_ports_only_on_localhost_and_mounts_repository_
 
 def test_docker_command_adds_gpus_and_keeps_admin_key_off_every_command_line_when_model_control_is_on(
         tmp_path: Path) -> None:
-    from toolkit.server.docker import DockerServer
+    from toolkit.serve.container import DockerServer
 
     cmd = docker_command(tmp_path, "img", PORTS, gpus=True, model_control="poll")
     assert cmd[cmd.index("--gpus") + 1] == "all"

@@ -10,6 +10,8 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
+from contract.errors import ServerError
+from contract.spec import ModelSpec, TensorSpec, triton_wire_dtype
 from tests.server.conftest import (
     GATHER_SPEC,
     MULTI_SPEC,
@@ -21,10 +23,8 @@ from tests.server.conftest import (
     write_model,
     write_string_model,
 )
-from toolkit.errors import ServerError
-from toolkit.server.embedded import EmbeddedServer
-from toolkit.server.ports import free_port
-from toolkit.spec import ModelSpec, TensorSpec, triton_wire_dtype
+from toolkit.serve.embedded import EmbeddedServer
+from toolkit.serve.ports import free_port
 
 pytestmark = pytest.mark.server
 

@@ -14,8 +14,8 @@ import pytest
 import tritonclient.http as httpclient
 
 from tests.server.conftest import TINY_SPEC, TinyCnn, ort_run, publish_version, write_model
-from toolkit.server.embedded import EmbeddedServer
-from toolkit.server.ports import free_port
+from toolkit.serve.embedded import EmbeddedServer
+from toolkit.serve.ports import free_port
 
 pytestmark = pytest.mark.server
 

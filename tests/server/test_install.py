@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from toolkit.server.install import prepare_triton
+from toolkit.serve.install import prepare_triton
 
-_PREPARE = "from toolkit.server.install import prepare_triton; print(prepare_triton().root)"
+_PREPARE = "from toolkit.serve.install import prepare_triton; print(prepare_triton().root)"
 
 
 def test_prepare_builds_one_complete_install_when_two_processes_prepare_at_once(tmp_path: Path,
@@ -30,7 +30,7 @@ def test_prepare_builds_one_complete_install_when_two_processes_prepare_at_once(
 def test_prepare_refreshes_backend_when_its_source_changed(tmp_path: Path) -> None:
     install = prepare_triton(home=tmp_path)
     backend = install.backend_dir / "onnxruntime" / "model.py"
-    source = Path(__import__("toolkit.server", fromlist=["x"]).__file__).parent / "backends/onnxruntime/model.py"
+    source = Path(__import__("toolkit.serve", fromlist=["x"]).__file__).parent / "backends/onnxruntime/model.py"
     backend.write_text("# stale\n")
     again = prepare_triton(home=tmp_path)
     assert again.root == install.root

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.server.conftest import TINY_SPEC, TinyCnn, write_model
-from toolkit.server.ports import free_port
+from toolkit.serve.ports import free_port
 
 TRITONKIT = str(Path(sys.executable).parent / "tritonkit")
 

@@ -18,6 +18,6 @@ def tk_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def tk_onnx(tk_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The checkpoint exported with the defaults (opset 17, dynamic batch, parity checked)."""
-    from toolkit.onnx_export import onnx_from_checkpoint
+    from toolkit.export.onnx import onnx_from_checkpoint
 
     return onnx_from_checkpoint(tk_checkpoint, tmp_path_factory.mktemp("tk_onnx") / "digits.onnx")

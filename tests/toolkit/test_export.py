@@ -14,12 +14,12 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from contract.errors import ExportError, UsageError
+from contract.spec import ModelSpec, TensorSpec
 from toolkit.cli import main
-from toolkit.errors import ExportError, UsageError
-from toolkit.onnx_export import METADATA_SPEC_KEY, onnx_from_module, record_path, spec_from_onnx
-from toolkit.optimize import count_batchnorms, optimize_for_inference
-from toolkit.parity import ParityError
-from toolkit.spec import ModelSpec, TensorSpec
+from toolkit.export.onnx import METADATA_SPEC_KEY, onnx_from_module, record_path, spec_from_onnx
+from toolkit.export.optimize import count_batchnorms, optimize_for_inference
+from toolkit.export.parity import ParityError
 from trainers.models import create_model, register_model
 
 TK = str(Path(sys.executable).with_name("tritonkit"))
@@ -49,7 +49,7 @@ def test_export_writes_checked_onnx_with_metadata_and_record_when_checkpoint_is_
     assert "BatchNormalization" not in ops and "Constant" not in ops  # folded and cleaned up
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
     rec = json.loads(record_path(tk_onnx).read_text())
-    assert rec["call"].startswith("toolkit.onnx_export.onnx_from_checkpoint(")
+    assert rec["call"].startswith("toolkit.export.onnx.onnx_from_checkpoint(")
     assert rec["checkpoint_sha256"] == sha256_of(tk_checkpoint)
     assert rec["sha256"] == sha256_of(tk_onnx)
     assert rec["parity"]["logits"]["max_abs"] < 1e-4
@@ -68,7 +68,7 @@ def test_export_cli_writes_model_and_saves_exact_command_when_run_as_a_program(t
 
 
 def test_export_accepts_other_image_sizes_when_dynamic_hw_is_set(tk_checkpoint, tmp_path):
-    from toolkit.onnx_export import onnx_from_checkpoint, run_onnx
+    from toolkit.export.onnx import onnx_from_checkpoint, run_onnx
 
     out = onnx_from_checkpoint(tk_checkpoint, tmp_path / "hw.onnx", dynamic_hw=True)
     assert spec_from_onnx(out).input.shape == (1, -1, -1)
@@ -76,14 +76,14 @@ def test_export_accepts_other_image_sizes_when_dynamic_hw_is_set(tk_checkpoint, 
 
 
 def test_export_static_batch_fixes_batch_dimension_when_static(tk_checkpoint, tmp_path):
-    from toolkit.onnx_export import onnx_from_checkpoint
+    from toolkit.export.onnx import onnx_from_checkpoint
 
     out = onnx_from_checkpoint(tk_checkpoint, tmp_path / "s.onnx", dynamic_batch=False, check_parity=False)
     assert onnx.load(str(out)).graph.input[0].type.tensor_type.shape.dim[0].dim_value == 2
 
 
 def test_export_puts_weights_in_data_file_beside_model_when_external_data_forced(tk_checkpoint, tmp_path):
-    from toolkit.onnx_export import onnx_from_checkpoint, run_onnx
+    from toolkit.export.onnx import onnx_from_checkpoint, run_onnx
 
     out = onnx_from_checkpoint(tk_checkpoint, tmp_path / "ext.onnx", external_data=True)
     assert (tmp_path / "ext.onnx.data").stat().st_size > 50_000
@@ -211,7 +211,7 @@ def test_optimize_for_inference_drops_dropout_when_model_is_in_training_mode():
 def test_cleanup_graph_folds_constant_subgraphs_when_present():
     from onnx import TensorProto, helper
 
-    from toolkit.graph_cleanup import cleanup_graph
+    from toolkit.export.graph_cleanup import cleanup_graph
 
     c = helper.make_node("Constant", [], ["c"], value=helper.make_tensor("v", TensorProto.FLOAT, [1], [2.0]))
     twice = helper.make_node("Add", ["c", "c"], ["c2"])
@@ -258,9 +258,9 @@ def test_model_exporter_exports_checkpoint_and_rejects_unknown_format(tk_checkpo
 def test_format_converter_writes_fp16_onnx_and_refuses_tensorrt_cleanly_when_absent(tk_onnx, tmp_path):
     import shutil
 
+    from contract.errors import MissingDependencyError
     from toolkit.api import FormatConverter
-    from toolkit.errors import MissingDependencyError
-    from toolkit.tensorrt_build import gpu_visible
+    from toolkit.export.tensorrt import gpu_visible
 
     src = Path(shutil.copy(tk_onnx, tmp_path / "m.onnx"))
     fp16 = FormatConverter(src).convert(target_format="onnx", precision="fp16")

@@ -11,9 +11,9 @@ from click.testing import CliRunner
 from onnx import TensorProto, helper, numpy_helper
 from onnx.external_data_helper import set_external_data
 
+from contract.errors import ExportError
 from toolkit.cli import main
-from toolkit.errors import ExportError
-from toolkit.onnx_safety import load_onnx, save_onnx
+from toolkit.export.safety import load_onnx, save_onnx
 
 
 def _external(name: str, location: str) -> TensorProto:

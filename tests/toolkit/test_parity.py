@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from contract.errors import UsageError
 from toolkit.cli import main
-from toolkit.errors import UsageError
-from toolkit.onnx_export import spec_from_onnx
-from toolkit.parity import (
+from toolkit.export.onnx import spec_from_onnx
+from toolkit.export.parity import (
     Case,
     OnnxRunner,
     ParityError,

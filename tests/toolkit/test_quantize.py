@@ -9,10 +9,10 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
+from contract.errors import UsageError
 from toolkit.cli import main
-from toolkit.errors import UsageError
-from toolkit.onnx_export import spec_from_onnx
-from toolkit.quantize import load_calibration, onnx_precision, quantize_onnx, record_path
+from toolkit.export.onnx import spec_from_onnx
+from toolkit.export.precision import load_calibration, onnx_precision, quantize_onnx, record_path
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ import json
 import pytest
 from click.testing import CliRunner
 
+from contract.errors import MissingDependencyError, UsageError
 from toolkit.cli import main
-from toolkit.errors import MissingDependencyError, UsageError
-from toolkit.tensorrt_build import (
+from toolkit.export.tensorrt import (
     RECORD_KEYS,
     EngineDescription,
     build_record,
@@ -134,8 +134,8 @@ def test_build_cli_reports_corrupt_onnx_before_looking_for_tensorrt(tmp_path):
 @pytest.mark.gpu
 @pytest.mark.skipif(TRT_MISSING is not None, reason=TRT_MISSING or "")
 def test_build_writes_plan_and_record_matching_onnx_when_tensorrt_and_gpu_present(tk_onnx, tmp_path):
-    from toolkit.parity import compare
-    from toolkit.tensorrt_build import plan_from_onnx
+    from toolkit.export.parity import compare
+    from toolkit.export.tensorrt import plan_from_onnx
 
     plan = plan_from_onnx(tk_onnx, tmp_path / "m.plan", min_batch=1, opt_batch=4, max_batch=16)
     rec = read_record(plan)

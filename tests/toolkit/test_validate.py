@@ -21,7 +21,7 @@ from tests.toolkit.validate_fixtures import (
     read_config,
     write_config,
 )
-from toolkit.validate import Problem, validate_model, validate_repository
+from toolkit.repository.validate import Problem, validate_model, validate_repository
 
 CRASH = "the validator failed"
 
@@ -534,7 +534,7 @@ def test_validate_runs_fast_when_repository_has_50_models(tiny_onnx: Path, tmp_p
 # --- the command ----------------------------------------------------------------------------------
 
 def run_cli(*args: str) -> tuple[int, str, str]:
-    from toolkit.commands.repo_validate import validate
+    from toolkit.cli.repo_validate import validate
 
     result = CliRunner(mix_stderr=False).invoke(validate, list(args)) if _mix_stderr_supported() else \
         CliRunner().invoke(validate, list(args))

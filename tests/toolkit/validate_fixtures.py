@@ -14,8 +14,8 @@ from pathlib import Path
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from toolkit.spec import ModelSpec, TensorSpec
-from toolkit.triton_config import ONNX_PLATFORM, PLAN_PLATFORM, ServingOptions, build_config, config_to_text
+from contract.spec import ModelSpec, TensorSpec
+from toolkit.repository.config import ONNX_PLATFORM, PLAN_PLATFORM, ServingOptions, build_config, config_to_text
 
 LABELS = [f"digit_{i}" for i in range(10)]
 SPEC = ModelSpec(inputs=(TensorSpec("input", (1, 8, 8)),), outputs=(TensorSpec("logits", (10,)),),

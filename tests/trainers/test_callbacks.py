@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from contract.errors import UsageError
 from tests.trainers.helpers import tiny_model, trainer_kwargs
-from toolkit.errors import UsageError
 from trainers.callbacks import (
     EarlyStopping,
     LearningRateScheduler,

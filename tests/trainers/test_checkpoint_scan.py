@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from toolkit.errors import CheckpointError
+from contract.errors import CheckpointError
 from trainers.checkpoint import load_checkpoint
 
 

@@ -102,7 +102,7 @@ def test_digits_split_is_stratified_and_deterministic():
 
 
 def test_create_dataloader_lists_valid_names_when_dataset_is_unknown():
-    from toolkit.errors import UsageError
+    from contract.errors import UsageError
 
     with pytest.raises(UsageError, match="choose one of: digits, imagefolder"):
         create_dataloader("mnist")

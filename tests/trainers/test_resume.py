@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from contract.errors import CheckpointError
 from tests.trainers.helpers import state_equal, tiny_model, trainer_kwargs
-from toolkit.errors import CheckpointError
 from trainers.callbacks import Callback, EarlyStopping, LearningRateScheduler, ModelCheckpoint
 from trainers.models import create_model
 from trainers.trainer import Trainer, TrainingError

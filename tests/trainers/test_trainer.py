@@ -8,8 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from contract.errors import CheckpointError, UsageError
 from tests.trainers.helpers import tiny_model, trainer_kwargs
-from toolkit.errors import CheckpointError, UsageError
 from trainers.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from trainers.checkpoint import load_checkpoint, model_from_checkpoint, model_spec_of
 from trainers.trainer import NonFiniteLossError, Trainer, create_trainer

@@ -1,0 +1,82 @@
+"""``tritonkit serve``: run Triton on a model repository (container or embedded), stop it, ask its status."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+RUN_DIR = Path(".tritonkit") / "serve"
+
+
+@click.group(invoke_without_command=True)
+@click.option("--repository", "-r", default="model_repository", show_default=True,
+              type=click.Path(), help="Model repository folder to serve.")
+@click.option("--runtime", type=click.Choice(["auto", "docker", "embedded"]), default="auto", show_default=True,
+              help="auto = NVIDIA container when Docker and a GPU are here, else the embedded server.")
+@click.option("--image", default=None, help="Container image (docker runtime); default matches the plans.")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address every endpoint binds to.")
+@click.option("--http-port", default=8000, show_default=True, type=int)
+@click.option("--grpc-port", default=8001, show_default=True, type=int)
+@click.option("--metrics-port", default=8002, show_default=True, type=int)
+@click.option("--model-control", type=click.Choice(["none", "explicit", "poll"]), default="none",
+              show_default=True, help="poll reloads versions published into the repository.")
+@click.option("--poll-secs", default=2, show_default=True, type=int, help="Repository poll interval (poll mode).")
+@click.option("--detach", is_flag=True, help="Start, wait until ready, and return; stop with `serve stop`.")
+@click.option("--timeout", default=120.0, show_default=True, type=float, help="Seconds to wait for readiness.")
+@click.pass_context
+def serve(ctx: click.Context, repository: str, runtime: str, image: str | None, host: str, http_port: int,
+          grpc_port: int, metrics_port: int, model_control: str, poll_secs: int, detach: bool,
+          timeout: float) -> None:
+    """Serve a model repository with Triton until Ctrl-C (or in the background with --detach)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from toolkit.serve.runner import ServeOptions, serve_detached, serve_foreground
+
+    opts = ServeOptions(repository=repository, runtime=runtime, image=image, host=host, http_port=http_port,
+                        grpc_port=grpc_port, metrics_port=metrics_port, model_control=model_control,
+                        poll_secs=poll_secs, timeout=timeout)
+    if detach:
+        serve_detached(opts, RUN_DIR, echo=click.echo)
+    else:
+        serve_foreground(opts, echo=click.echo)
+
+
+@serve.command("stop")
+@click.option("--timeout", default=30.0, show_default=True, type=float, help="Seconds before the server is killed.")
+def stop(timeout: float) -> None:
+    """Stop the server started by `tritonkit serve` in this folder (detached or in the foreground)."""
+    from toolkit.serve.runner import load_state, stop_recorded
+
+    state = load_state(RUN_DIR)
+    outcome = stop_recorded(RUN_DIR, timeout=timeout)
+    if outcome == "stopped" and state:
+        click.echo(f"stopped the server (pid {state['pid']}, http {state['http_url']})")
+    elif outcome == "exited" and state:
+        click.echo(f"the server recorded in {RUN_DIR} (pid {state['pid']}) had already exited; "
+                   "its state was removed")
+    else:
+        click.echo(f"no server is recorded in {RUN_DIR}; nothing to stop")
+
+
+@serve.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+def status(as_json: bool) -> None:
+    """Say whether the detached server runs and is ready, with its URLs and models."""
+    from toolkit.serve.runner import server_status
+
+    st = server_status(RUN_DIR)
+    if as_json:
+        click.echo(json.dumps(st, indent=2, sort_keys=True))
+        return
+    if not st["running"]:
+        click.echo(f"not running (no live server is recorded in {RUN_DIR})")
+        return
+    click.echo(f"running (pid {st['pid']}, {st['runtime']}), {'ready' if st['ready'] else 'not ready'}")
+    click.echo(f"  http:    {st['http_url']}")
+    click.echo(f"  grpc:    {st['grpc_url']}")
+    click.echo(f"  metrics: {st['metrics_url']}")
+    for m in st.get("models", []):
+        reason = f" ({m['reason']})" if m.get("reason") else ""
+        click.echo(f"  model {m['name']} v{m.get('version') or '-'}: {m.get('state') or '?'}{reason}")

@@ -1,0 +1,1 @@
+"""Talking to a served model: the Predictor (sync and asyncio), image decoding, predictions."""

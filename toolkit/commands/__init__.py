@@ -1,1 +1,0 @@
-"""Click commands, one module per area; each command calls one library function."""

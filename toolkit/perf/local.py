@@ -1,0 +1,353 @@
+"""In-process profiling: the throughput a server can approach, without any server.
+
+:class:`PerformanceProfiler` runs a model file directly — ONNX with ONNX Runtime (CPU), a TensorRT
+plan with Polygraphy's TensorRT runner (only where ``tensorrt`` and a GPU exist), a tritonkit
+checkpoint with torch — warms it up, then times ``num_iterations`` calls per batch size.
+
+Memory: for CPU runtimes the figure is the *peak resident set growth* during the timed calls:
+Linux's high-water mark (``VmHWM``) is reset through ``/proc/self/clear_refs`` before each batch
+size and read after, minus the resident size before (tracemalloc would miss ONNX Runtime's and
+torch's native allocations). Where the reset is not allowed, the process-lifetime peak
+(``ru_maxrss``) growth is used and said so. For TensorRT it is the engine's device memory.
+
+Input budget: the inputs are generated from the model's declared shapes, so a file declaring
+``[N, 1, 100000, 100000]`` would ask for 37 GiB. Every input batch is checked against
+``max_batch_bytes`` (default :data:`contract.spec.MAX_BATCH_BYTES`, 2 GiB; ``profile-local
+--max-batch-mib`` raises it) for all batch sizes before the first one is allocated.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from contract.errors import MissingDependencyError, TritonkitError, UsageError
+from contract.spec import MAX_BATCH_BYTES, check_batch_budget
+
+ONNX_SUFFIXES = (".onnx",)
+PLAN_SUFFIXES = (".plan", ".engine", ".trt")
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+
+MEM_HWM = "peak RSS growth (VmHWM reset per batch size)"
+MEM_MAXRSS = "peak RSS growth (ru_maxrss; process-lifetime peak, may under-report)"
+MEM_TRT = "TensorRT engine device memory"
+
+
+@dataclass
+class LocalRow:
+    """Timings of one batch size (milliseconds per call) and its throughput."""
+
+    batch_size: int
+    iterations: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    samples_per_sec: float
+    peak_memory_bytes: int
+
+
+@dataclass
+class LocalProfile:
+    """What :meth:`PerformanceProfiler.profile` measured, with how."""
+
+    model: str
+    runtime: str
+    threads: int | None
+    memory_method: str
+    warmup: int
+    rows: list[LocalRow] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LocalProfile:
+        rows = [LocalRow(**r) for r in d.get("rows", [])]
+        return cls(**{k: v for k, v in d.items() if k != "rows"}, rows=rows)
+
+    def at_batch(self, batch: float) -> float:
+        """Samples/s at ``batch`` (linear interpolation between measured sizes, clamped)."""
+        xs = [r.batch_size for r in self.rows]
+        ys = [r.samples_per_sec for r in self.rows]
+        return float(np.interp(batch, xs, ys))
+
+    def table(self) -> str:
+        lines = [f"{self.model} ({self.runtime}, threads {self.threads or 'default'}; memory: {self.memory_method})",
+                 f"{'batch':>5} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'samples/s':>11} {'peak MiB':>9}"]
+        for r in self.rows:
+            lines.append(f"{r.batch_size:>5} {r.p50_ms:>8.3f} {r.p90_ms:>8.3f} {r.p99_ms:>8.3f} "
+                         f"{r.samples_per_sec:>11.1f} {r.peak_memory_bytes / 2**20:>9.1f}")
+        return "\n".join(lines)
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _hwm_bytes() -> int:
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    raise OSError("no VmHWM")
+
+
+def _reset_hwm() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _np_dtype(type_name: str) -> np.dtype:
+    table = {"float": np.float32, "float16": np.float16, "double": np.float64, "int64": np.int64,
+             "int32": np.int32, "int8": np.int8, "uint8": np.uint8, "bool": np.bool_}
+    key = type_name.removeprefix("tensor(").removesuffix(")")
+    if key not in table:
+        raise UsageError(f"input type {type_name} is not supported by profile-local; use float or integer inputs")
+    return np.dtype(table[key])
+
+
+def _example(dims: list[int], dtype: np.dtype, rng: np.random.Generator) -> np.ndarray:
+    if np.issubdtype(dtype, np.floating):
+        return rng.random(dims, dtype=np.float32).astype(dtype)
+    return np.zeros(dims, dtype=dtype)
+
+
+_BUDGET_HINT = "; use smaller --batch/--shape values, or raise the budget with --max-batch-mib"
+
+
+def _concrete(name: str, dims: list[Any], shapes: dict[str, list[int]], where: str) -> list[int]:
+    """Dims without batch, variable ones taken from ``shapes``; one clear line when missing."""
+    if name in shapes:
+        return list(shapes[name])
+    if any(not isinstance(d, int) or d < 0 for d in dims):
+        example = ",".join(str(d) if isinstance(d, int) and d >= 0 else "N" for d in dims)
+        raise UsageError(f"{where}: input {name!r} has variable dims {dims}; pass --shape {name}:{example} "
+                         "(dims without the batch dimension)")
+    return [int(d) for d in dims]
+
+
+class PerformanceProfiler:
+    """Time a model file in-process per batch size (the limit a server can approach).
+
+    Args:
+        model_path: ``.onnx`` (ONNX Runtime), ``.plan``/``.engine`` (TensorRT, GPU only) or a
+            tritonkit checkpoint ``.pt`` (torch).
+        shapes: input name -> dims without batch, for inputs with variable dims.
+        threads: intra-op threads (ONNX Runtime, torch); None = the runtime's default (all cores).
+        max_batch_bytes: budget of one generated input batch; larger declared shapes are refused
+            before anything is allocated.
+    """
+
+    def __init__(self, model_path: str | os.PathLike[str], *, shapes: dict[str, list[int]] | None = None,
+                 threads: int | None = None, max_batch_bytes: int = MAX_BATCH_BYTES) -> None:
+        self.model_path = Path(model_path)
+        self.max_batch_bytes = int(max_batch_bytes)
+        # (name, dims without batch, dtype) of each generated input, known once the runner is made.
+        self._inputs: list[tuple[str, list[int], np.dtype]] = []
+        from contract.fileio import NotRegularFileError, open_regular
+
+        try:
+            os.close(open_regular(self.model_path))  # a FIFO or device is named, not "not found"
+        except FileNotFoundError:
+            raise UsageError(f"{self.model_path}: model file not found; give an .onnx, .plan or checkpoint .pt file"
+                             ) from None
+        except (NotRegularFileError, OSError) as exc:
+            raise UsageError(f"{exc}; give an .onnx, .plan or checkpoint .pt file") from None
+        self.shapes = dict(shapes or {})
+        self.threads = threads
+        suffix = self.model_path.suffix.lower()
+        if suffix in ONNX_SUFFIXES:
+            self.kind = "onnx"
+        elif suffix in PLAN_SUFFIXES:
+            self.kind = "plan"
+        elif suffix in CHECKPOINT_SUFFIXES:
+            self.kind = "checkpoint"
+        else:
+            raise UsageError(
+                f"{self.model_path}: unknown model type {suffix or '(no suffix)'}; use one of "
+                f"{', '.join(ONNX_SUFFIXES + PLAN_SUFFIXES + CHECKPOINT_SUFFIXES)}"
+            )
+        self._device_memory = 0
+        self._runner: Callable[[int], Callable[[], Any]] | None = None
+        self.runtime = ""
+
+    # -- runners: each returns make(batch) -> a zero-argument call that runs one batch ----------
+    def _onnx(self) -> Callable[[int], Callable[[], Any]]:
+        import onnxruntime as ort
+
+        opts = ort.SessionOptions()
+        if self.threads:
+            opts.intra_op_num_threads = self.threads
+            opts.inter_op_num_threads = 1
+        from toolkit.export.safety import EXTERNAL_DATA_THRESHOLD, load_onnx, model_bytes
+
+        # Read through the safety check (external data stays in the model's folder), then hand ORT
+        # the checked bytes; only a model too large for one protobuf goes by path after the check.
+        proto = load_onnx(self.model_path)
+        model: str | bytes = str(self.model_path) if model_bytes(proto) > EXTERNAL_DATA_THRESHOLD \
+            else proto.SerializeToString()
+        del proto
+        try:
+            sess = ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - ORT raises several unrelated types
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UsageError(f"{self.model_path}: ONNX Runtime cannot load it ({first}); re-export it") from None
+        self.runtime = f"onnxruntime {ort.__version__} CPU"
+        rng = np.random.default_rng(0)
+        inputs = [(i.name, _concrete(i.name, list(i.shape[1:]), self.shapes, str(self.model_path)),
+                   _np_dtype(i.type)) for i in sess.get_inputs()]
+        outputs = [o.name for o in sess.get_outputs()]
+        self._inputs = inputs
+
+        def make(batch: int) -> Callable[[], Any]:
+            self._check_budget(batch)
+            feeds = {n: _example([batch, *dims], dt, rng) for n, dims, dt in inputs}
+            return lambda: sess.run(outputs, feeds)
+
+        return make
+
+    def _checkpoint(self) -> Callable[[int], Callable[[], Any]]:
+        import torch
+
+        from trainers.checkpoint import load_checkpoint, model_from_checkpoint, model_spec_of
+
+        payload = load_checkpoint(self.model_path)
+        model = model_from_checkpoint(payload, where=str(self.model_path))
+        spec = model_spec_of(payload, where=str(self.model_path))
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        self.runtime = f"torch {torch.__version__} CPU"
+        rng = np.random.default_rng(0)
+        inputs = [(t.name, _concrete(t.name, list(t.shape), self.shapes, str(self.model_path)), np.dtype(t.dtype))
+                  for t in spec.inputs]
+        self._inputs = inputs
+
+        def make(batch: int) -> Callable[[], Any]:
+            self._check_budget(batch)
+            tensors = [torch.from_numpy(_example([batch, *dims], dt, rng)) for _, dims, dt in inputs]
+
+            def call() -> Any:
+                with torch.inference_mode():
+                    return model(*tensors)
+
+            return call
+
+        return make
+
+    def _plan(self) -> Callable[[int], Callable[[], Any]]:
+        try:
+            import tensorrt as trt  # noqa: F401 - presence check; Polygraphy drives it
+        except ImportError:
+            raise MissingDependencyError(
+                f"{self.model_path}: profiling a TensorRT plan needs the tensorrt package and a GPU; install "
+                "'tritonkit[tensorrt]' on a GPU machine, or profile the .onnx instead"
+            ) from None
+        try:
+            import torch
+
+            has_gpu = torch.cuda.is_available()
+        except ImportError:
+            has_gpu = False
+        if not has_gpu:
+            raise MissingDependencyError(f"{self.model_path}: profiling a TensorRT plan needs a CUDA GPU; none found")
+        from polygraphy.backend.common import BytesFromPath
+        from polygraphy.backend.trt import EngineFromBytes, TrtRunner
+
+        engine = EngineFromBytes(BytesFromPath(str(self.model_path)))()
+        self.runtime = f"tensorrt {trt.__version__}"
+        self._device_memory = int(getattr(engine, "device_memory_size_v2", 0)
+                                  or getattr(engine, "device_memory_size", 0))
+        runner = TrtRunner(engine)
+        runner.activate()
+        rng = np.random.default_rng(0)
+        meta = runner.get_input_metadata()
+
+        def make(batch: int) -> Callable[[], Any]:
+            feeds = {}
+            for name, (dtype, shape) in meta.items():
+                dims = _concrete(name, list(shape[1:]), self.shapes, str(self.model_path))
+                check_batch_budget(name, dims, np.dtype(dtype).name, batch, where=str(self.model_path),
+                                   budget=self.max_batch_bytes, hint=_BUDGET_HINT)
+                feeds[name] = _example([batch, *dims], np.dtype(dtype), rng)
+            return lambda: runner.infer(feeds)
+
+        return make
+
+    def _check_budget(self, batch: int) -> None:
+        for name, dims, dtype in self._inputs:
+            check_batch_budget(name, dims, dtype.name, batch, where=str(self.model_path),
+                               budget=self.max_batch_bytes, hint=_BUDGET_HINT)
+
+    def _make(self) -> Callable[[int], Callable[[], Any]]:
+        if self._runner is None:
+            self._runner = {"onnx": self._onnx, "checkpoint": self._checkpoint, "plan": self._plan}[self.kind]()
+        return self._runner
+
+    def profile(self, batch_sizes: list[int] | tuple[int, ...] = (1, 8, 16, 32), num_iterations: int = 100,
+                warmup: int = 10) -> LocalProfile:
+        """Warm up, then time ``num_iterations`` calls per batch size.
+
+        Returns:
+            A :class:`LocalProfile`: p50/p90/p99/mean ms per call, samples/s, peak memory.
+        """
+        if num_iterations < 1 or warmup < 0 or not batch_sizes or min(batch_sizes) < 1:
+            raise UsageError("batch sizes must be >= 1, iterations >= 1 and warm-up >= 0, e.g. --batch 1,8 "
+                             "--iterations 100")
+        make = self._make()
+        for batch in batch_sizes:  # every size before the first allocation
+            self._check_budget(int(batch))
+        if self.kind == "plan":
+            method = MEM_TRT
+        else:
+            method = MEM_HWM if _reset_hwm() else MEM_MAXRSS
+        result = LocalProfile(str(self.model_path), self.runtime, self.threads, method, warmup)
+        for batch in batch_sizes:
+            # Memory is counted from before the warm-up: the first calls allocate the arenas.
+            rss0 = _rss_bytes()
+            if method == MEM_HWM:
+                _reset_hwm()
+            max0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            call = make(int(batch))
+            try:
+                for _ in range(warmup):
+                    call()
+                times = np.empty(num_iterations)
+                t_start = time.perf_counter()
+                for i in range(num_iterations):
+                    t0 = time.perf_counter()
+                    call()
+                    times[i] = time.perf_counter() - t0
+                wall = time.perf_counter() - t_start
+            except TritonkitError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - runtimes raise many types; the model's inputs are wrong
+                first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+                raise UsageError(f"{self.model_path}: the model failed at batch size {batch} ({first}); its "
+                                 "declared inputs do not match the model: re-export it") from None
+            if method == MEM_HWM:
+                peak = max(0, _hwm_bytes() - rss0)
+            elif method == MEM_MAXRSS:
+                peak = max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - max0)
+            else:
+                peak = self._device_memory
+            ms = times * 1000
+            result.rows.append(LocalRow(
+                batch_size=int(batch), iterations=num_iterations,
+                p50_ms=float(np.percentile(ms, 50)), p90_ms=float(np.percentile(ms, 90)),
+                p99_ms=float(np.percentile(ms, 99)), mean_ms=float(ms.mean()),
+                samples_per_sec=batch * num_iterations / wall, peak_memory_bytes=int(peak),
+            ))
+        return result

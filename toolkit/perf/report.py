@@ -1,0 +1,435 @@
+"""Benchmark reports: results.json -> report.md + self-contained report.html with PNG plots.
+
+A report folder (``benchmarks/reports/<date>-<model>/``) holds ``results.json`` (environment,
+perf_analyzer runs, in-process profiles, extra figures), the plots, ``report.md`` and
+``report.html`` (plots embedded as base64, so the one file can be mailed or attached to CI).
+Headline figures per variant: peak samples/s, p99 at that point, and the serving efficiency
+(served samples/s at saturation / in-process samples/s at the batch size the server formed).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from contract.errors import ProfileError
+from toolkit.perf.analyzer import PerfRow, PerfRun, bottleneck_sentence, explain, time_split
+
+RESULTS = "results.json"
+Block = tuple[str, Any]
+
+
+# -- environment -----------------------------------------------------------------------------
+def environment(server_url: str | None = None, protocol: str = "grpc") -> dict[str, Any]:
+    """What the numbers were measured on: CPU, cores, GPU, library and Triton versions."""
+    import importlib.metadata as md
+
+    env: dict[str, Any] = {
+        "cpu": _cpu_model(), "cores": os.cpu_count(), "gpu": _gpu(), "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    for pkg in ("onnxruntime", "torch", "tritonclient", "nvidia-pytriton", "tensorrt"):
+        try:
+            env[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            env[pkg] = None
+    env["triton_server"] = _server_version(server_url, protocol) if server_url else None
+    return env
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _gpu() -> str:
+    if not shutil.which("nvidia-smi"):
+        return "none"
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True,
+                             text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return ", ".join(out.splitlines()) or "none"
+
+
+def _server_version(url: str, protocol: str) -> str | None:
+    try:
+        from toolkit.perf.analyzer import _client
+
+        client = _client(url, protocol)
+        meta = client.get_server_metadata()
+        client.close()
+        return meta.version if protocol == "grpc" else meta.get("version")
+    except Exception:  # noqa: BLE001 - the environment block must not fail a report
+        return None
+
+
+def report_dir(root: str | os.PathLike[str], model: str) -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    return Path(root) / f"{stamp}-{model}"
+
+
+def bottleneck(row: Any) -> str:
+    """One sentence on where the time of one configuration goes."""
+    return bottleneck_sentence(row)
+
+
+# -- headline figures --------------------------------------------------------------------------
+def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Per run: peak samples/s, its concurrency, p99, formed batch and serving efficiency."""
+    from toolkit.perf.local import LocalProfile
+
+    local = {name: LocalProfile.from_dict(d) for name, d in (results.get("local") or {}).items()}
+    out = []
+    for d in results.get("runs", []):
+        run = PerfRun.from_dict(d)
+        peak = run.saturation()
+        item: dict[str, Any] = {"label": run.label, "model": run.model, "ok": run.ok, "error": run.error}
+        if peak is not None:
+            item.update(samples_per_sec=peak.infer_per_sec, concurrency=peak.concurrency,
+                        p99_ms=peak.p99_us / 1000, stable=peak.stable, formed_batch=peak.formed_batch)
+            prof = local.get(run.model)
+            if prof and prof.rows and peak.formed_batch:
+                base = prof.at_batch(peak.formed_batch)
+                item.update(local_samples_per_sec=base, efficiency=peak.infer_per_sec / base if base else None)
+        out.append(item)
+    return out
+
+
+# -- plots ------------------------------------------------------------------------------------
+def _plots(results: dict[str, Any], out: Path) -> list[tuple[str, str]]:
+    """Write the PNG plots; returns (file name, caption) pairs."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = [PerfRun.from_dict(d) for d in results.get("runs", [])]
+    made: list[tuple[str, str]] = []
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for run in runs:
+        if not run.rows:
+            continue
+        line = ax1.plot([r.concurrency for r in run.rows], [r.infer_per_sec for r in run.rows], marker="o",
+                        label=run.label)[0]
+        bad = [r for r in run.rows if not r.stable]
+        if bad:
+            ax1.scatter([r.concurrency for r in bad], [r.infer_per_sec for r in bad], marker="x", s=80,
+                        color="red", zorder=3)
+        stable = [r for r in run.rows if r.stable]
+        x = [r.infer_per_sec for r in stable]
+        for attr, style in (("p50_us", ":"), ("p90_us", "--"), ("p99_us", "-")):
+            ax2.plot(x, [getattr(r, attr) / 1000 for r in stable], style, marker=".", color=line.get_color(),
+                     label=f"{run.label} {attr[:3]}")
+    ax1.set(xlabel="concurrency (requests in flight)", ylabel="samples/s", title="Throughput vs concurrency "
+            "(x = unstable)")
+    ax1.set_xscale("log", base=2)
+    ax2.set(xlabel="samples/s", ylabel="latency (ms)", title="Latency p50 (:) p90 (--) p99 (-) vs throughput")
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "throughput_latency.png", dpi=100)
+    plt.close(fig)
+    made.append(("throughput_latency.png", "Throughput vs concurrency; latency percentiles vs throughput"))
+
+    with_rows = [r for r in runs if any(row.stable for row in r.rows)]
+    if with_rows:
+        n = len(with_rows)
+        cols = min(n, 3)
+        nrows = math.ceil(n / cols)
+        fig, axes = plt.subplots(nrows, cols, figsize=(4.5 * cols, 3.6 * nrows), squeeze=False)
+        colors = ["#d62728", "#9467bd", "#1f77b4", "#8c564b", "#7f7f7f"]
+        for ax, run in zip(axes.flat, with_rows):
+            rows = [r for r in run.rows if r.stable]
+            labels = [str(r.concurrency) for r in rows]
+            bottom = [0.0] * len(rows)
+            for (stage, _), color in zip(time_split(rows[0]).items(), colors):
+                vals = [time_split(r)[stage] / 1000 for r in rows]
+                ax.bar(labels, vals, bottom=bottom, color=color, label=stage)
+                bottom = [b + v for b, v in zip(bottom, vals)]
+            ax.set(title=run.label, xlabel="concurrency", ylabel="ms per request")
+        for ax in list(axes.flat)[n:]:
+            ax.axis("off")
+        axes.flat[0].legend(fontsize=7)
+        fig.suptitle("Where a request's time goes (server queue / compute input / infer / output; client+network)")
+        fig.tight_layout()
+        fig.savefig(out / "breakdown.png", dpi=100)
+        plt.close(fig)
+        made.append(("breakdown.png", "Server time breakdown per concurrency (stacked)"))
+
+    heads = [h for h in headline(results) if "samples_per_sec" in h]
+    if len(heads) >= 2:
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 0.5 * len(heads) + 2.5))
+        names = [h["label"] for h in heads]
+        ax1.barh(names, [h["samples_per_sec"] for h in heads], color="#1f77b4")
+        ax1.set(xlabel="peak samples/s", title="Variants: peak throughput")
+        ax2.barh(names, [h["p99_ms"] if not math.isnan(h["p99_ms"]) else 0 for h in heads], color="#ff7f0e")
+        ax2.set(xlabel="p99 ms at peak", title="Variants: p99 at peak")
+        for ax in (ax1, ax2):
+            ax.invert_yaxis()
+            ax.grid(alpha=0.3, axis="x")
+        fig.tight_layout()
+        fig.savefig(out / "variants.png", dpi=100)
+        plt.close(fig)
+        made.append(("variants.png", "Comparison of variants"))
+
+    local = results.get("local") or {}
+    if local:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        for name, prof in local.items():
+            ax.plot([r["batch_size"] for r in prof["rows"]], [r["samples_per_sec"] for r in prof["rows"]],
+                    marker="o", label=f"{name} ({prof['runtime']})")
+        ax.set(xlabel="batch size", ylabel="samples/s", title="In-process throughput (no server)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        fig.savefig(out / "in_process.png", dpi=100)
+        plt.close(fig)
+        made.append(("in_process.png", "In-process throughput per batch size"))
+    return made
+
+
+# -- document ---------------------------------------------------------------------------------
+def _fmt(v: Any, digits: int = 1) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return "-" if math.isnan(v) else f"{v:.{digits}f}"
+    return str(v)
+
+
+def _blocks(results: dict[str, Any], plots: list[tuple[str, str]]) -> list[Block]:
+    env = results["environment"]
+    b: list[Block] = [("h1", results.get("title", "Benchmark report"))]
+    b.append(("p", f"Measured {results.get('created', '')} on {env['cpu']} ({env['cores']} cores), GPU: "
+                   f"{env.get('gpu', 'none')}. Triton server {env.get('triton_server') or 'unknown'} "
+                   f"(nvidia-pytriton {env.get('nvidia-pytriton')}), ONNX Runtime {env.get('onnxruntime')}, "
+                   f"torch {env.get('torch')}, tritonclient/perf_analyzer {env.get('tritonclient')}, "
+                   f"TensorRT {env.get('tensorrt') or 'not installed'}, Python {env.get('python')}."))
+    b.append(("p", "samples/s (perf_analyzer's Inferences/Second) counts batch x requests; requests/s = "
+                   "samples/s / batch. 'formed batch' = Triton's inference count / execution count: the batch "
+                   "size the server actually ran."))
+    heads = headline(results)
+    if heads:
+        b.append(("h2", "Headline"))
+        rows = [[h["label"], "ok" if h["ok"] else "FAILED", _fmt(h.get("samples_per_sec")), _fmt(h.get("concurrency")),
+                 _fmt(h.get("p99_ms"), 2), _fmt(h.get("formed_batch")), _fmt(h.get("local_samples_per_sec")),
+                 _fmt(h.get("efficiency"), 2)] for h in heads]
+        b.append(("table", (["variant", "status", "peak samples/s", "at concurrency", "p99 ms", "formed batch",
+                             "in-process samples/s at formed batch", "serving efficiency"], rows)))
+    for fig in results.get("figures", []):
+        b.append(("h2", fig["title"]))
+        if fig.get("text"):
+            b.append(("p", fig["text"]))
+        if fig.get("table"):
+            b.append(("table", (fig["table"]["header"], fig["table"]["rows"])))
+    for name, caption in plots:
+        b.append(("img", (name, caption)))
+    for d in results.get("runs", []):
+        run = PerfRun.from_dict(d)
+        b.append(("h2", f"{run.label}" + ("" if run.ok else " (FAILED)")))
+        b.append(("code", " ".join(run.command)))
+        b.append(("p", f"CSV: {run.csv_path or 'none'}; log: {run.log_path}"))
+        if run.error:
+            b.append(("p", f"{'Failed' if not run.ok else 'Warning'}: {run.error}"))
+        if run.rows:
+            rows = []
+            for r in run.rows:
+                split = time_split(r)
+                rows.append([str(r.concurrency), str(r.batch_size), "yes" if r.stable else "UNSTABLE",
+                             _fmt(r.infer_per_sec), _fmt(r.requests_per_sec), _fmt(r.p50_us / 1000, 2),
+                             _fmt(r.p90_us / 1000, 2), _fmt(r.p99_us / 1000, 2), _fmt(split["queue"], 0),
+                             _fmt(split["compute input"], 0), _fmt(split["compute infer"], 0),
+                             _fmt(split["compute output"], 0), _fmt(split["client+network"], 0),
+                             _fmt(r.formed_batch)])
+            b.append(("table", (["conc", "batch", "stable", "samples/s", "requests/s", "p50 ms", "p90 ms", "p99 ms",
+                                 "queue us", "input us", "infer us", "output us", "client+net us", "formed batch"],
+                                rows)))
+            b.append(("list", [explain(r) for r in run.rows]))
+        for f in run.failures:
+            b.append(("p", f"concurrency {f['concurrency']}: FAILED: {f['error']}"))
+    local = results.get("local") or {}
+    if local:
+        b.append(("h2", "In-process profiles"))
+        for name, prof in local.items():
+            b.append(("p", f"{name}: {prof['model']} with {prof['runtime']}, threads {prof['threads'] or 'default'}, "
+                           f"{prof['warmup']} warm-up calls; memory = {prof['memory_method']}."))
+            b.append(("table", (["batch", "p50 ms", "p90 ms", "p99 ms", "samples/s", "peak MiB"],
+                                [[str(r["batch_size"]), _fmt(r["p50_ms"], 3), _fmt(r["p90_ms"], 3),
+                                  _fmt(r["p99_ms"], 3), _fmt(r["samples_per_sec"]),
+                                  _fmt(r["peak_memory_bytes"] / 2**20)] for r in prof["rows"]])))
+    if results.get("comparison"):
+        comp = results["comparison"]
+        b.append(("h2", f"Change against {comp['old']}"))
+        b.append(("table", (["variant", "figure", "old", "new", "change", "verdict"], comp["rows"])))
+    return b
+
+
+def _md(blocks: list[Block]) -> str:
+    out: list[str] = []
+    for kind, v in blocks:
+        if kind == "h1":
+            out += [f"# {v}", ""]
+        elif kind == "h2":
+            out += [f"## {v}", ""]
+        elif kind == "p":
+            out += [str(v), ""]
+        elif kind == "code":
+            out += ["```", str(v), "```", ""]
+        elif kind == "list":
+            out += [f"- {x}" for x in v] + [""]
+        elif kind == "img":
+            out += [f"![{v[1]}]({v[0]})", ""]
+        elif kind == "table":
+            head, rows = v
+            out.append("| " + " | ".join(head) + " |")
+            out.append("|" + "---|" * len(head))
+            out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+            out.append("")
+    return "\n".join(out)
+
+
+def _html(blocks: list[Block], folder: Path) -> str:
+    e = html.escape
+    body: list[str] = []
+    for kind, v in blocks:
+        if kind in ("h1", "h2"):
+            body.append(f"<{kind}>{e(str(v))}</{kind}>")
+        elif kind == "p":
+            body.append(f"<p>{e(str(v))}</p>")
+        elif kind == "code":
+            body.append(f"<pre>{e(str(v))}</pre>")
+        elif kind == "list":
+            body.append("<ul>" + "".join(f"<li>{e(x)}</li>" for x in v) + "</ul>")
+        elif kind == "img":
+            data = base64.b64encode((folder / v[0]).read_bytes()).decode()
+            body.append(f'<figure><img alt="{e(v[1])}" src="data:image/png;base64,{data}"/>'
+                        f"<figcaption>{e(v[1])}</figcaption></figure>")
+        elif kind == "table":
+            head, rows = v
+            body.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>"
+                        + "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+                        + "</table>")
+    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;}table{border-collapse:collapse;"
+             "font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}img{max-width:100%}"
+             "pre{background:#f4f4f4;padding:6px;white-space:pre-wrap}")
+    title = next((str(v) for k, v in blocks if k == "h1"), "report")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>{style}</style>"
+            f"</head><body>{''.join(body)}</body></html>\n")
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_report(folder: str | os.PathLike[str], results: dict[str, Any]) -> Path:
+    """Write results.json, plots, report.md and report.html into ``folder``; returns report.md."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    results.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    results.setdefault("environment", environment())
+    results["headline"] = headline(results)
+    _atomic_text(folder / RESULTS, json.dumps(results, indent=2, default=_json_default))
+    plots = _plots(results, folder)
+    blocks = _blocks(results, plots)
+    _atomic_text(folder / "report.md", _md(blocks))
+    _atomic_text(folder / "report.html", _html(blocks, folder))
+    return folder / "report.md"
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "to_dict"):
+        return o.to_dict()
+    raise TypeError(f"{type(o).__name__} is not JSON serializable")
+
+
+def write_perf_report(runs: list[PerfRun], out: str | os.PathLike[str], title: str, *,
+                      local: dict[str, Any] | None = None, env: dict[str, Any] | None = None,
+                      figures: list[dict[str, Any]] | None = None) -> Path:
+    """Report for perf_analyzer runs (plus optional in-process profiles by model name); returns report.md."""
+    results: dict[str, Any] = {"title": title, "runs": [r.to_dict() for r in runs],
+                               "local": {k: (v.to_dict() if hasattr(v, "to_dict") else v)
+                                         for k, v in (local or {}).items()},
+                               "figures": figures or []}
+    if env:
+        results["environment"] = env
+    return write_report(out, results)
+
+
+def load_results(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """results.json of a report folder; one line when it is missing or broken."""
+    path = Path(folder) / RESULTS
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ProfileError(f"{folder}: no {RESULTS}; make a report there with 'tritonkit profile --out' "
+                           "or pass a report folder") from None
+    except (OSError, ValueError) as exc:
+        raise ProfileError(f"{path}: unreadable ({type(exc).__name__}); re-run 'tritonkit profile'") from None
+    if not isinstance(data, dict) or "runs" not in data:
+        raise ProfileError(f"{path}: not a tritonkit results file (no 'runs'); re-run 'tritonkit profile'")
+    return data
+
+
+# -- regression check ---------------------------------------------------------------------------
+def compare(new: dict[str, Any], old: dict[str, Any], threshold_pct: float = 10.0) -> tuple[list[list[str]], bool]:
+    """Rows (variant, figure, old, new, change, verdict) and whether anything regressed.
+
+    Throughput and efficiency regress when they drop, p99 when it rises, by more than the threshold.
+    """
+    olds = {h["label"]: h for h in headline(old)}
+    rows: list[list[str]] = []
+    regressed = False
+    for h in headline(new):
+        o = olds.get(h["label"])
+        if o is None:
+            rows.append([h["label"], "all", "-", "-", "-", "new variant"])
+            continue
+        for key, name, higher_better in (("samples_per_sec", "peak samples/s", True), ("p99_ms", "p99 ms", False),
+                                         ("efficiency", "serving efficiency", True)):
+            a, b_ = o.get(key), h.get(key)
+            if a is None or b_ is None or (isinstance(a, float) and math.isnan(a)) or \
+                    (isinstance(b_, float) and math.isnan(b_)):
+                continue
+            change = (b_ - a) / a * 100 if a else 0.0
+            worse = (-change if higher_better else change) > threshold_pct
+            regressed |= worse
+            rows.append([h["label"], name, _fmt(float(a), 2), _fmt(float(b_), 2), f"{change:+.1f}%",
+                         "REGRESSION" if worse else "ok"])
+    for label in olds.keys() - {h["label"] for h in headline(new)}:
+        rows.append([label, "all", "-", "-", "-", "missing in new report"])
+    return rows, regressed
+
+
+def runs_from_csvs(paths: list[str], batch_size: int = 1) -> list[PerfRun]:
+    """PerfRuns from raw perf_analyzer CSV files (one run per file)."""
+    from toolkit.perf.analyzer import parse_csv
+
+    runs = []
+    for p in paths:
+        rows = parse_csv(p, batch_size)
+        runs.append(PerfRun(model=Path(p).stem, command=[], rows=rows, csv_path=str(p), batch_size=batch_size))
+    return runs
+
+
+__all__ = ["environment", "report_dir", "bottleneck", "headline", "write_report", "write_perf_report",
+           "load_results", "compare", "runs_from_csvs", "PerfRow"]

@@ -1,0 +1,1 @@
+"""The Triton model repository: config.pbtxt in and out, publish, versions, validation rules."""

@@ -1,0 +1,194 @@
+"""Ensemble wiring: steps name real models and tensors, types and shapes agree, no cycles."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from toolkit.repository.validate.config import CONFIG, Entry, Index, safe_model_name
+from toolkit.repository.validate.problem import Context
+from toolkit.repository.validate.tensors import dtype_name, shown
+
+# ensemble tensor -> (dtype, full shape, who declares it)
+_Info = tuple[int, list[int], str]
+
+
+def _full(dims: Any, mbs: int) -> list[int]:
+    return ([-1] + list(dims)) if mbs > 0 else list(dims)
+
+
+def _compatible(a: list[int], b: list[int]) -> bool:
+    return len(a) == len(b) and all(x == y or x == -1 or y == -1 for x, y in zip(a, b))
+
+
+def check_ensemble(ctx: Context, entry: Entry, cfg: Any, index: Index) -> None:
+    sched = cfg.ensemble_scheduling if cfg.HasField("ensemble_scheduling") else None
+    if sched is None or not sched.step:
+        ctx.error(CONFIG, "ensemble_scheduling", "an ensemble needs ensemble_scheduling with at least one step",
+                  "add ensemble_scheduling { step [{ model_name, model_version: -1, input_map, output_map }] }")
+        return
+    if not cfg.input or not cfg.output:
+        ctx.error(CONFIG, "input", "an ensemble must list its inputs and outputs",
+                  "declare the ensemble's inputs and outputs with names, data_type and dims")
+    mbs = cfg.max_batch_size
+    known: dict[str, _Info] = {t.name: (t.data_type, _full(t.dims, mbs), "ensemble input") for t in cfg.input}
+    produced: dict[str, str] = {}
+    consumed: set[str] = set()
+    edges: dict[str, set[str]] = {}
+    steps: list[tuple[int, Any, Any]] = []  # (i, step, composing config or None)
+
+    for i, step in enumerate(sched.step):
+        f = f"ensemble_scheduling.step[{i}]"
+        name = step.model_name
+        ins, outs = set(step.input_map.values()), set(step.output_map.values())
+        for a in ins:
+            edges.setdefault(a, set()).update(outs)
+        consumed |= ins
+        for tensor in step.output_map.values():
+            if tensor in produced:
+                ctx.error(CONFIG, f + ".output_map", f"tensor {tensor!r} is produced by two steps "
+                          f"({produced[tensor]} and step {i})", "give each step output its own tensor name")
+            elif tensor in known:
+                ctx.error(CONFIG, f + ".output_map", f"tensor {tensor!r} is an ensemble input and also a step "
+                          "output", "rename the step output tensor")
+            produced.setdefault(tensor, f"step {i}")
+        comp = None
+        if not name:
+            ctx.error(CONFIG, f + ".model_name", f"step {i} names no model", "set model_name")
+        elif name == entry.name:
+            ctx.error(CONFIG, f + ".model_name", f"step {i} calls the ensemble itself (a cycle)",
+                      "name a composing model, not the ensemble")
+        elif not safe_model_name(name):
+            ctx.error(CONFIG, f + ".model_name", f"step {i} names {name!r}, which is not a plain model name",
+                      "use the composing model's folder name")
+        else:
+            e = index.get(name)
+            if e is None:
+                ctx.error(CONFIG, f + ".model_name", f"step {i} names model {name!r}, which is not in the "
+                          "repository", f"add model {name!r} to the repository or fix the name")
+            elif e.config is not None:
+                comp = e.config
+                if step.model_version != -1 and step.model_version not in e.version_numbers():
+                    ctx.error(CONFIG, f + ".model_version", f"step {i} asks for version {step.model_version} of "
+                              f"{name!r}, which has versions {e.version_numbers()}", "use model_version: -1")
+        steps.append((i, step, comp))
+
+    # Output tensors of composing models now known: type them.
+    for i, step, comp in steps:
+        if comp is None or comp.max_batch_size < 0:
+            continue
+        couts = {t.name: t for t in comp.output}
+        for key, tensor in step.output_map.items():
+            t = couts.get(key)
+            if t is None:
+                ctx.error(CONFIG, f"ensemble_scheduling.step[{i}].output_map", f"{key!r} is not an output of "
+                          f"{step.model_name!r} (it has {', '.join(couts) or 'none'})", "map a real output")
+            elif tensor not in known:
+                known[tensor] = (t.data_type, _full(t.dims, comp.max_batch_size), f"{step.model_name}.{key}")
+
+    for i, step, comp in steps:
+        f = f"ensemble_scheduling.step[{i}]"
+        for tensor in step.input_map.values():
+            if tensor not in known and tensor not in produced:
+                ctx.error(CONFIG, f + ".input_map", f"tensor {tensor!r} is neither an ensemble input nor "
+                          "produced by any step", "map it from an ensemble input or an earlier step's output")
+        if comp is None or comp.max_batch_size < 0 or mbs < 0:
+            continue  # a negative max_batch_size is reported on its own model
+        if mbs > 0 and comp.max_batch_size < mbs:
+            ctx.error(CONFIG, "max_batch_size", f"ensemble max_batch_size {mbs} exceeds the max_batch_size "
+                      f"{comp.max_batch_size} of step model {step.model_name!r}",
+                      f"set the ensemble's max_batch_size <= {comp.max_batch_size}")
+        cins = {t.name: t for t in comp.input}
+        for key, tensor in step.input_map.items():
+            t = cins.get(key)
+            if t is None:
+                ctx.error(CONFIG, f + ".input_map", f"{key!r} is not an input of {step.model_name!r} (it has "
+                          f"{', '.join(cins) or 'none'})", "map a real input name")
+                continue
+            info = known.get(tensor)
+            if info is None:
+                continue
+            dt, shape, src = info
+            if dt and t.data_type and dt != t.data_type:
+                ctx.error(CONFIG, f + ".input_map", f"type mismatch: {tensor!r} is {dtype_name(dt)} ({src}) but "
+                          f"{step.model_name}.{key} wants {dtype_name(t.data_type)}",
+                          "convert the type in the producing step or fix the data_type")
+            want = _full(t.dims, comp.max_batch_size)
+            if not _compatible(shape, want):
+                ctx.error(CONFIG, f + ".input_map", f"shape mismatch: {tensor!r} is {shown(shape)} ({src}) but "
+                          f"{step.model_name}.{key} wants {shown(want)}", "make the shapes agree")
+        for key in cins:
+            if key not in step.input_map and not cins[key].optional:
+                ctx.error(CONFIG, f + ".input_map", f"step {i} does not feed input {key!r} of "
+                          f"{step.model_name!r}", f"add input_map {{ key: \"{key}\" value: \"<tensor>\" }}")
+
+    for t in cfg.output:
+        info = known.get(t.name)
+        if t.name not in produced:
+            ctx.error(CONFIG, f"output[{t.name}]", f"ensemble output {t.name!r} is produced by no step",
+                      "map a step output to it in output_map")
+        elif info is not None and info[2] != "ensemble input":
+            if t.data_type and info[0] and t.data_type != info[0]:
+                ctx.error(CONFIG, f"output[{t.name}].data_type", f"type mismatch: ensemble output is "
+                          f"{dtype_name(t.data_type)} but {info[2]} is {dtype_name(info[0])}",
+                          f"set data_type: {dtype_name(info[0])}")
+            if not _compatible(_full(t.dims, mbs), info[1]):
+                ctx.error(CONFIG, f"output[{t.name}].dims", f"shape mismatch: ensemble output is "
+                          f"{shown(_full(t.dims, mbs))} but {info[2]} is {shown(info[1])}", "make the shapes agree")
+    for t in cfg.input:
+        if t.name not in consumed:
+            ctx.warn(CONFIG, f"input[{t.name}]", f"ensemble input {t.name!r} is used by no step",
+                     "map it into a step or remove it")
+
+    cycle = _find_cycle(edges)
+    if cycle:
+        ctx.error(CONFIG, "ensemble_scheduling", f"steps form a cycle through tensors {' -> '.join(cycle)}",
+                  "make the data flow one way (no step may consume what it or a later step produces)")
+    nested = _nested_cycle(entry.name, index)
+    if nested:
+        ctx.error(CONFIG, "ensemble_scheduling", f"ensembles call each other in a cycle: {' -> '.join(nested)}",
+                  "break the cycle; an ensemble may not contain itself")
+
+
+def _find_cycle(edges: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    path: list[str] = []
+
+    def visit(n: str) -> list[str] | None:
+        state[n] = 1
+        path.append(n)
+        for m in sorted(edges.get(n, ())):
+            if state.get(m) == 1:
+                return path[path.index(m):] + [m]
+            if m not in state:
+                found = visit(m)
+                if found:
+                    return found
+        path.pop()
+        state[n] = 2
+        return None
+
+    for n in sorted(edges):
+        if n not in state:
+            found = visit(n)
+            if found:
+                return found
+    return None
+
+
+def _nested_cycle(start: str, index: Index) -> list[str] | None:
+    """A path start -> ... -> start through ensembles naming ensembles (depth-first, bounded)."""
+    stack: list[tuple[str, list[str]]] = [(start, [start])]
+    seen: set[str] = set()
+    while stack:
+        name, path = stack.pop()
+        e = index.get(name)
+        if e is None or e.config is None or e.config.platform != "ensemble":
+            continue
+        for step in e.config.ensemble_scheduling.step:
+            nxt = step.model_name
+            if nxt == start and len(path) > 1:
+                return path + [nxt]
+            if nxt and nxt != name and nxt not in seen:
+                seen.add(nxt)
+                stack.append((nxt, path + [nxt]))
+    return None

@@ -1,0 +1,397 @@
+"""Start and stop a real Triton Inference Server without Docker.
+
+:class:`EmbeddedServer` runs the ``tritonserver`` from the ``nvidia-pytriton`` wheel (prepared by
+:func:`toolkit.serve.install.prepare_triton`) with safe defaults: every endpoint bound to
+127.0.0.1, no model control unless asked, strict readiness, exit on any load error, no config
+auto-completion, and the shared-memory, logging, trace and model-repository APIs restricted to a
+per-server header whose value never appears on any command line (see ``argv_key.c``). ``start()``
+returns once ``/v2/health/ready`` answers 200, or raises a one-line :class:`~contract.errors.ServerError`
+carrying the server's own reason per failed model.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import stat
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from contract.errors import ServerError, UsageError
+from toolkit.serve.ports import port_in_use
+from toolkit.serve.procs import ProcessIdentity, identity_of, session_handles
+
+MODEL_CONTROL_MODES = ("none", "explicit", "poll")
+ADMIN_HEADER = "tritonkit-admin-key"
+# Triton API categories that only requests carrying the per-server admin header may use: the
+# shared-memory API lets a client map (and crash on) other processes' regions, logging and trace
+# settings redirect files and flood disks, and the repository API loads code.
+RESTRICTED_APIS = ("shared-memory", "logging", "trace", "model-repository")
+# Stands in for the key on tritonserver's command line; must match argv_key.c.
+KEY_PLACEHOLDER = "@TRITONKIT_ADMIN_KEY@"
+KEY_VARIABLE = "TRITONKIT_ADMIN_KEY"
+
+
+def safe_flags(
+    *,
+    repository: str,
+    host: str,
+    http_port: int,
+    grpc_port: int,
+    metrics_port: int,
+    model_control: str,
+    poll_secs: int,
+    restrict: bool = True,
+) -> list[str]:
+    """tritonserver flags shared by the embedded server and the container command.
+
+    With ``restrict`` the admin APIs answer only requests carrying :data:`ADMIN_HEADER`; its value is
+    :data:`KEY_PLACEHOLDER` here, replaced inside tritonserver before ``main`` by the preloaded
+    ``argv_key`` library from ``TRITONKIT_ADMIN_KEY``, so the key never enters argument memory that
+    other local users can read.
+    """
+    if model_control not in MODEL_CONTROL_MODES:
+        raise UsageError(
+            f"model control mode {model_control!r} is unknown; use one of {', '.join(MODEL_CONTROL_MODES)}"
+        )
+    flags = [
+        f"--model-repository={repository}",
+        f"--http-address={host}",
+        f"--http-port={http_port}",
+        f"--grpc-address={host}",
+        f"--grpc-port={grpc_port}",
+        f"--metrics-address={host}",
+        f"--metrics-port={metrics_port}",
+        f"--model-control-mode={model_control}",
+        "--strict-readiness=true",
+        "--exit-on-error=true",
+        "--disable-auto-complete-config",
+    ]
+    if model_control == "poll":
+        flags.append(f"--repository-poll-secs={max(1, int(poll_secs))}")
+    if model_control == "explicit":
+        flags.append("--load-model=*")
+    if restrict:
+        apis = ",".join(RESTRICTED_APIS)
+        flags.append(f"--http-restricted-api={apis}:{ADMIN_HEADER}={KEY_PLACEHOLDER}")
+        flags.append(f"--grpc-restricted-protocol={apis}:{ADMIN_HEADER}={KEY_PLACEHOLDER}")
+    return flags
+
+
+def check_repository(path: Path) -> None:
+    """Refuse, in one line, a repository path that is not a folder (saying what it is instead)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ServerError(
+            f"model repository {path} does not exist; create one with `tritonkit repo add` or pass --repository"
+        ) from None
+    except OSError as exc:
+        raise ServerError(f"model repository {path} cannot be read ({exc.strerror}); check its permissions") from None
+    if not stat.S_ISDIR(mode):
+        kinds = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISREG, "a file"), (stat.S_ISSOCK, "a socket"),
+                 (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+        kind = next((name for test, name in kinds if test(mode)), "not a folder")
+        raise ServerError(
+            f"model repository {path} is {kind}, not a folder; pass --repository with the repository folder"
+        )
+
+
+def check_ports(host: str, ports: dict[str, int]) -> None:
+    """Refuse, in one line, a port that is already taken."""
+    for what, port in ports.items():
+        if port_in_use(host, port):
+            raise ServerError(
+                f"{what} port {port} on {host} is already in use; stop what holds it or choose "
+                f"another with --{what}-port"
+            )
+
+
+# A failed model in Triton's log: `failed to load 'm' version 1: Internal: reason` or the
+# status table row `| m | 1 | UNAVAILABLE: Internal: reason |`.
+_FAILED_LOAD = re.compile(r"failed to load '([^']+)'(?: version \d+)?: (.*?)\"?$")
+_TABLE_ROW = re.compile(r"^\|\s*(\S+)\s*\|\s*\d+\s*\|\s*UNAVAILABLE: (.*?)\s*\|$")
+
+
+def failed_models(log_text: str) -> dict[str, str]:
+    """Model name -> the server's own reason, for every model that failed to load."""
+    reasons: dict[str, str] = {}
+    for line in log_text.splitlines():
+        m = _FAILED_LOAD.search(line) or _TABLE_ROW.match(line.strip())
+        if m and m.group(1) not in reasons:
+            # Triton escapes newlines; the first line is the reason, the rest a Python trace.
+            reasons[m.group(1)] = m.group(2).split("\\n", 1)[0].strip().rstrip('"')
+    return reasons
+
+
+def server_error_lines(log_text: str) -> list[str]:
+    """Triton's own error lines (``E1126 ...`` or ``error: ...``), without the log prefix."""
+    lines = []
+    for line in log_text.splitlines():
+        if re.match(r"^E\d{4} ", line):
+            lines.append(line.split("] ", 1)[-1].split("\\n", 1)[0].strip().strip('"'))
+        elif line.startswith("error:"):
+            lines.append(line[len("error:"):].strip())
+    return lines
+
+
+def http_get(url: str, timeout: float = 2.0, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """GET ``url``; (status, body), with status 0 when nothing answers."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout) as r:  # noqa: S310 - local URL only
+            return r.status, r.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except (urllib.error.URLError, OSError):
+        return 0, b""
+
+
+class EmbeddedServer:
+    """A tritonserver process serving ``repository`` on ``host``.
+
+    Use as a context manager, or ``start()`` / ``stop()``. ``admin_headers`` carries the header that
+    the restricted APIs (shared memory, logging, trace, model repository) need; every server has one.
+    """
+
+    kind = "embedded"
+
+    def __init__(
+        self,
+        repository: str | os.PathLike[str],
+        *,
+        host: str = "127.0.0.1",
+        http_port: int = 8000,
+        grpc_port: int = 8001,
+        metrics_port: int = 8002,
+        model_control: str = "none",
+        poll_secs: int = 2,
+        log_path: str | os.PathLike[str] | None = None,
+        extra_args: Sequence[str] = (),
+    ) -> None:
+        self.repository = Path(repository).resolve()
+        self.host = host
+        self.http_port = int(http_port)
+        self.grpc_port = int(grpc_port)
+        self.metrics_port = int(metrics_port)
+        self.model_control = model_control
+        self.poll_secs = int(poll_secs)
+        self.extra_args = tuple(extra_args)
+        self.admin_value = secrets.token_hex(16)
+        self._log_path = Path(log_path) if log_path else None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._identity: ProcessIdentity | None = None
+        self.ready_seconds: float | None = None
+
+    # -- addresses ------------------------------------------------------------------------
+    @property
+    def http_url(self) -> str:
+        return f"{self.host}:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"{self.host}:{self.grpc_port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"{self.host}:{self.metrics_port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    @property
+    def log_path(self) -> Path | None:
+        return self._log_path
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        return {ADMIN_HEADER: self.admin_value}
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def command(self) -> list[str]:
+        """The exact tritonserver command line (after preparing the install)."""
+        from toolkit.serve.install import argv_key_library, prepare_triton
+
+        # First: without a C compiler nothing is copied, and the server is refused in one line.
+        self._argv_key_lib = argv_key_library()
+        install = prepare_triton()
+        self._install = install
+        return [
+            str(install.binary),
+            *safe_flags(
+                repository=str(self.repository), host=self.host, http_port=self.http_port,
+                grpc_port=self.grpc_port, metrics_port=self.metrics_port,
+                model_control=self.model_control, poll_secs=self.poll_secs,
+            ),
+            f"--backend-directory={install.backend_dir}",
+            f"--cache-directory={install.cache_dir}",
+            "--allow-gpu-metrics=false",
+            "--exit-timeout-secs=5",
+            *self.extra_args,
+        ]
+
+    def _env(self) -> dict[str, str]:
+        """The install's environment plus the key and the library that moves it into argv (see argv_key.c)."""
+        env = self._install.env()
+        env[KEY_VARIABLE] = self.admin_value
+        env["LD_PRELOAD"] = os.pathsep.join(p for p in (str(self._argv_key_lib), env.get("LD_PRELOAD", "")) if p)
+        return env
+
+    def _cwd(self) -> str | None:
+        """A private, empty working folder for tritonserver.
+
+        The python stub puts its working folder first on ``sys.path``: started from the caller's
+        folder, a ``json.py`` or ``numpy.py`` lying there (a shared or download folder) was imported
+        into every python model, running code as the server's user.
+        """
+        from toolkit.serve.install import tritonkit_home
+
+        path = tritonkit_home() / "server-cwd"
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = os.lstat(path)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+            raise ServerError(f"{path} must be a folder of yours that nobody else can write to (it is tritonserver's "
+                              "working folder); remove it and start again")
+        return str(path)
+
+    def _check_before_start(self) -> None:
+        check_repository(self.repository)
+        check_ports(self.host, {"http": self.http_port, "grpc": self.grpc_port, "metrics": self.metrics_port})
+
+    def start(self, timeout: float = 120) -> EmbeddedServer:
+        """Start the server and wait until it is ready.
+
+        Raises:
+            ServerError: a port is taken, the repository is missing, the server exited (with its
+                reasons per failed model), or it was not ready within ``timeout`` seconds.
+        """
+        if self._proc is not None and self._proc.poll() is None:
+            return self
+        self._check_before_start()
+        cmd = self.command()
+        if self._log_path is None:
+            fd, name = tempfile.mkstemp(prefix="tritonserver-", suffix=".log")
+            os.close(fd)
+            self._log_path = Path(name)
+        self._log_path.parent.mkdir(parents=True, exist_ok=True)
+        t0 = time.monotonic()
+        with open(self._log_path, "wb") as log:
+            # Own session: stop() finds the server's python stubs as the members of that session.
+            self._proc = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                env=self._env(), start_new_session=True, cwd=self._cwd(),
+            )
+        # Unreaped, so the pid is still this child's: its start time dates the stubs stop() may kill.
+        self._identity = identity_of(self._proc.pid)
+        try:
+            self._wait_ready(timeout)
+            self._check_restricted()
+        except BaseException:
+            self.stop(timeout=10)
+            raise
+        self.ready_seconds = time.monotonic() - t0
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        assert self._proc is not None
+        deadline = time.monotonic() + timeout
+        ready_url = f"http://{self.http_url}/v2/health/ready"
+        while True:
+            if self._proc.poll() is not None:
+                raise ServerError(self._failure_message(f"exited with code {self._proc.returncode}"))
+            if http_get(ready_url, timeout=1.0)[0] == 200:
+                return
+            if time.monotonic() >= deadline:
+                raise ServerError(self._failure_message(f"not ready after {timeout:g} s"))
+            time.sleep(0.1)
+
+    def _check_restricted(self) -> None:
+        """Refuse to serve unless the admin APIs answer the key and refuse everyone else.
+
+        Were the preload library ignored, Triton would run with the public placeholder as its key;
+        this catches that (and any other way the restriction could silently not hold).
+        """
+        url = f"http://{self.http_url}/v2/logging"
+        with_key = http_get(url, timeout=5.0, headers=self.admin_headers)[0]
+        without = http_get(url, timeout=5.0)[0]
+        placeholder = http_get(url, timeout=5.0, headers={ADMIN_HEADER: KEY_PLACEHOLDER})[0]
+        if with_key != 200 or without == 200 or placeholder == 200:
+            raise ServerError(
+                f"Triton did not take its admin key (logging API answered {with_key} with the key, {without} "
+                f"without, {placeholder} with the placeholder), so it was stopped rather than serve with its "
+                f"admin APIs open; check that LD_PRELOAD works here (log: {self._log_path})"
+            )
+
+    def read_log(self) -> str:
+        try:
+            return self._log_path.read_text(errors="replace") if self._log_path else ""
+        except OSError:
+            return ""
+
+    def _failure_message(self, what: str) -> str:
+        text = self.read_log()
+        failed = failed_models(text)
+        if failed:
+            reasons = "; ".join(f"model '{m}': {r}" for m, r in failed.items())
+        else:
+            errors = server_error_lines(text)
+            reasons = "; ".join(errors[:3]) if errors else "no error in its log"
+        return f"Triton {what}: {reasons} (log: {self._log_path})"
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def is_ready(self) -> bool:
+        return http_get(f"http://{self.http_url}/v2/health/ready", timeout=1.0)[0] == 200
+
+    def stop(self, timeout: float = 30) -> None:
+        """Stop gracefully (SIGINT, then SIGTERM), then kill; safe to call twice.
+
+        The python stubs are found before anything is signalled (members of the session the server
+        leads) and killed through pidfds afterwards if they outlive it: no process group by number.
+        """
+        proc = self._proc
+        if proc is None:
+            return
+        ident = self._identity
+        ours = ident is not None and self._session_is_ours(proc)
+        leftovers = session_handles(proc.pid, ident.start_time) if ours and ident is not None else []
+        if proc.poll() is None:
+            half = max(1.0, timeout / 2)
+            for sig, wait in ((signal.SIGINT, half), (signal.SIGTERM, max(1.0, timeout - half))):
+                try:
+                    proc.send_signal(sig)
+                    proc.wait(wait)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+                except ProcessLookupError:
+                    break
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        # Stubs left behind by a killed server belong to its session; never leak them.
+        for handle in leftovers:
+            handle.send(signal.SIGKILL)
+            handle.close()
+        self._proc = None
+
+    def _session_is_ours(self, proc: subprocess.Popen[bytes]) -> bool:
+        """Session ``proc.pid`` is still this server's: true while the server is unreaped (its pid, hence
+        its session number, cannot be reused); once reaped, only when no process holds that pid now
+        (so nothing else can lead a session of that number)."""
+        return proc.returncode is None or identity_of(proc.pid) is None
+
+    def __enter__(self) -> EmbeddedServer:
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

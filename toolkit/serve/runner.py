@@ -1,0 +1,472 @@
+"""What ``tritonkit serve`` does, as functions: pick a runtime, run in the foreground or detached,
+report status, stop.
+
+A running server (detached, or in the foreground until it stops) leaves its state in a run folder
+(``.tritonkit/serve/`` by default): ``server.pid``, ``server.log`` (detached) and ``server.json``
+(URLs, runtime, repository, the admin header, and the process identity: pid, start time,
+executable; private to the user). ``serve stop`` trusts nothing in it: the file must be a regular
+file of this user, and the pid must still be that same process before anything is signalled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from contract.errors import ServerError, UsageError
+from contract.fileio import NotRegularFileError, open_regular
+from toolkit.serve.embedded import ADMIN_HEADER, EmbeddedServer, check_repository, http_get
+from toolkit.serve.procs import PidHandle, ProcessIdentity, identity_of, session_handles
+
+RUNTIMES = ("auto", "docker", "embedded")
+DEFAULT_RUN_DIR = Path(".tritonkit") / "serve"
+
+
+@dataclass
+class ServeOptions:
+    repository: str = "model_repository"
+    runtime: str = "auto"
+    image: str | None = None
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    model_control: str = "none"
+    poll_secs: int = 2
+    timeout: float = 120
+
+
+def choose_runtime(runtime: str) -> str:
+    """``auto`` means the container when a Docker engine answers and a GPU is visible."""
+    if runtime not in RUNTIMES:
+        raise UsageError(f"runtime {runtime!r} is unknown; use one of {', '.join(RUNTIMES)}")
+    if runtime != "auto":
+        return runtime
+    from toolkit.serve.container import docker_available, gpu_visible
+
+    return "docker" if gpu_visible() and docker_available() else "embedded"
+
+
+def make_server(opts: ServeOptions, log_path: Path | None = None) -> EmbeddedServer:
+    """A server for ``opts`` (not started); a missing repository is refused in one line."""
+    repo = Path(opts.repository)
+    check_repository(repo)
+    common: dict[str, Any] = dict(
+        host=opts.host, http_port=opts.http_port, grpc_port=opts.grpc_port, metrics_port=opts.metrics_port,
+        model_control=opts.model_control, poll_secs=opts.poll_secs, log_path=log_path,
+    )
+    if choose_runtime(opts.runtime) == "docker":
+        from toolkit.serve.container import DockerServer
+
+        return DockerServer(repo, image=opts.image, **common)
+    return EmbeddedServer(repo, **common)
+
+
+def serve_foreground(opts: ServeOptions, echo: Any = print, run_dir: Path = DEFAULT_RUN_DIR) -> None:
+    """Start, print the URLs, serve until Ctrl-C or SIGTERM, then stop gracefully.
+
+    While it serves, its state (with the admin key) is recorded privately in ``run_dir`` like a detached
+    server's, so `tritonkit predict --shared-memory on` and `serve status` find it; removed on exit.
+    """
+    _refuse_if_recorded_running(run_dir)
+    server = make_server(opts)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    recorded: dict[str, Any] | None = None
+    try:
+        server.start(timeout=opts.timeout)
+        recorded = _record_state(server, run_dir)
+        _echo_ready(server, echo)
+        echo("serving; press Ctrl-C to stop")
+        try:
+            while not stop.wait(0.5):
+                if not server.is_running():
+                    if _stopped_by_command(run_dir):
+                        echo("stopped by `tritonkit serve stop`")
+                        return
+                    raise ServerError(f"Triton exited unexpectedly; see its log {server.log_path}")
+        except KeyboardInterrupt:
+            pass
+        echo("stopping")
+    finally:
+        server.stop()
+        signal.signal(signal.SIGTERM, previous)
+        if recorded is not None:
+            _forget_state(run_dir, recorded["pid"])
+
+
+def _stopped_by_command(run_dir: Path, grace: float = 3.0) -> bool:
+    """`tritonkit serve stop` removes the state once the server is gone: wait briefly for that."""
+    until = time.monotonic() + grace
+    while _state_path(run_dir).exists():
+        if time.monotonic() >= until:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _echo_ready(server: EmbeddedServer, echo: Any) -> None:
+    echo(f"ready in {server.ready_seconds:.1f} s ({server.kind}, pid {server.pid})")
+    echo(f"  http:    {server.http_url}")
+    echo(f"  grpc:    {server.grpc_url}")
+    echo(f"  metrics: {server.metrics_url}")
+    echo(f"  log:     {server.log_path}")
+
+
+def _state_path(run_dir: Path) -> Path:
+    return run_dir / "server.json"
+
+
+_STATE_LIMIT = 1 << 20
+
+
+def _refuse_state(path: Path, what: str) -> ServerError:
+    return ServerError(f"{path} {what}, so nothing was signalled; check which server runs (`ps -C tritonserver`), "
+                       f"stop it yourself, then delete {path}")
+
+
+def load_state(run_dir: Path = DEFAULT_RUN_DIR) -> dict[str, Any] | None:
+    """The server state recorded in ``run_dir``, checked field by field; None when none is recorded.
+
+    The file steers signals, so it is read as untrusted input: a regular file (never a FIFO or a
+    symlink), owned by this user, holding a JSON object whose pid is an integer above 1 with the start
+    time and executable recorded when the server started.
+
+    Raises:
+        ServerError: the file exists but is not such a record (one line saying what and how to fix).
+    """
+    path = _state_path(run_dir)
+    try:
+        fd = open_regular(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    except NotRegularFileError as exc:
+        kind = str(exc).rsplit(" is ", 1)[-1].split(",", 1)[0]
+        raise _refuse_state(path, f"is {kind}, not the regular file tritonkit writes") from None
+    except OSError as exc:
+        raise ServerError(f"cannot read {path}: {exc.strerror or exc}; check its permissions") from None
+    with os.fdopen(fd, "rb") as fh:
+        owner = os.fstat(fh.fileno()).st_uid
+        data = fh.read(_STATE_LIMIT + 1)
+    if owner != os.geteuid():
+        raise _refuse_state(path, f"belongs to uid {owner}, not to you (uid {os.geteuid()}): someone else wrote it")
+    if len(data) > _STATE_LIMIT:
+        raise _refuse_state(path, f"is larger than {_STATE_LIMIT} bytes")
+    try:
+        state = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        raise _refuse_state(path, "is not valid JSON (corrupt, or not written by tritonkit)") from None
+    if not isinstance(state, dict):
+        raise _refuse_state(path, f"holds a JSON {type(state).__name__}, not the object tritonkit writes")
+    pid = state.get("pid")
+    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
+        raise _refuse_state(path, f"records pid {pid!r}, which cannot be a server (a pid must be an integer above 1)")
+    start, exe = state.get("start_time"), state.get("exe")
+    if not isinstance(start, int) or isinstance(start, bool) or start < 0 or not isinstance(exe, str) or not exe:
+        raise _refuse_state(path, f"records pid {pid} without its start time and executable (written by an older "
+                            "tritonkit, or edited)")
+    for key in ("http_url", "grpc_url"):
+        if not isinstance(state.get(key), str):
+            raise _refuse_state(path, f"has no {key} string (corrupt, or not written by tritonkit)")
+    headers = state.get("admin_headers") or {}
+    if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
+        raise _refuse_state(path, "has admin_headers that are not a string mapping (corrupt, or not written by "
+                                  "tritonkit)")
+    state["admin_headers"] = headers
+    return state
+
+
+def read_state(run_dir: Path = DEFAULT_RUN_DIR) -> dict[str, Any] | None:
+    """Like :func:`load_state`, but None for a corrupt file too (for callers that only look)."""
+    try:
+        return load_state(run_dir)
+    except ServerError:
+        return None
+
+
+def _identity(state: dict[str, Any]) -> ProcessIdentity:
+    return ProcessIdentity(pid=state["pid"], start_time=state["start_time"], exe=state["exe"])
+
+
+def _recorded_server(state: dict[str, Any], run_dir: Path) -> PidHandle | None:
+    """A handle on the recorded server, None when it has exited.
+
+    Raises:
+        ServerError: the pid is alive but is another process (start time or executable differ).
+    """
+    want = _identity(state)
+    now = identity_of(want.pid)
+    if now is None:
+        return None
+    if now != want:
+        differs = "executable" if now.exe != want.exe else "start time"
+        raise ServerError(
+            f"pid {want.pid} recorded in {_state_path(run_dir)} is now another process ({now.exe}; its "
+            f"{differs} differs from the server's), so nothing was signalled; the recorded server is gone: "
+            f"delete {_state_path(run_dir)}"
+        )
+    try:
+        return PidHandle(want)
+    except ProcessLookupError:
+        return None
+
+
+def _write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _same_endpoint(a: str, b: str) -> bool:
+    def norm(url: str) -> str:
+        url = url.strip().split("://", 1)[-1].rstrip("/")
+        host, _, port = url.rpartition(":")
+        return f"{'127.0.0.1' if host == 'localhost' else host}:{port}"
+
+    return norm(a) == norm(b)
+
+
+def admin_headers_for(url: str, run_dir: Path = DEFAULT_RUN_DIR) -> dict[str, str]:
+    """The admin header (HTTP form, ``{"tritonkit-admin-key": ...}``) of the running server recorded in
+    ``run_dir`` when ``url`` (``host:port``) is its HTTP or gRPC address; ``{}`` otherwise.
+
+    Clients send it on the restricted APIs (shared memory, logging, trace, model repository). Over gRPC
+    each key takes Triton's ``triton-grpc-protocol-`` prefix.
+    """
+    state = read_state(run_dir)
+    if not state or not any(_same_endpoint(url, state[k]) for k in ("http_url", "grpc_url")):
+        return {}
+    if identity_of(state["pid"]) != _identity(state):
+        return {}
+    return dict(state["admin_headers"])
+
+
+def _state_record(server: EmbeddedServer) -> dict[str, Any]:
+    """What a running server leaves in its run folder (the identity lets `serve stop` signal only it)."""
+    assert server.pid is not None
+    ident = identity_of(server.pid)
+    if ident is None:
+        raise ServerError(f"Triton (pid {server.pid}) exited right after start-up; see its log {server.log_path}")
+    return {
+        "pid": ident.pid,
+        "start_time": ident.start_time,
+        "exe": ident.exe,
+        "runtime": server.kind,
+        "repository": str(server.repository),
+        "http_url": server.http_url,
+        "grpc_url": server.grpc_url,
+        "metrics_url": server.metrics_url,
+        "log": str(server.log_path),
+        "model_control": server.model_control,
+        "admin_headers": server.admin_headers,
+        "container": getattr(server, "container", None),
+        "started": time.time(),
+        "ready_seconds": server.ready_seconds,
+    }
+
+
+def _refuse_if_recorded_running(run_dir: Path) -> None:
+    """Refuse to start a second server from a folder whose recorded server still runs."""
+    state = load_state(run_dir)
+    if state is None:
+        return
+    handle = _recorded_server(state, run_dir)
+    if handle is not None:
+        handle.close()
+        raise ServerError(
+            f"a server is already running from this folder (pid {state['pid']}, http {state['http_url']}); "
+            "run `tritonkit serve stop` first"
+        )
+
+
+def _record_state(server: EmbeddedServer, run_dir: Path) -> dict[str, Any]:
+    """Write the server's state file (0600) and pid file into ``run_dir``; returns the state."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    state = _state_record(server)
+    _write_atomic(_state_path(run_dir), json.dumps(state, indent=2))
+    _write_atomic(run_dir / "server.pid", f"{server.pid}\n", 0o644)
+    return state
+
+
+def _forget_state(run_dir: Path, pid: int | None = None) -> None:
+    """Remove the state files (only when they still record ``pid``, if given)."""
+    if pid is not None:
+        current = read_state(run_dir)
+        if current is not None and current["pid"] != pid:
+            return
+    for name in ("server.json", "server.pid"):
+        (run_dir / name).unlink(missing_ok=True)
+
+
+def serve_detached(opts: ServeOptions, run_dir: Path = DEFAULT_RUN_DIR, echo: Any = print) -> dict[str, Any]:
+    """Start, wait for readiness, record the server in ``run_dir`` and return its state."""
+    _refuse_if_recorded_running(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    server = make_server(opts, log_path=(run_dir / "server.log").resolve())
+    server.start(timeout=opts.timeout)
+    try:
+        state = _record_state(server, run_dir)
+    except BaseException:
+        server.stop()
+        raise
+    _echo_ready(server, echo)
+    # Leave the process running: forget it without stopping it.
+    server._proc = None
+    echo(f"detached; stop with `tritonkit serve stop` (state in {run_dir})")
+    return state
+
+
+def server_status(run_dir: Path = DEFAULT_RUN_DIR) -> dict[str, Any]:
+    """running / ready / URLs / models of the server recorded in ``run_dir``.
+
+    Raises:
+        ServerError: the state file is corrupt or foreign, or its pid is now another process.
+    """
+    state = load_state(run_dir)
+    if not state:
+        return {"running": False, "ready": False, "run_dir": str(run_dir)}
+    handle = _recorded_server(state, run_dir)
+    running = handle is not None
+    if handle is not None:
+        handle.close()
+    ready = running and http_get(f"http://{state['http_url']}/v2/health/ready")[0] == 200
+    models: list[dict[str, Any]] = []
+    if ready:
+        models = _repository_index(state["http_url"], state["admin_headers"])
+    return {**{k: v for k, v in state.items() if k != "admin_headers"},
+            "running": running, "ready": ready, "models": models, "run_dir": str(run_dir)}
+
+
+def _repository_index(http_url: str, headers: dict[str, str]) -> list[dict[str, Any]]:
+    import urllib.request
+
+    req = urllib.request.Request(f"http://{http_url}/v2/repository/index", data=b"{}", method="POST",
+                                 headers={"Content-Type": "application/json", **headers})
+    try:
+        with urllib.request.urlopen(req, timeout=5) as r:  # noqa: S310 - local URL only
+            return [
+                {"name": m.get("name"), "version": m.get("version"), "state": m.get("state"),
+                 "reason": m.get("reason", "")}
+                for m in json.loads(r.read())
+            ]
+    except (OSError, ValueError, AttributeError, TypeError):
+        return []
+
+
+def load_detached(model: str, run_dir: Path = DEFAULT_RUN_DIR, timeout: float = 120) -> dict[str, Any]:
+    """Ask the detached server (model control ``explicit``) to (re)load ``model``.
+
+    Triton keeps the versions it serves when a load fails, so a broken new version leaves the old
+    one answering; the error names the reason Triton gave. Returns the model's index entries.
+    """
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    state = load_state(run_dir)
+    handle = _recorded_server(state, run_dir) if state else None
+    if state is None or handle is None:
+        raise ServerError(f"no detached server is recorded in {run_dir}; start one with "
+                          "`tritonkit serve --model-control explicit --detach`")
+    handle.close()
+    if state.get("model_control") != "explicit":
+        raise ServerError(f"the server in {run_dir} runs with model control {state.get('model_control')!r}; "
+                          "--load needs `tritonkit serve --model-control explicit` (poll reloads by itself)")
+    headers = {"Content-Type": "application/json", **state["admin_headers"]}
+    name = urllib.parse.quote(model, safe="")
+    req = urllib.request.Request(f"http://{state['http_url']}/v2/repository/models/{name}/load", data=b"{}",
+                                 method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout):  # noqa: S310 - local URL only
+            pass
+    except urllib.error.HTTPError as exc:
+        try:
+            reason = json.loads(exc.read()).get("error", "")
+        except (ValueError, AttributeError):
+            reason = exc.reason
+        serving = [m for m in _repository_index(state["http_url"], state["admin_headers"])
+                   if m["name"] == model and m["state"] == "READY"]
+        kept = f"; still serving version {serving[0]['version']}" if serving else ""
+        raise ServerError(f"model {model!r} was not loaded: {' '.join(str(reason).split())}{kept}") from None
+    except OSError as exc:
+        raise ServerError(f"the server at {state['http_url']} did not answer the load request ({exc})") from None
+    return [m for m in _repository_index(state["http_url"], state["admin_headers"]) if m["name"] == model]
+
+
+def _wait_exit(handle: PidHandle, until: float) -> bool:
+    """Wait until the process exits or ``until`` (monotonic) passes; True when it exited."""
+    while handle.alive():
+        if time.monotonic() >= until:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def stop_detached(run_dir: Path = DEFAULT_RUN_DIR, timeout: float = 30) -> bool:
+    """Stop the server recorded in ``run_dir``; False when none was running (see :func:`stop_recorded`)."""
+    return stop_recorded(run_dir, timeout) == "stopped"
+
+
+def stop_recorded(run_dir: Path = DEFAULT_RUN_DIR, timeout: float = 30) -> str:
+    """Stop the server recorded in ``run_dir``: ``stopped``, ``exited`` (it had already exited; its state
+    is removed) or ``none`` (nothing recorded).
+
+    Signals reach only the recorded process (pid, start time and executable all match, through a
+    pidfd) and the members of its own session (the python stubs), never a process group by number.
+
+    Raises:
+        ServerError: the state file is corrupt or foreign, or its pid is now another process; nothing
+            is signalled then.
+    """
+    state = load_state(run_dir)
+    if not state:
+        return "none"
+    handle = _recorded_server(state, run_dir)
+    if handle is None:
+        _forget_state(run_dir)
+        return "exited"
+    with handle:
+        # Its stubs: the other members of the session it leads (started with setsid), started after it.
+        members = session_handles(state["pid"], started_since=state["start_time"])
+        try:
+            if state.get("runtime") == "docker" and isinstance(state.get("container"), str):
+                import subprocess
+
+                subprocess.run(["docker", "stop", "-t", str(int(timeout)), state["container"]],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+            deadline = time.monotonic() + timeout
+            for sig, share in ((signal.SIGINT, 0.5), (signal.SIGTERM, 1.0)):
+                if not handle.send(sig):
+                    break
+                if _wait_exit(handle, time.monotonic() + (deadline - time.monotonic()) * share):
+                    break
+            if handle.alive():
+                handle.send(signal.SIGKILL)
+                _wait_exit(handle, time.monotonic() + 10)
+            for member in members:  # leftovers of a killed server
+                member.send(signal.SIGKILL)
+        finally:
+            for member in members:
+                member.close()
+    _forget_state(run_dir)
+    return "stopped"
+
+
+__all__ = [
+    "ADMIN_HEADER", "DEFAULT_RUN_DIR", "RUNTIMES", "ServeOptions", "admin_headers_for", "choose_runtime",
+    "load_state", "make_server", "read_state", "serve_detached", "serve_foreground", "server_status",
+    "stop_detached", "stop_recorded",
+]
