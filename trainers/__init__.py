@@ -22,7 +22,7 @@ _LAZY = {
     "Callback": "trainers.callbacks",
     "Evaluator": "trainers.evaluation.evaluator",
     "create_evaluator": "trainers.evaluation.evaluator",
-    "optimize_for_inference": "toolkit.onnx_export",
+    "optimize_for_inference": "toolkit.export.onnx",
 }
 
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from toolkit.errors import UsageError
+from contract.errors import UsageError
 from trainers.checkpoint import atomic_write_bytes
 
 if TYPE_CHECKING:

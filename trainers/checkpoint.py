@@ -13,7 +13,7 @@ Keys (``format_version`` 1):
 ``kind``             "tritonkit.checkpoint", to tell it from other ``.pt`` files.
 ``architecture``     {"name": registry name, "kwargs": constructor arguments}: the model is
                      rebuilt from the file alone with ``trainers.models.create_model``.
-``model_spec``       :class:`toolkit.spec.ModelSpec` as a dict: input/output tensor names, shapes
+``model_spec``       :class:`contract.spec.ModelSpec` as a dict: input/output tensor names, shapes
                      without batch, dtypes, layout, per-channel mean/std, scale, value range, labels.
 ``labels``           list[str], class labels, index i = class i (also inside ``model_spec``).
 ``model_state``      the model's ``state_dict``.
@@ -51,13 +51,13 @@ from typing import Any
 
 import torch
 
-from toolkit.errors import CheckpointError, UsageError
-from toolkit.fileio import (  # noqa: F401 - sha256_of is part of this module's API
+from contract.errors import CheckpointError, UsageError
+from contract.fileio import (  # noqa: F401 - sha256_of is part of this module's API
     atomic_write_bytes,
     read_user_bytes,
     sha256_of,
 )
-from toolkit.spec import ModelSpec
+from contract.spec import ModelSpec
 
 FORMAT_VERSION = 1
 KIND = "tritonkit.checkpoint"

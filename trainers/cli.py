@@ -35,7 +35,7 @@ def train(model: str, data: str, data_dir: str | None, epochs: int, out: str, re
     SIGINT/SIGTERM finish the current step and save OUT/checkpoints/last.pt; continue with
     --resume last (exit code 130 after an interruption).
     """
-    from toolkit.errors import UsageError
+    from contract.errors import UsageError
     from trainers.recipes import train_classifier
 
     for name, value in (("--epochs", epochs), ("--batch-size", batch_size), ("--val-every", val_every),
@@ -88,7 +88,7 @@ def evaluate(checkpoint: str | None, triton_url: str | None, served_model: str |
     """Evaluate CHECKPOINT (or a model served by Triton with --triton URL --model NAME):
     top-1/top-5, per-class P/R/F1, macro-F1, confusion matrix, ECE, latency, bootstrap CIs,
     and McNemar against --baseline."""
-    from toolkit.errors import UsageError
+    from contract.errors import UsageError
     from trainers.evaluation.checkpoints import evaluate_callable, evaluate_checkpoint, format_report
 
     if n_resamples < 10:
@@ -96,7 +96,7 @@ def evaluate(checkpoint: str | None, triton_url: str | None, served_model: str |
     if triton_url:
         if checkpoint or baseline or not served_model:
             raise UsageError("with --triton give --model NAME and no CHECKPOINT or --baseline")
-        from toolkit.client import triton_logits_fn
+        from toolkit.client.predictor import triton_logits_fn
 
         fn = triton_logits_fn(triton_url, served_model, protocol)
         try:

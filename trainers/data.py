@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from toolkit.errors import UsageError
+from contract.errors import UsageError
 
 DIGITS_SCALE = 1.0 / 16.0  # digits pixels are integers 0..16
 DIGITS_MEAN = (0.3,)

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
-from toolkit.errors import UsageError
+from contract.errors import UsageError
 
 _REGISTRY: dict[str, Callable[..., nn.Module]] = {}
 _BOUNDS: dict[str, dict[str, tuple[float, float]]] = {}

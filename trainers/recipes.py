@@ -11,8 +11,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from toolkit.errors import UsageError
-from toolkit.spec import ModelSpec, TensorSpec
+from contract.errors import UsageError
+from contract.spec import ModelSpec, TensorSpec
 from trainers.callbacks import EarlyStopping, LearningRateScheduler, ModelCheckpoint
 from trainers.checkpoint import load_checkpoint, save_checkpoint
 from trainers.data import (

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from toolkit.errors import UsageError
+from contract.errors import UsageError
 
 
 class WarmupCosine:

@@ -37,7 +37,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
-from toolkit.errors import CheckpointError, TritonkitError, UsageError
+from contract.errors import CheckpointError, TritonkitError, UsageError
 from trainers.callbacks import Callback, ModelCheckpoint
 from trainers.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
 from trainers.models import architecture_of

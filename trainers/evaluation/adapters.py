@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.errors import UsageError
+from contract.errors import UsageError
 
 PredictFn = Callable[[np.ndarray], np.ndarray]
 

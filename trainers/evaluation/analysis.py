@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.errors import UsageError
+from contract.errors import UsageError
 from trainers.checkpoint import atomic_write_bytes
 
 

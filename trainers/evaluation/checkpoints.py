@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.errors import UsageError
-from toolkit.spec import ModelSpec
+from contract.errors import UsageError
+from contract.spec import ModelSpec
 from trainers.checkpoint import load_checkpoint, model_from_checkpoint, model_spec_of
 from trainers.data import Split, create_dataloader, load_digits_splits, load_imagefolder_splits
 from trainers.evaluation.analysis import bootstrap_ci, mcnemar_test, write_plots

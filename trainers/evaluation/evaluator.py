@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.errors import TritonkitError, UsageError
+from contract.errors import TritonkitError, UsageError
 from trainers.evaluation.adapters import PredictFn, as_predict_fn
 from trainers.evaluation.metrics import classification_metrics
 
