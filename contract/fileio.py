@@ -154,3 +154,13 @@ def read_user_bytes(path: str | os.PathLike[str], error: type[Exception], *, mis
     """The bytes of a file a user named (see :func:`open_user_file`)."""
     with os.fdopen(open_user_file(path, error, missing=missing, hint=hint), "rb") as fh:
         return fh.read()
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """:func:`atomic_write_bytes` of ``text`` as UTF-8 (records, reports, JSON)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def sha256_text(text: str) -> str:
+    """Hex sha256 of a string's UTF-8 bytes (recorded configs, content-addressed names)."""
+    return hashlib.sha256(text.encode()).hexdigest()

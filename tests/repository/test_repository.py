@@ -15,16 +15,10 @@ from google.protobuf import text_format
 
 from contract.errors import RepositoryError, UsageError
 from toolkit.repository.config import ServingOptions, build_config, read_config
-from toolkit.repository.publish import (
-    labels_filename,
-    list_models,
-    prune,
-    publish_onnx,
-    publish_plan,
-    rollback,
-    verify_version,
-    version_numbers,
-)
+from toolkit.repository.manifest import labels_filename, verify_version
+from toolkit.repository.publish import publish_onnx, publish_plan
+from toolkit.repository.storage import version_numbers
+from toolkit.repository.versions import list_models, prune, rollback
 
 TRITONKIT = str(Path(sys.executable).parent / "tritonkit")
 

@@ -124,7 +124,7 @@ def list_cmd(repository: str, as_json: bool) -> None:
     Status says whether the live config serves a version, or that it is unpublished (a publish was
     killed before its config went live); symlinked folders are flagged and never followed.
     """
-    from toolkit.repository.publish import list_models
+    from toolkit.repository.versions import list_models
 
     rows = list_models(repository)
     if as_json:
@@ -153,7 +153,7 @@ def rollback_cmd(name: str, to: int, repository: str) -> None:
     The old version's files, manifest and recorded config are checked first; the new live config
     serves the copy with that version's own recorded config.
     """
-    from toolkit.repository.publish import rollback
+    from toolkit.repository.versions import rollback
 
     pub = rollback(repository, name, to)
     click.echo(f"rolled back {name}: version {pub.version} is a copy of version {to}")
@@ -165,7 +165,7 @@ def rollback_cmd(name: str, to: int, repository: str) -> None:
 @click.option("--repository", default="model_repository", show_default=True, type=click.Path())
 def prune_cmd(name: str, keep: int, repository: str) -> None:
     """Delete all but the newest --keep versions of NAME."""
-    from toolkit.repository.publish import prune
+    from toolkit.repository.versions import prune
 
     removed = prune(repository, name, keep)
     click.echo(f"pruned {name}: removed versions {removed or 'none'}")
