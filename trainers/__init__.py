@@ -20,9 +20,9 @@ _LAZY = {
     "ModelCheckpoint": "trainers.callbacks",
     "LearningRateScheduler": "trainers.callbacks",
     "Callback": "trainers.callbacks",
+    "default_loggers": "trainers.loggers",
     "Evaluator": "trainers.evaluation.evaluator",
     "create_evaluator": "trainers.evaluation.evaluator",
-    "optimize_for_inference": "toolkit.export.onnx",
 }
 
 

@@ -25,6 +25,7 @@ from trainers.data import (
     load_digits_splits,
     load_splits,
 )
+from trainers.loggers import default_loggers
 from trainers.models import available_models, create_model
 from trainers.trainer import FitResult, Trainer
 
@@ -115,7 +116,8 @@ def train_digits_default(out: str | Path, epochs: int = 15, seed: int = 0, quiet
         run_dir=out.parent / f"{out.stem}_run", seed=seed, architecture=arch,
         model_spec=digits_model_spec(labels).to_dict(), labels=labels, dataset=splits["train"].meta,
         config={"recipe": "digits_default", "epochs": epochs, "seed": seed, "batch_size": 32, "lr": 3e-3},
-        progress=not quiet, num_threads=1,  # 1 thread: fastest for this model, robust on busy cores
+        loggers=default_loggers(progress=not quiet),
+        num_threads=1,  # 1 thread: fastest for this model, robust on busy cores
     )
     t0 = time.perf_counter()
     trainer.fit(train, val, epochs=epochs)
@@ -185,7 +187,8 @@ def train_classifier(
         net, opt, callbacks=callbacks, run_dir=run_dir, seed=seed, architecture=arch,
         model_spec=spec.to_dict(), labels=labels, dataset=train_split.meta,
         val_every_n_epochs=val_every_n_epochs, precision=precision,
-        accumulate_grad_batches=accumulate_grad_batches, progress=not quiet, num_threads=num_threads,
+        accumulate_grad_batches=accumulate_grad_batches, loggers=default_loggers(progress=not quiet),
+        num_threads=num_threads,
         config={"model": model, "data": data, "data_dir": str(data_dir) if data_dir else None,
                 "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
                 "image_size": image_size, "patience": patience},

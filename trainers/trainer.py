@@ -1,81 +1,46 @@
-"""The Trainer: one readable loop, with callbacks around it and resumable checkpoints.
+"""The Trainer: one readable loop, with callbacks and loggers around it and resumable checkpoints.
 
 ``fit`` reads top to bottom: for each epoch, ``train_epoch`` (``train_step`` per batch, backward,
 an optimizer step every ``accumulate_grad_batches`` batches), ``validate_epoch`` every
 ``val_every_n_epochs``, ``log_metrics``, callbacks. Subclass and override ``train_step(batch)``
 (return the loss tensor) to change what one step computes; checkpoints, early stopping,
-scheduling, logging and resuming keep working because they live in ``fit``/callbacks.
+scheduling, logging and resuming keep working because they live in ``fit``/callbacks/loggers.
 
-Each run has a folder ``run_dir`` (``runs/<name>/``): ``config.json``, ``metrics.jsonl`` (one JSON
-object per epoch), ``checkpoints/`` and ``curves.png``; TensorBoard event files under ``tb/`` when
-``tensorboard=True`` and the package is installed.
+Each run has a folder ``run_dir`` (``runs/<name>/``): ``config.json``, ``checkpoints/`` and what
+the loggers write (``trainers.loggers.default_loggers``: ``metrics.jsonl``, one JSON object per
+epoch, appended; ``curves.png``; TensorBoard events under ``tb/`` when asked and installed).
 
 SIGINT/SIGTERM during ``fit`` finish the current optimizer step, write a resumable
 ``checkpoints/last.pt`` and return with ``result.interrupted`` set; ``fit(..., resume="last")``
-continues from it. Batch order is a function of (seed, epoch), and RNG states are saved, so an
-interrupted and resumed run ends with bitwise the same weights as an uninterrupted one on CPU.
+continues from it. Batch order is a function of (seed, epoch), and RNG states are saved
+(``trainers.replay``), so an interrupted and resumed run ends with bitwise the same weights as an
+uninterrupted one on CPU.
 """
 
 from __future__ import annotations
 
-import io
-import json
 import math
-import random
-import signal
-import sys
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
+from torch.utils.data import DataLoader, Dataset
 
-from contract.errors import CheckpointError, TritonkitError, UsageError
-from trainers.callbacks import Callback, ModelCheckpoint
-from trainers.checkpoint import atomic_write_bytes, load_checkpoint, save_checkpoint
+from contract.errors import UsageError
+from trainers.callbacks import Callback, ModelCheckpoint, resumable_checkpoint
+from trainers.interrupts import catch_signals
+from trainers.loggers import Logger, default_loggers
 from trainers.models import architecture_of
+from trainers.replay import EpochSampler, batch_size_of, replayable_loader, seed_everything
+from trainers.run_state import NonFiniteLossError, ResumableState, TrainingError
 
-
-class TrainingError(TritonkitError):
-    """Training cannot go on (non-finite loss, nothing to resume from)."""
-
-
-class NonFiniteLossError(TrainingError):
-    """The loss became NaN or infinite; the message names the step."""
-
-    def __init__(self, message: str, step: int) -> None:
-        super().__init__(message)
-        self.step = step
-
-
-class EpochSampler(Sampler[int]):
-    """Sample order that is a pure function of (seed, epoch), so it can be replayed on resume.
-
-    ``start`` skips the first samples of the epoch (the batches a resumed run already did).
-    """
-
-    def __init__(self, n: int, shuffle: bool, seed: int) -> None:
-        self.n, self.shuffle, self.seed = n, shuffle, seed
-        self.epoch, self.start = 0, 0
-
-    def order(self, epoch: int) -> torch.Tensor:
-        if not self.shuffle:
-            return torch.arange(self.n)
-        gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-        return torch.randperm(self.n, generator=gen)
-
-    def __iter__(self) -> Iterator[int]:
-        return iter(self.order(self.epoch)[self.start:].tolist())
-
-    def __len__(self) -> int:
-        return self.n - self.start
+__all__ = ["FitResult", "NonFiniteLossError", "Trainer", "TrainingError", "create_trainer"]
 
 
 @dataclass
@@ -93,33 +58,7 @@ class FitResult:
     seconds: float = 0.0
 
 
-def _batch_size(batch: Any) -> int:
-    first = batch[0] if isinstance(batch, (list, tuple)) else batch
-    return int(first.shape[0]) if hasattr(first, "shape") else 1
-
-
-def capture_rng_state() -> dict[str, Any]:
-    """torch/numpy/python RNG states as tensors, lists and numbers (weights-only loadable)."""
-    name, keys, pos, has_gauss, cached = np.random.get_state()
-    version, pystate, gauss_next = random.getstate()
-    return {
-        "torch": torch.get_rng_state(),
-        "numpy": [name, [int(k) for k in keys], int(pos), int(has_gauss), float(cached)],
-        "python": [version, list(pystate), gauss_next],
-    }
-
-
-def restore_rng_state(state: dict[str, Any] | None) -> None:
-    if not state:
-        return
-    torch.set_rng_state(state["torch"])
-    name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    version, pystate, gauss_next = state["python"]
-    random.setstate((version, tuple(pystate), gauss_next))
-
-
-class Trainer:
+class Trainer(ResumableState):
     """Trains a classifier; subclass to change ``train_step``/``validate_epoch``/``evaluate``.
 
     Args:
@@ -133,12 +72,11 @@ class Trainer:
         accumulate_grad_batches: batches per optimizer step.
         max_grad_norm: clip gradients to this norm when set.
         seed: seeds torch/numpy/python at fit start and the batch order of every epoch.
-        model_spec / labels / dataset: written into checkpoints (see ``trainers.checkpoint``).
+        architecture / model_spec / labels / dataset: written into checkpoints (``trainers.checkpoint``).
         config: free-form JSON-serializable settings recorded in ``config.json`` and checkpoints.
-        progress: show a tqdm bar per epoch (loss and samples/s).
-        tensorboard: also write TensorBoard events when ``torch.utils.tensorboard`` works.
+        loggers: where metrics and messages go; default ``default_loggers()`` (metrics.jsonl,
+            curves.png, progress bar). ``default_loggers(progress=False, tensorboard=True)`` etc.
         handle_signals: catch SIGINT/SIGTERM during fit (main thread only).
-        curves: write ``curves.png`` (matplotlib, Agg) at the end of fit.
         num_threads: torch intra-op threads during fit (restored after). Small models train
             fastest on 1, and 2 threads on 2 shared, busy cores can be 10x slower than 1.
     """
@@ -161,10 +99,8 @@ class Trainer:
         labels: Sequence[str] | None = None,
         dataset: dict[str, Any] | None = None,
         config: dict[str, Any] | None = None,
-        progress: bool = True,
-        tensorboard: bool = False,
+        loggers: Sequence[Logger] | None = None,
         handle_signals: bool = True,
-        curves: bool = True,
         num_threads: int | None = None,
     ) -> None:
         if precision not in ("fp32", "bf16"):
@@ -177,6 +113,7 @@ class Trainer:
         self.optimizer = optimizer or torch.optim.AdamW(model.parameters(), lr=1e-3)
         self.loss_fn = loss_fn or nn.CrossEntropyLoss()
         self.callbacks: list[Callback] = list(callbacks or [])
+        self.loggers: list[Logger] = list(default_loggers() if loggers is None else loggers)
         self.run_dir = Path(run_dir) if run_dir else Path("runs") / time.strftime("run-%Y%m%d-%H%M%S")
         self.val_every_n_epochs = int(val_every_n_epochs)
         self.precision = precision
@@ -188,10 +125,7 @@ class Trainer:
         self.labels = list(labels) if labels is not None else None
         self.dataset = dict(dataset or {})
         self.config = dict(config or {})
-        self.progress = progress
-        self.tensorboard = tensorboard
         self.handle_signals = handle_signals
-        self.curves = curves
         self.num_threads = num_threads
         self.device = next((p.device for p in model.parameters()), torch.device("cpu"))
         # State that fit() moves forward and a resumable checkpoint stores.
@@ -207,10 +141,9 @@ class Trainer:
         self.stop_reason = ""
         self.train_loader: DataLoader | None = None
         self.val_loader: Any = None
-        self._epoch_sums = [0.0, 0]  # loss*samples, samples in the current epoch
+        self.epoch_sums: list[float] = [0.0, 0]  # loss*samples, samples in the current epoch
         self._signal: str | None = None
-        self._requests: list[tuple[Path, Any]] = []
-        self._tb: Any = None
+        self.checkpoint_requests: list[tuple[Path, Callable[[], None] | None]] = []
 
     # ---------------------------------------------------------------- the loop
     def fit(
@@ -223,65 +156,51 @@ class Trainer:
         """Train for ``epochs`` (total, counting epochs done before a resume).
 
         Raises:
+            UsageError: bad settings, two callbacks with one state key, ambiguous checkpoint folders.
             TrainingError: non-finite loss (the last good checkpoint is kept), nothing to resume.
             CheckpointError: the resume checkpoint is unreadable or of another architecture.
         """
         if epochs < 1:
             raise UsageError(f"epochs {epochs} must be 1 or more")
+        self._check_state_keys()
         t0 = time.perf_counter()
         self.max_epochs = int(epochs)
-        self.train_loader = self._replayable_loader(train_data)
+        self.train_loader = replayable_loader(train_data, self.seed)
         self.val_loader = val_data
         per_epoch = math.ceil(len(self.train_loader) / self.accumulate_grad_batches)
         self.total_steps = per_epoch * self.max_epochs
         self.should_stop, self.stop_reason, self._signal = False, "", None
-        self._seed_everything()
+        seed_everything(self.seed)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         for cb in self.callbacks:
             cb.on_fit_start(self)
         if resume is not None:
-            self._resume(resume)
-        self._write_config()
-        self._open_tensorboard()
-        old_handlers = self._install_signal_handlers()
+            self.resume_from(resume)
+        self.write_config()
+        for lg in self.loggers:
+            lg.start(self)
         threads_before = torch.get_num_threads()
-        if self.num_threads:
-            torch.set_num_threads(self.num_threads)
         try:
-            while self.epoch < self.max_epochs and not self.should_stop:
-                self._run_epoch(self.epoch)
+            with catch_signals(self.handle_signals, self._on_signal):
+                if self.num_threads:
+                    torch.set_num_threads(self.num_threads)
+                while self.epoch < self.max_epochs and not self.should_stop and not self._signal:
+                    self._run_epoch(self.epoch)
                 if self._signal:
-                    break
-            if self._signal:
-                path = self.checkpoint_dir / "last.pt"
-                self.save_checkpoint(path)
-                self.stop_reason = (
-                    f"interrupted by {self._signal} at epoch {self.epoch + 1}, step {self.step}; "
-                    f"resumable checkpoint {path}; resume with fit(..., resume='last') or "
-                    f"'tritonkit train ... --resume last'"
-                )
-                self._say(self.stop_reason)
-            else:
-                for cb in self.callbacks:
-                    cb.on_fit_end(self)
-        except NonFiniteLossError as exc:
-            for cb in self.callbacks:
-                cb.on_exception(self, exc)
-            raise
+                    self._save_interrupted()
+                else:
+                    for cb in self.callbacks:
+                        cb.on_fit_end(self)
         except BaseException as exc:
             for cb in self.callbacks:
                 cb.on_exception(self, exc)
             raise
         finally:
             torch.set_num_threads(threads_before)
-            self._restore_signal_handlers(old_handlers)
-            self._write_curves()
-            if self._tb is not None:
-                self._tb.close()
-                self._tb = None
+            for lg in self.loggers:
+                lg.finish(self)
         if not self.stop_reason and not self._signal:
             self.stop_reason = f"completed {self.epoch} epochs"
-        ckpt = next((cb for cb in self.callbacks if isinstance(cb, ModelCheckpoint)), None)
         last = self.checkpoint_dir / "last.pt"
         return FitResult(
             history=list(self.history),
@@ -290,7 +209,7 @@ class Trainer:
             stop_reason=self.stop_reason,
             interrupted=self._signal,
             last_checkpoint=str(last) if last.is_file() else None,
-            best_checkpoint=ckpt.best_path if ckpt else None,
+            best_checkpoint=self.best_checkpoint,
             run_dir=str(self.run_dir),
             seconds=time.perf_counter() - t0,
         )
@@ -316,7 +235,7 @@ class Trainer:
         self.log_metrics(metrics)
         for cb in self.callbacks:
             cb.on_epoch_end(self, epoch, metrics)
-        self._flush_checkpoint_requests()
+        self.flush_checkpoint_requests()
 
     def train_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training data; returns ``{"train_loss", "samples_per_s"}``."""
@@ -327,9 +246,10 @@ class Trainer:
             sampler.epoch = epoch
             sampler.start = self.batch_in_epoch * int(self.train_loader.batch_size or 1)
         if self.batch_in_epoch == 0:
-            self._epoch_sums = [0.0, 0]
+            self.epoch_sums = [0.0, 0]
         n_batches = self.batch_in_epoch + len(self.train_loader)
-        bar = self._progress_bar(epoch, n_batches)
+        for lg in self.loggers:
+            lg.train_epoch_start(self, epoch, n_batches)
         t0, seen = time.perf_counter(), 0
         accum = self.accumulate_grad_batches
         for batch in self.train_loader:
@@ -343,27 +263,24 @@ class Trainer:
                 self._non_finite(value, epoch, bi)
             (loss / accum if accum > 1 else loss).backward()
             self.batch_in_epoch += 1
-            n = _batch_size(batch)
+            n = batch_size_of(batch)
             seen += n
-            self._epoch_sums[0] += value * n
-            self._epoch_sums[1] += n
+            self.epoch_sums[0] += value * n
+            self.epoch_sums[1] += n
             if self.batch_in_epoch % accum == 0 or self.batch_in_epoch == n_batches:
                 self.optimizer_step()
-            if bar is not None:
-                bar.update(1)
-                if bar.n % 10 == 0 or bar.n == n_batches:
-                    rate = seen / max(time.perf_counter() - t0, 1e-9)
-                    bar.set_postfix(loss=f"{value:.4f}", samples_s=f"{rate:.0f}",
-                                    refresh=bar.n == n_batches)
+            rate = seen / max(time.perf_counter() - t0, 1e-9)
+            for lg in self.loggers:
+                lg.train_batch_end(self, value, rate)
             for cb in self.callbacks:
                 cb.on_batch_end(self, bi, value)
             if self._signal and self.batch_in_epoch % accum == 0:
                 break  # the step is finished; fit saves a resumable checkpoint
-        if bar is not None:
-            bar.close()
+        for lg in self.loggers:
+            lg.train_epoch_end(self)
         elapsed = max(time.perf_counter() - t0, 1e-9)
         return {
-            "train_loss": self._epoch_sums[0] / max(self._epoch_sums[1], 1),
+            "train_loss": self.epoch_sums[0] / max(self.epoch_sums[1], 1),
             "samples_per_s": seen / elapsed,
         }
 
@@ -408,19 +325,15 @@ class Trainer:
         return {"loss": loss_sum / max(total, 1), "accuracy": correct / max(total, 1)}
 
     def log_metrics(self, metrics: dict[str, float]) -> None:
-        """Record one epoch: history, ``metrics.jsonl`` (rewritten atomically), TensorBoard, a line."""
+        """Record one epoch in ``history`` and hand it to every logger."""
         self.history.append({k: int(v) if k == "epoch" else float(v) for k, v in metrics.items()})
-        lines = "".join(json.dumps(m, sort_keys=True) + "\n" for m in self.history)
-        atomic_write_bytes(self.run_dir / "metrics.jsonl", lines.encode())
-        if self._tb is not None:
-            for k, v in metrics.items():
-                if k != "epoch":
-                    self._tb.add_scalar(k, float(v), int(metrics.get("epoch", len(self.history))))
-        shown = " ".join(
-            f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()
-            if k not in ("epoch", "lr")
-        )
-        self._say(f"epoch {int(metrics.get('epoch', 0))}/{self.max_epochs} {shown}")
+        for lg in self.loggers:
+            lg.log_metrics(self, metrics)
+
+    def say(self, line: str) -> None:
+        """A one-line message for the user, through the loggers (the progress bar prints it)."""
+        for lg in self.loggers:
+            lg.log_message(self, line)
 
     # ---------------------------------------------------------------- helpers
     def autocast(self) -> Any:
@@ -436,47 +349,25 @@ class Trainer:
 
     @property
     def checkpoint_dir(self) -> Path:
-        ckpt = next((cb for cb in self.callbacks if isinstance(cb, ModelCheckpoint)), None)
+        """Where ``last.pt`` lives: the folder of the ModelCheckpoint that saves it (see
+        ``trainers.callbacks.resumable_checkpoint``), else ``run_dir/checkpoints``."""
+        ckpt = resumable_checkpoint(self.callbacks)
         return ckpt.directory(self) if ckpt else self.run_dir / "checkpoints"
 
-    def _say(self, line: str) -> None:
-        if self.progress:
-            from tqdm import tqdm
+    @property
+    def best_checkpoint(self) -> str | None:
+        """The best checkpoint so far: the resumable ModelCheckpoint's first, else any other's."""
+        first = resumable_checkpoint(self.callbacks)
+        ckpts = [first] + [cb for cb in self.callbacks if isinstance(cb, ModelCheckpoint) and cb is not first]
+        return next((cb.best_path for cb in ckpts if cb is not None and cb.best_path), None)
 
-            tqdm.write(line, file=sys.stderr)
-
-    def _progress_bar(self, epoch: int, total: int) -> Any:
-        if not self.progress:
-            return None
-        from tqdm import tqdm
-
-        return tqdm(total=total, initial=self.batch_in_epoch, desc=f"epoch {epoch + 1}/{self.max_epochs}",
-                    leave=False, mininterval=0.5, unit="batch", file=sys.stderr)
-
-    def _replayable_loader(self, data: DataLoader | Dataset) -> DataLoader:
-        """A loader whose batch order is a function of (seed, epoch) and that can start mid-epoch."""
-        if isinstance(data, DataLoader):
-            if data.batch_size is None:
-                raise UsageError("train_data uses a custom batch_sampler; give a batch_size instead")
-            shuffle = isinstance(data.sampler, RandomSampler)
-            dataset, batch_size = data.dataset, data.batch_size
-            extra = {"collate_fn": data.collate_fn, "num_workers": data.num_workers,
-                     "drop_last": data.drop_last}
-        elif isinstance(data, Dataset):
-            shuffle, dataset, batch_size, extra = True, data, 64, {}
-        else:
-            raise UsageError(f"train_data is a {type(data).__name__}; give a DataLoader or a Dataset")
-        if len(dataset) == 0:  # type: ignore[arg-type]
-            raise UsageError("train_data is empty; give at least one training sample")
-        sampler = EpochSampler(len(dataset), shuffle, self.seed)  # type: ignore[arg-type]
-        # A private generator: creating the loader's iterator must not draw from the global RNG.
-        return DataLoader(dataset, batch_size=batch_size, sampler=sampler,
-                          generator=torch.Generator().manual_seed(self.seed), **extra)
-
-    def _seed_everything(self) -> None:
-        torch.manual_seed(self.seed)
-        np.random.seed(self.seed)
-        random.seed(self.seed)
+    def _check_state_keys(self) -> None:
+        """Refuse two callbacks whose states would overwrite each other in the checkpoint."""
+        twice = [key for key, n in Counter(cb.state_key for cb in self.callbacks).items() if n > 1]
+        if twice:
+            raise UsageError(f"two callbacks share the state key {twice[0]!r}; give them different settings "
+                             "(monitor, mode or save_dir) so each resumes with its own state")
+        resumable_checkpoint(self.callbacks)  # refuses ambiguous last.pt folders before training
 
     def _non_finite(self, value: float, epoch: int, batch_idx: int) -> None:
         last = self.checkpoint_dir / "last.pt"
@@ -488,179 +379,23 @@ class Trainer:
             step=self.step + 1,
         )
 
-    # ---------------------------------------------------------------- checkpoints
-    def checkpoint_payload(self) -> dict[str, Any]:
-        """Everything ``trainers.checkpoint`` documents, including what resuming needs."""
-        if self.architecture is None:
-            raise UsageError(
-                "the trainer does not know the model's architecture; build the model with "
-                "trainers.models.create_model or pass architecture={'name':..., 'kwargs':...}"
-            )
-        payload: dict[str, Any] = {
-            "architecture": self.architecture,
-            "model_spec": self.model_spec,
-            "labels": self.labels,
-            "model_state": self.model.state_dict(),
-            "metrics": {k: float(v) for k, v in self.metrics.items()},
-            "epoch": self.epoch,
-            "step": self.step,
-            "dataset": self.dataset,
-            "optimizer_state": self.optimizer.state_dict(),
-            "scheduler_state": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "callbacks_state": {cb.state_key: cb.state_dict() for cb in self.callbacks},
-            "rng_state": capture_rng_state(),
-            "config": self.config,
-            "history": list(self.history),
-            "resume": {
-                "batch_in_epoch": self.batch_in_epoch,
-                "epoch_loss_sum": float(self._epoch_sums[0]),
-                "epoch_samples": int(self._epoch_sums[1]),
-                "seed": self.seed,
-                "max_epochs": self.max_epochs,
-            },
-        }
-        for cb in self.callbacks:
-            cb.on_save_checkpoint(self, payload)
-        return payload
+    # ---------------------------------------------------------------- interrupts
+    def _save_interrupted(self) -> None:
+        """A signal ended the run: write the resumable ``last.pt`` and say how to continue."""
+        path = self.checkpoint_dir / "last.pt"
+        self.save_checkpoint(path)
+        self.stop_reason = (
+            f"interrupted by {self._signal} at epoch {self.epoch + 1}, step {self.step}; "
+            f"resumable checkpoint {path}; resume with fit(..., resume='last') or "
+            f"'tritonkit train ... --resume last'"
+        )
+        self.say(self.stop_reason)
 
-    def save_checkpoint(self, path: str | Path) -> Path:
-        """Write a resumable checkpoint atomically at ``path``."""
-        return save_checkpoint(self.checkpoint_payload(), path)
-
-    def request_checkpoint(self, path: str | Path, then: Any = None) -> None:
-        """Ask for a checkpoint at the end of this epoch (after every callback has run).
-
-        ``then`` runs after the file is written (e.g. to remove the file it replaces).
-        """
-        self._requests.append((Path(path), then))
-
-    def _flush_checkpoint_requests(self) -> None:
-        requests, self._requests = self._requests, []
-        for path, then in requests:
-            self.save_checkpoint(path)
-            if then is not None:
-                then()
-
-    def _resume(self, resume: str | Path) -> None:
-        path = self.checkpoint_dir / "last.pt" if str(resume) == "last" else Path(resume)
-        if not path.is_file():
-            raise TrainingError(
-                f"cannot resume: no checkpoint at {path}; run without resume to start fresh, "
-                "or give the path of a checkpoint"
-            )
-        payload = load_checkpoint(path)
-        arch = payload.get("architecture")
-        if self.architecture is not None and arch != self.architecture:
-            raise CheckpointError(
-                f"{path}: checkpoint architecture {arch} differs from this run's {self.architecture}; "
-                "resume with the same model settings"
-            )
-        try:
-            self.model.load_state_dict(payload["model_state"])
-            if payload.get("optimizer_state") is not None:
-                self.optimizer.load_state_dict(payload["optimizer_state"])
-        except (RuntimeError, ValueError, KeyError) as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise CheckpointError(f"{path}: checkpoint does not fit this model ({first})") from None
-        states = payload.get("callbacks_state") or {}
-        for cb in self.callbacks:
-            if cb.state_key in states:
-                cb.load_state_dict(states[cb.state_key])
-            cb.on_load_checkpoint(self, payload)
-        if self.scheduler is not None and payload.get("scheduler_state") is not None:
-            self.scheduler.load_state_dict(payload["scheduler_state"])
-        self.epoch, self.step = int(payload.get("epoch", 0)), int(payload.get("step", 0))
-        info = payload.get("resume") or {}
-        self.batch_in_epoch = int(info.get("batch_in_epoch", 0))
-        self._epoch_sums = [float(info.get("epoch_loss_sum", 0.0)), int(info.get("epoch_samples", 0))]
-        self.history = [dict(m) for m in payload.get("history") or []]
-        self.metrics = dict(payload.get("metrics") or {})
-        restore_rng_state(payload.get("rng_state"))
-        self._say(f"resumed from {path} at epoch {self.epoch + 1}, step {self.step}")
-
-    # ---------------------------------------------------------------- run folder
-    def _write_config(self) -> None:
-        cfg = {
-            "architecture": self.architecture,
-            "optimizer": {"class": type(self.optimizer).__name__,
-                          **{k: v for k, v in self.optimizer.defaults.items()
-                             if isinstance(v, (int, float, str, bool, tuple, list, type(None)))}},
-            "loss_fn": type(self.loss_fn).__name__,
-            "callbacks": [type(cb).__name__ for cb in self.callbacks],
-            "epochs": self.max_epochs,
-            "batch_size": self.train_loader.batch_size if self.train_loader else None,
-            "val_every_n_epochs": self.val_every_n_epochs,
-            "precision": self.precision,
-            "accumulate_grad_batches": self.accumulate_grad_batches,
-            "max_grad_norm": self.max_grad_norm,
-            "seed": self.seed,
-            "dataset": self.dataset,
-            "user": self.config,
-        }
-        text = json.dumps(cfg, indent=2, sort_keys=True, default=str)
-        atomic_write_bytes(self.run_dir / "config.json", text.encode())
-
-    def _write_curves(self) -> None:
-        if not self.history or not self.curves:
-            return
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=(9, 3.5))
-        ax_loss, ax_acc = fig.subplots(1, 2)
-        epochs = [m.get("epoch", i + 1) for i, m in enumerate(self.history)]
-        for key in ("train_loss", "val_loss"):
-            pts = [(e, m[key]) for e, m in zip(epochs, self.history) if key in m]
-            if pts:
-                ax_loss.plot(*zip(*pts), marker="o", ms=3, label=key)
-        for key in ("val_accuracy",):
-            pts = [(e, m[key]) for e, m in zip(epochs, self.history) if key in m]
-            if pts:
-                ax_acc.plot(*zip(*pts), marker="o", ms=3, label=key)
-        ax_loss.set_xlabel("epoch")
-        ax_loss.set_title("loss")
-        ax_loss.legend()
-        ax_acc.set_xlabel("epoch")
-        ax_acc.set_title("accuracy")
-        if ax_acc.lines:
-            ax_acc.legend()
-        fig.tight_layout()
-        buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=90)
-        atomic_write_bytes(self.run_dir / "curves.png", buf.getvalue())
-
-    def _open_tensorboard(self) -> None:
-        if not self.tensorboard:
-            return
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            self._say("tensorboard is not installed; skipping event files (pip install tensorboard)")
-            return
-        self._tb = SummaryWriter(log_dir=str(self.run_dir / "tb"))
-
-    # ---------------------------------------------------------------- signals
-    def _install_signal_handlers(self) -> dict[int, Any]:
-        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
-            return {}
-        old: dict[int, Any] = {}
-
-        def handler(signum: int, frame: Any) -> None:
-            if self._signal:  # a second signal: stop now
-                raise KeyboardInterrupt
-            self._signal = signal.Signals(signum).name
-            self._say(f"{self._signal} received: finishing the current step, then saving")
-
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            old[sig] = signal.signal(sig, handler)
-        return old
-
-    @staticmethod
-    def _restore_signal_handlers(old: dict[int, Any]) -> None:
-        for sig, h in old.items():
-            signal.signal(sig, h)
+    def _on_signal(self, name: str) -> None:
+        if self._signal:  # a second signal: stop now
+            raise KeyboardInterrupt
+        self._signal = name
+        self.say(f"{self._signal} received: finishing the current step, then saving")
 
 
 def create_trainer(

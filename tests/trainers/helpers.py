@@ -8,6 +8,7 @@ from typing import Any
 import torch
 
 from trainers.data import Split
+from trainers.loggers import default_loggers
 from trainers.models import create_model
 from trainers.recipes import digits_model_spec
 
@@ -26,10 +27,9 @@ def trainer_kwargs(run_dir: Path, classes: list[str], **extra: Any) -> dict[str,
         "run_dir": run_dir,
         "model_spec": digits_model_spec(list(classes)).to_dict(),
         "labels": list(classes),
-        "progress": False,
-        "curves": False,
     }
     kw.update(extra)
+    kw["loggers"] = default_loggers(progress=kw.pop("progress", False), curves=kw.pop("curves", False))
     return kw
 
 
