@@ -260,7 +260,7 @@ def test_format_converter_writes_fp16_onnx_and_refuses_tensorrt_cleanly_when_abs
 
     from contract.errors import MissingDependencyError
     from toolkit.api import FormatConverter
-    from toolkit.export.tensorrt import gpu_visible
+    from toolkit.runners.trt import gpu_visible
 
     src = Path(shutil.copy(tk_onnx, tmp_path / "m.onnx"))
     fp16 = FormatConverter(src).convert(target_format="onnx", precision="fp16")

@@ -35,10 +35,11 @@ def test_compare_passes_fp32_with_real_and_random_cases_when_checkpoint_vs_its_o
 
 def test_compare_fails_with_named_output_when_callable_adds_an_offset(tk_onnx):
     onnx_runner = OnnxRunner(tk_onnx)
+    onnx_runner.activate()
     name = onnx_runner.input_names[0]
 
     def shifted(x: np.ndarray) -> np.ndarray:  # e.g. a Triton endpoint that lost its normalization
-        return onnx_runner({name: x})["logits"] + 1e-3
+        return onnx_runner.infer({name: x})["logits"] + 1e-3
 
     report = compare(tk_onnx, shifted, spec=spec_from_onnx(tk_onnx))
     assert not report.passed
@@ -51,10 +52,11 @@ def test_compare_fails_with_named_output_when_callable_adds_an_offset(tk_onnx):
 
 def test_compare_int8_preset_judges_decisions_not_elements_when_logits_are_scaled(tk_onnx):
     runner = OnnxRunner(tk_onnx)
+    runner.activate()
     spec = spec_from_onnx(tk_onnx)
-    scaled = compare(tk_onnx, lambda x: runner({"input": x})["logits"] * 3.0, spec=spec, precision="int8")
+    scaled = compare(tk_onnx, lambda x: runner.infer({"input": x})["logits"] * 3.0, spec=spec, precision="int8")
     assert scaled.passed and scaled.accuracy_drop == 0.0  # argmax unchanged
-    flipped = compare(tk_onnx, lambda x: -runner({"input": x})["logits"], spec=spec, precision="int8")
+    flipped = compare(tk_onnx, lambda x: -runner.infer({"input": x})["logits"], spec=spec, precision="int8")
     assert not flipped.passed
     assert any("top-1 agreement" in f for f in flipped.failures)
     assert any("accuracy drop" in f for f in flipped.failures)

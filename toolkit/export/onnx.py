@@ -34,13 +34,18 @@ import torch
 
 import toolkit
 from contract.errors import ExportError, UsageError
+from contract.fileio import atomic_write_text, sha256_of
 from contract.spec import METADATA_SPEC_KEY, ModelSpec, TensorSpec
+from toolkit.export.graph_cleanup import cleanup_graph
 from toolkit.export.optimize import optimize_for_inference
-from toolkit.export.safety import EXTERNAL_DATA_THRESHOLD, ensure_writable, load_onnx, save_onnx
+from toolkit.export.parity import TorchRunner, compare, raise_if_failed
+from toolkit.export.safety import EXTERNAL_DATA_THRESHOLD, ensure_writable, load_onnx, publish_onnx, save_onnx
+from toolkit.runners import OnnxRunner
+from trainers.checkpoint import load_checkpoint, model_from_checkpoint, model_spec_of
 
 __all__ = [
     "DEFAULT_OPSET", "METADATA_SPEC_KEY", "onnx_from_checkpoint", "onnx_from_module", "spec_from_onnx",
-    "run_onnx", "optimize_for_inference", "metadata_of", "record_path",
+    "run_onnx", "optimize_for_inference", "metadata_of", "record_path", "example_input",
 ]
 
 DEFAULT_OPSET = 17  # parsed by ONNX Runtime >= 1.14 and TensorRT 10.x/11.x (opsets 9-20+)
@@ -55,7 +60,8 @@ def record_path(out: str | os.PathLike[str]) -> Path:
     return Path(f"{out}.export.json")
 
 
-def _example_input(spec: ModelSpec, batch: int = 2) -> tuple[torch.Tensor, ...]:
+def example_input(spec: ModelSpec, batch: int = 2) -> tuple[torch.Tensor, ...]:
+    """Zeros shaped like the spec's inputs (variable dims as 8): what the tracers run once."""
     tensors = []
     for t in spec.inputs:
         shape = [batch] + [d if d > 0 else 8 for d in t.shape]
@@ -129,7 +135,7 @@ def _torch_export(
     try:
         with _quiet_fds(), torch.no_grad():
             torch.onnx.export(
-                model, _example_input(spec), dest, dynamo=False, opset_version=opset,
+                model, example_input(spec), dest, dynamo=False, opset_version=opset,
                 input_names=in_names, output_names=out_names, dynamic_axes=axes or None,
                 do_constant_folding=True,
             )
@@ -153,23 +159,6 @@ def _dynamic_spec(spec: ModelSpec, dynamic_hw: bool) -> ModelSpec:
         ins.append(TensorSpec(t.name, tuple(shape), t.dtype))
     return ModelSpec(tuple(ins), spec.outputs, spec.layout, spec.mean, spec.std, spec.scale, spec.value_range,
                      spec.labels)
-
-
-def _publish(tmp_model: Path, out: Path) -> None:
-    """Rename the finished model (data file first) from its temporary folder into place."""
-    data = tmp_model.with_name(f"{tmp_model.name}.data")
-    if data.exists():
-        os.replace(data, out.with_name(f"{out.name}.data"))
-    else:
-        out.with_name(f"{out.name}.data").unlink(missing_ok=True)
-    os.replace(tmp_model, out)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
 
 
 def onnx_from_module(
@@ -250,17 +239,15 @@ def onnx_from_module(
             proto = onnx.shape_inference.infer_shapes(proto)
             save_onnx(proto, tmp_model, external_data=False)
         if check_parity:
-            from toolkit.export.parity import TorchRunner, compare, raise_if_failed
-
             report = compare(TorchRunner(reference, spec, name="torch", dataset=dataset), tmp_model,
                              spec=spec, tolerance=tolerance)
             raise_if_failed(report, what="export parity (torch fp32 vs ONNX Runtime)")
-        _publish(tmp_model, out)
+        publish_onnx(tmp_model, out)
         if record is not None:
             rec = {
                 **record,
                 "output": str(out),
-                "sha256": _sha256(out),
+                "sha256": sha256_of(out),
                 "opset": opset,
                 "dynamic_batch": dynamic_batch,
                 "dynamic_hw": dynamic_hw,
@@ -272,7 +259,7 @@ def onnx_from_module(
                 "onnx": onnx.__version__,
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             }
-            _atomic_write_text(record_path(out), json.dumps(rec, indent=2, sort_keys=True))
+            atomic_write_text(record_path(out), json.dumps(rec, indent=2, sort_keys=True))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return out
@@ -280,18 +267,10 @@ def onnx_from_module(
 
 def cleanup_graph_safe(proto: onnx.ModelProto) -> onnx.ModelProto:
     """graphsurgeon cleanup; a graph it cannot round-trip is an ExportError, not a traceback."""
-    from toolkit.export.graph_cleanup import cleanup_graph
-
     try:
         return cleanup_graph(proto)
     except Exception as exc:  # noqa: BLE001
         raise ExportError(f"graph cleanup failed ({type(exc).__name__}: {exc}); retry with cleanup=False") from None
-
-
-def _sha256(path: Path) -> str:
-    from contract.fileio import sha256_of
-
-    return sha256_of(path)
 
 
 def onnx_from_checkpoint(
@@ -311,8 +290,6 @@ def onnx_from_checkpoint(
     ``command`` (the CLI's argv) is saved in ``<out>.export.json`` next to the equivalent call.
     Raises the same errors as :func:`onnx_from_module`, plus CheckpointError for a bad checkpoint.
     """
-    from trainers.checkpoint import load_checkpoint, model_from_checkpoint, model_spec_of, sha256_of
-
     t0 = time.perf_counter()
     ensure_writable(out, create=False)  # made by onnx_from_module, once the checkpoint is accepted
     payload = load_checkpoint(checkpoint)
@@ -339,7 +316,7 @@ def onnx_from_checkpoint(
     rec_file = record_path(path)
     rec = json.loads(rec_file.read_text())
     rec["seconds"] = round(time.perf_counter() - t0, 3)
-    _atomic_write_text(rec_file, json.dumps(rec, indent=2, sort_keys=True))
+    atomic_write_text(rec_file, json.dumps(rec, indent=2, sort_keys=True))
     return path
 
 
@@ -362,7 +339,5 @@ def spec_from_onnx(path: str | os.PathLike[str]) -> ModelSpec:
 
 def run_onnx(path: str | os.PathLike[str], batch: np.ndarray) -> np.ndarray:
     """Run the first output of an ONNX model on one input batch with ONNX Runtime (CPU)."""
-    from toolkit.export.parity import OnnxRunner
-
-    runner = OnnxRunner(path)
-    return runner({runner.input_names[0]: batch})[runner.output_names[0]]
+    with OnnxRunner(path) as runner:
+        return runner.infer({runner.input_names[0]: batch})[runner.output_names[0]]

@@ -1,8 +1,12 @@
 """The same inputs through two stages, and how far their outputs are apart.
 
-A *runner* maps ``{input name: array}`` to ``{output name: array}``. Runners exist for a torch
-checkpoint (or module), an ONNX model in ONNX Runtime, a TensorRT plan (GPU only) and any
-numpy -> numpy callable (e.g. a Triton endpoint), so every stage is checked the same way.
+Both stages run through :mod:`toolkit.runners` (torch checkpoint or module, ONNX Runtime,
+TensorRT plan, Triton endpoint or any numpy -> numpy callable), so every stage is checked the
+same way. The error statistics come from Polygraphy's Comparator (``compare_accuracy`` with a
+``SimpleCompareFunc``); what stays here are tritonkit's own judges: the element-wise bound
+``|a-b| <= atol + rtol*|b|`` (numpy's ``allclose``, which ``--atol/--rtol`` mean; Polygraphy's
+elemwise check passes an element within *either* tolerance, a looser test), top-1 agreement and
+accuracy drop, with presets per precision.
 
 Inputs are real samples from the model's data set (the held-out split, normalized exactly as in
 training) and random ones drawn over the spec's raw value range, each at batch sizes 1, opt and
@@ -13,20 +17,22 @@ quantization moves logits by far more than any element-wise bound while keeping 
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import json
-import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from contract.errors import ExportError, UsageError
-from contract.spec import METADATA_SPEC_KEY, ModelSpec, check_batch_budget
+from contract.spec import ModelSpec, check_batch_budget
+from toolkit.runners import BaseRunner, Feeds, OnnxRunner, TorchRunner, as_runner
+from trainers.data import load_digits_splits, normalize
 
-Feeds = dict[str, np.ndarray]
+__all__ = ["PRESETS", "Case", "OnnxRunner", "ParityError", "ParityReport", "ParityRow", "Tolerance", "TorchRunner",
+           "as_runner", "compare", "full_split_case", "parity_cases", "raise_if_failed", "real_samples",
+           "tolerance_for"]
 
 
 # --------------------------------------------------------------------------- tolerances
@@ -54,188 +60,6 @@ def tolerance_for(precision: str = "fp32", **overrides: float | None) -> Toleran
     return replace(PRESETS[precision], **{k: v for k, v in overrides.items() if v is not None})
 
 
-# --------------------------------------------------------------------------- runners
-class Runner:
-    """Base runner: ``__call__(feeds) -> outputs``; ``spec`` when the artifact carries one."""
-
-    name: str = "runner"
-    spec: ModelSpec | None = None
-    dataset: dict[str, Any] | None = None
-
-    def __call__(self, feeds: Feeds) -> Feeds:  # pragma: no cover - interface
-        raise NotImplementedError
-
-
-class TorchRunner(Runner):
-    """A torch module on the CPU (from a checkpoint file or a module + spec)."""
-
-    def __init__(self, model: Any, spec: ModelSpec, *, name: str = "torch", dataset: dict | None = None):
-        self.model, self.spec, self.name, self.dataset = model.eval(), spec, name, dataset
-
-    @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike[str]) -> TorchRunner:
-        from trainers.checkpoint import load_checkpoint, model_from_checkpoint, model_spec_of
-
-        payload = load_checkpoint(path)
-        return cls(model_from_checkpoint(payload, where=str(path)), model_spec_of(payload, where=str(path)),
-                   name=f"torch:{Path(path).name}",
-                   dataset=payload.get("dataset"))
-
-    def __call__(self, feeds: Feeds) -> Feeds:
-        import torch
-
-        _require_inputs(self.name, [t.name for t in self.spec.inputs], feeds)
-        args = [torch.from_numpy(np.ascontiguousarray(feeds[t.name])) for t in self.spec.inputs]
-        try:
-            with torch.no_grad():
-                out = self.model(*args)
-        except (RuntimeError, ValueError, TypeError) as exc:
-            raise ExportError(f"{self.name}: the model failed on inputs {_shapes(feeds)} ({_first_line(exc)}); "
-                              "compare models that take the same inputs") from None
-        outs = out if isinstance(out, (tuple, list)) else (out,)
-        return {t.name: o.detach().cpu().numpy() for t, o in zip(self.spec.outputs, outs)}
-
-
-def _dataset_metadata(raw: str | None, path: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The ``tritonkit.dataset`` metadata as a dict; a hostile file's non-JSON or wrong shape is refused."""
-    if raw is None:
-        return None
-    try:
-        data = json.loads(raw) if len(raw) <= 1 << 20 else None
-    except (ValueError, RecursionError):
-        data = None
-    if not isinstance(data, dict) or not isinstance(data.get("seed", 0), int) \
-            or not isinstance(data.get("fractions", []), (list, tuple)):
-        raise ExportError(f"{path}: metadata tritonkit.dataset is not a JSON object naming a data set "
-                          "(name, seed, fractions); re-export the model")
-    return data
-
-
-class OnnxRunner(Runner):
-    """An ONNX model in ONNX Runtime on the CPU (external data checked first)."""
-
-    def __init__(self, path: str | os.PathLike[str], *, name: str | None = None):
-        import onnxruntime as ort
-
-        from toolkit.export.safety import load_onnx
-
-        self.path = Path(path)
-        proto = load_onnx(self.path)  # refuses corrupt files and escaping external data
-        meta = {p.key: p.value for p in proto.metadata_props}
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = min(2, os.cpu_count() or 1)
-        opts.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ExportError(f"{path}: ONNX Runtime cannot load the model ({first}); re-export it") from None
-        self.name = name or f"onnx:{self.path.name}"
-        spec_json = meta.get(METADATA_SPEC_KEY)
-        try:
-            self.spec = ModelSpec.from_json(spec_json, where=f"{path}: metadata {METADATA_SPEC_KEY}") \
-                if spec_json else None
-        except UsageError as exc:
-            raise ExportError(str(exc)) from None
-        self.dataset = _dataset_metadata(meta.get("tritonkit.dataset"), path)
-        self.input_names = [i.name for i in self.session.get_inputs()]
-        self.output_names = [o.name for o in self.session.get_outputs()]
-
-    def __call__(self, feeds: Feeds) -> Feeds:
-        _require_inputs(self.name, self.input_names, feeds)
-        try:
-            res = self.session.run(None, {n: feeds[n] for n in self.input_names})
-        except Exception as exc:  # noqa: BLE001 - ORT raises its own unrelated types
-            raise ExportError(f"{self.name}: ONNX Runtime failed on inputs {_shapes(feeds)} ({_first_line(exc)}); "
-                              "compare models that take the same inputs") from None
-        return dict(zip(self.output_names, res))
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    return (lines[0] if lines else type(exc).__name__)[:200]
-
-
-def _shapes(feeds: Feeds) -> str:
-    return ", ".join(f"{k} {list(np.shape(v))}" for k, v in feeds.items())
-
-
-def _require_inputs(name: str, needed: Sequence[str], feeds: Feeds) -> None:
-    """Two artifacts compared must take the same inputs; say which names differ (not a KeyError)."""
-    missing = [n for n in needed if n not in feeds]
-    if missing:
-        raise ExportError(f"{name}: takes input(s) {missing} but the inputs given are {sorted(feeds)}; "
-                          "compare models with the same input names")
-
-
-class TensorRTRunner(Runner):
-    """A TensorRT plan through Polygraphy's TrtRunner (needs tensorrt and a GPU)."""
-
-    def __init__(self, path: str | os.PathLike[str], *, name: str | None = None):
-        from toolkit.export.tensorrt import require_tensorrt
-
-        require_tensorrt()
-        from polygraphy.backend.common import BytesFromPath
-        from polygraphy.backend.trt import EngineFromBytes, TrtRunner
-
-        self.path = Path(path)
-        self.name = name or f"tensorrt:{self.path.name}"
-        self._runner = TrtRunner(EngineFromBytes(BytesFromPath(str(self.path))))
-        self._runner.activate()
-
-    def __call__(self, feeds: Feeds) -> Feeds:
-        out = self._runner.infer(feeds, copy_outputs_to_host=True)
-        return {k: np.asarray(v) for k, v in out.items()}
-
-
-class CallableRunner(Runner):
-    """Any callable numpy -> numpy (one input) or dict -> dict, e.g. a Triton client call."""
-
-    def __init__(self, func: Callable[..., Any], *, spec: ModelSpec | None = None, name: str | None = None):
-        self.func, self.spec = func, spec
-        self.name = name or getattr(func, "__name__", "callable")
-
-    def __call__(self, feeds: Feeds) -> Feeds:
-        single = len(feeds) == 1
-        out = self.func(next(iter(feeds.values())) if single else feeds)
-        if isinstance(out, Mapping):
-            return {k: np.asarray(v) for k, v in out.items()}
-        names = [t.name for t in self.spec.outputs] if self.spec else ["output"]
-        outs = out if isinstance(out, (tuple, list)) else (out,)
-        return {n: np.asarray(o) for n, o in zip(names, outs)}
-
-
-def as_runner(obj: Any, *, spec: ModelSpec | None = None) -> Runner:
-    """A runner for a checkpoint/ONNX/plan path, an ``nn.Module`` (needs ``spec``), or a callable."""
-    if isinstance(obj, Runner):
-        return obj
-    if isinstance(obj, (str, os.PathLike)):
-        path = Path(obj)
-        suffix = path.suffix.lower()
-        if suffix == ".onnx":
-            return OnnxRunner(path)
-        if suffix in (".plan", ".engine", ".trt"):
-            return TensorRTRunner(path)
-        if suffix in (".pt", ".pth", ".ckpt"):
-            return TorchRunner.from_checkpoint(path)
-        raise UsageError(
-            f"{path}: cannot tell what this is from its suffix; use .pt/.pth/.ckpt (checkpoint), "
-            ".onnx (ONNX model) or .plan/.engine (TensorRT plan)"
-        )
-    try:
-        import torch
-
-        if isinstance(obj, torch.nn.Module):
-            if spec is None:
-                raise UsageError("comparing an nn.Module needs spec=ModelSpec(...) for its input/output names")
-            return TorchRunner(obj, spec, name=type(obj).__name__)
-    except ImportError:  # pragma: no cover
-        pass
-    if callable(obj):
-        return CallableRunner(obj, spec=spec)
-    raise UsageError(f"cannot compare a {type(obj).__name__}; give a path, an nn.Module or a callable")
-
-
 # --------------------------------------------------------------------------- inputs
 @dataclass
 class Case:
@@ -253,8 +77,6 @@ def _concrete(shape: Sequence[int], reference: Sequence[int] | None) -> list[int
 
 @functools.lru_cache(maxsize=4)
 def _digits_split(seed: int, fractions: tuple[float, ...], split: str) -> Any:
-    from trainers.data import load_digits_splits
-
     return load_digits_splits(seed=seed, fractions=fractions)[split]  # type: ignore[arg-type]
 
 
@@ -263,8 +85,6 @@ def real_samples(spec: ModelSpec, dataset: Mapping[str, Any] | None, split: str 
     name = (dataset or {}).get("name")
     if name != "digits" or len(spec.inputs) != 1:
         return None
-    from trainers.data import normalize
-
     s = _digits_split(int(dataset.get("seed", 0)), tuple(dataset.get("fractions", (0.7, 0.15, 0.15))), split)
     shape = spec.input.shape
     if any(d > 0 and d != a for d, a in zip(shape, s.images.shape[1:])) or len(shape) != 3:
@@ -303,8 +123,6 @@ def parity_cases(
                 lo, hi = spec.value_range
                 raw = rng.uniform(lo, hi, size=shape).astype(np.float32)
                 if len(shape) == 4 and spec.mean:
-                    from trainers.data import normalize
-
                     raw = normalize(raw, spec.scale, spec.mean, spec.std)
                 else:
                     raw = raw * np.float32(spec.scale)
@@ -406,25 +224,43 @@ class ParityError(ExportError):
         self.report = report
 
 
-def _row(case: Case, name: str, a: np.ndarray, b: np.ndarray, tol: Tolerance) -> ParityRow:
-    if a.shape != b.shape:
-        raise ExportError(f"parity: output {name!r} has shape {a.shape} vs {b.shape} on case {case.name!r}")
-    a64, b64 = a.astype(np.float64), b.astype(np.float64)
-    diff = np.abs(a64 - b64)
-    rel = diff / np.maximum(np.abs(b64), 1e-12)
-    top1 = None
-    if a.ndim == 2 and a.shape[1] > 1:
-        top1 = float(np.mean(a.argmax(1) == b.argmax(1)))
-    ok = True
-    if tol.atol is not None and tol.rtol is not None:
-        ok = bool(np.all(diff <= tol.atol + tol.rtol * np.abs(b64)))
-    return ParityRow(case.name, name, int(a.shape[0]) if a.ndim else 1, float(diff.max(initial=0.0)),
-                     float(rel.max(initial=0.0)), float(np.percentile(diff, 99)) if diff.size else 0.0, top1, ok)
+def _rows(case: Case, oa: Feeds, ob: Feeds, tol: Tolerance, names: tuple[str, str]) -> list[ParityRow]:
+    """One row per output of ``a``: Polygraphy's Comparator statistics plus tritonkit's judges."""
+    from polygraphy.comparator import Comparator, IterationResult, RunResults, SimpleCompareFunc
+    from polygraphy.logger import G_LOGGER
+
+    for name in oa:
+        if name not in ob:
+            raise ExportError(f"parity: output {name!r} of {names[0]} is missing from {names[1]} ({sorted(ob)})")
+        if np.shape(oa[name]) != np.shape(ob[name]):
+            raise ExportError(f"parity: output {name!r} has shape {np.shape(oa[name])} vs {np.shape(ob[name])} "
+                              f"on case {case.name!r}")
+    a = {k: np.asarray(v) for k, v in oa.items()}
+    b = {k: np.asarray(ob[k]) for k in a}
+    results = RunResults([("a", [IterationResult(a, runner_name="a")]), ("b", [IterationResult(b, runner_name="b")])])
+    with G_LOGGER.verbosity(G_LOGGER.CRITICAL):  # its report goes to stdout; ours is the table
+        stats = Comparator.compare_accuracy(results, compare_func=SimpleCompareFunc(
+            atol=tol.atol or 0.0, rtol=tol.rtol or 0.0))[0][("a", "b")][0]
+    rows = []
+    for name, out_a in a.items():
+        out_b = b[name]
+        diff = np.abs(out_a.astype(np.float64) - out_b.astype(np.float64))
+        top1 = float(np.mean(out_a.argmax(1) == out_b.argmax(1))) if out_a.ndim == 2 and out_a.shape[1] > 1 \
+            else None
+        ok = True
+        if tol.atol is not None and tol.rtol is not None:
+            ok = bool(np.all(diff <= tol.atol + tol.rtol * np.abs(out_b.astype(np.float64))))
+        st = stats[name]
+        rows.append(ParityRow(case.name, name, int(out_a.shape[0]) if out_a.ndim else 1,
+                              float(st.max_absdiff) if diff.size else 0.0,
+                              float(st.max_reldiff) if diff.size else 0.0,
+                              float(np.percentile(diff, 99)) if diff.size else 0.0, top1, ok))
+    return rows
 
 
-def _run_chunked(runner: Runner, feeds: Feeds, chunk: int) -> Feeds:
+def _run_chunked(runner: BaseRunner, feeds: Feeds, chunk: int) -> Feeds:
     n = len(next(iter(feeds.values())))
-    parts: list[Feeds] = [runner({k: v[i:i + chunk] for k, v in feeds.items()}) for i in range(0, n, chunk)]
+    parts = [runner.infer({k: v[i:i + chunk] for k, v in feeds.items()}) for i in range(0, n, chunk)]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -471,21 +307,22 @@ def compare(
     else:
         cases = list(inputs)
     report = ParityReport(ra.name, rb.name, precision, tol)
-    for case in cases:
-        oa, ob = ra(case.feeds), rb(case.feeds)
-        for name in oa:
-            if name not in ob:
-                raise ExportError(f"parity: output {name!r} of {ra.name} is missing from {rb.name} ({sorted(ob)})")
-            report.rows.append(_row(case, name, np.asarray(oa[name]), np.asarray(ob[name]), tol))
-    if accuracy and spec is not None and inputs is None:
-        full = full_split_case(spec, dataset)
-        if full is not None and full.labels is not None:
-            oa = _run_chunked(ra, full.feeds, max_batch)
-            ob = _run_chunked(rb, full.feeds, max_batch)
-            out = spec.output.name
-            report.rows.append(_row(full, out, oa[out], ob[out], tol))
-            report.accuracy_a = float(np.mean(oa[out].argmax(1) == full.labels))
-            report.accuracy_b = float(np.mean(ob[out].argmax(1) == full.labels))
+    names = (ra.name, rb.name)
+    with contextlib.ExitStack() as active:
+        for r in (ra, rb):
+            if not r.is_active:  # a runner the caller activated stays active
+                active.enter_context(r)
+        for case in cases:
+            report.rows.extend(_rows(case, ra.infer(case.feeds), rb.infer(case.feeds), tol, names))
+        if accuracy and spec is not None and inputs is None:
+            full = full_split_case(spec, dataset)
+            if full is not None and full.labels is not None:
+                out = spec.output.name
+                oa = {out: _run_chunked(ra, full.feeds, max_batch)[out]}
+                ob = {out: _run_chunked(rb, full.feeds, max_batch)[out]}
+                report.rows.extend(_rows(full, oa, ob, tol, names))
+                report.accuracy_a = float(np.mean(oa[out].argmax(1) == full.labels))
+                report.accuracy_b = float(np.mean(ob[out].argmax(1) == full.labels))
     _judge(report)
     return report
 

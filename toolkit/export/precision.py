@@ -36,9 +36,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
 
 from contract.errors import ExportError, UsageError
+from contract.fileio import NotRegularFileError, atomic_write_text, open_regular, sha256_of
 from contract.spec import MAX_BATCH_BYTES, ModelSpec
+from toolkit.export.onnx import spec_from_onnx
+from toolkit.export.parity import OnnxRunner, compare, raise_if_failed
+from toolkit.export.safety import ensure_writable, load_onnx, publish_onnx, save_onnx
+from trainers.data import load_digits_splits, normalize
 
 MAX_CALIBRATION_IMAGE_PIXELS = 16_777_216
 """Largest calibration image (pixels, read from its header before decoding): 4096 x 4096."""
@@ -80,8 +86,6 @@ def _from_images(folder: Path, spec: ModelSpec) -> np.ndarray:
     """Images -> raw values over the spec's value range -> the spec's normalization."""
     from PIL import Image
 
-    from contract.fileio import NotRegularFileError, open_regular
-    from trainers.data import normalize
 
     c, h, w = spec.input.shape
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"))
@@ -112,7 +116,6 @@ def _from_arrays(path: Path) -> np.ndarray:
     checked against :data:`~contract.spec.MAX_BATCH_BYTES` before anything is read into memory."""
     import zipfile
 
-    from contract.fileio import NotRegularFileError, open_regular
 
     def over(declared: int) -> UsageError:
         return UsageError(f"calibration data {path} declares {declared:,} bytes, over the {MAX_BATCH_BYTES:,}-byte "
@@ -158,7 +161,6 @@ def load_calibration(
         UsageError: unknown source, unreadable file, or wrong shape (the message gives the expected one).
     """
     if str(source) == "digits":
-        from trainers.data import load_digits_splits, normalize
 
         ds = dataset or {"name": "digits", "seed": 0}
         split = load_digits_splits(seed=int(ds.get("seed", 0)))["train"]
@@ -190,7 +192,6 @@ def quantize_fp16(src: str | os.PathLike[str], out: str | os.PathLike[str]) -> P
     """FP16 weights and compute, fp32 inputs/outputs and sensitive ops; written to ``out``."""
     from onnxconverter_common import float16
 
-    from toolkit.export.safety import load_onnx, save_onnx
 
     proto = load_onnx(src)
     block = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(FP16_SENSITIVE_OPS))
@@ -241,14 +242,12 @@ def quantize_int8(
         quantize_static,
     )
 
-    from toolkit.export.safety import load_onnx, save_onnx
 
     src_proto = load_onnx(src)
     name = src_proto.graph.input[0].name
     reader = type("Reader", (_Reader, CalibrationDataReader), {})(name, calibration)
     work = Path(tempfile.mkdtemp(prefix=".quantize.", dir=Path(out).parent))
     try:
-        import onnx
 
         onnx.save_model(src_proto, str(work / "src.onnx"))
         # ORT logs a "consider pre-processing" hint on the root logger; the graph is already
@@ -275,9 +274,7 @@ def quantize_int8(
 
 
 def _set_meta(path: Path, extra: dict[str, str]) -> None:
-    import onnx
 
-    from toolkit.export.safety import load_onnx, save_onnx
 
     proto = load_onnx(path)
     keep = [p for p in proto.metadata_props if p.key not in extra]
@@ -291,9 +288,7 @@ def _set_meta(path: Path, extra: dict[str, str]) -> None:
 
 def onnx_precision(path_or_proto: Any) -> str:
     """What precision an ONNX carries: ``int8`` (Q/DQ nodes), ``fp16`` (fp16 weights) or ``fp32``."""
-    import onnx
 
-    from toolkit.export.safety import load_onnx
 
     proto = path_or_proto if isinstance(path_or_proto, onnx.ModelProto) else load_onnx(path_or_proto)
     ops = {n.op_type for n in proto.graph.node}
@@ -324,10 +319,6 @@ def quantize_onnx(
         UsageError: unknown precision, bad calibration data, unwritable output.
         ExportError: unreadable model.
     """
-    from contract.fileio import sha256_of
-    from toolkit.export.onnx import spec_from_onnx
-    from toolkit.export.parity import OnnxRunner, compare, raise_if_failed
-    from toolkit.export.safety import ensure_writable, load_onnx
 
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
@@ -374,15 +365,10 @@ def quantize_onnx(
             "seconds": None,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        from toolkit.export.onnx import _publish
-
-        _publish(tmp, out)
+        publish_onnx(tmp, out)
         record["sha256"] = sha256_of(out)
         record["seconds"] = round(time.perf_counter() - t0, 3)
-        fd, rtmp = tempfile.mkstemp(prefix=".quantize.", suffix=".json", dir=out.parent)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(record, fh, indent=2, sort_keys=True)
-        os.replace(rtmp, record_path(out))
+        atomic_write_text(record_path(out), json.dumps(record, indent=2, sort_keys=True))
     except ExportError:
         raise
     finally:

@@ -199,3 +199,16 @@ def save_onnx(
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
     return out
+
+
+def publish_onnx(tmp_model: Path, out: Path) -> None:
+    """Rename a finished model (its ``.data`` file first) from its temporary folder into place.
+
+    A stale ``.data`` file beside ``out`` from an older, larger save is removed.
+    """
+    data = tmp_model.with_name(f"{tmp_model.name}.data")
+    if data.exists():
+        os.replace(data, out.with_name(f"{out.name}.data"))
+    else:
+        out.with_name(f"{out.name}.data").unlink(missing_ok=True)
+    os.replace(tmp_model, out)

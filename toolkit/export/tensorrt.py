@@ -26,7 +26,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from contract.errors import ExportError, MissingDependencyError, UsageError
+from contract.errors import ExportError, UsageError
+from contract.fileio import atomic_write_bytes, sha256_of
+from toolkit.export.onnx import REFERENCE_SHAPES_KEY, metadata_of
+from toolkit.export.precision import onnx_precision
+from toolkit.export.safety import ensure_writable, load_onnx
+from toolkit.runners.trt import require_tensorrt
+
+__all__ = [
+    "EngineDescription", "HARDWARE_COMPAT", "PRECISIONS", "PrecisionChoice", "RECORD_KEYS", "build_record",
+    "check_batches", "choose_precision", "derive_profiles", "max_batch_of", "plan_from_onnx", "read_record",
+    "record_path", "require_tensorrt", "write_record",
+]
 
 PRECISIONS = ("auto", "fp32", "fp16", "int8")
 HARDWARE_COMPAT = ("none", "ampere_plus", "same_compute_capability")
@@ -34,7 +45,6 @@ RECORD_KEYS = (
     "tensorrt_version", "gpu_name", "compute_capability", "precision", "profiles", "max_batch_size",
     "inputs", "outputs", "build_seconds", "call", "sha256", "onnx_sha256", "created",
 )
-INSTALL_HINT = "pip install 'tritonkit[tensorrt]' (tensorrt-cu12) on a machine with an NVIDIA GPU"
 
 
 def record_path(plan: str | os.PathLike[str]) -> Path:
@@ -206,32 +216,6 @@ def read_record(plan: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- the build (GPU)
-def require_tensorrt() -> Any:
-    """Import ``tensorrt`` and check a GPU is visible; MissingDependencyError (exit 3) otherwise."""
-    try:
-        import tensorrt as trt
-    except Exception as exc:  # noqa: BLE001 - ImportError or a broken CUDA library
-        raise MissingDependencyError(
-            f"TensorRT is not available here (import tensorrt: {type(exc).__name__}); {INSTALL_HINT}"
-        ) from None
-    if not gpu_visible():
-        raise MissingDependencyError(f"no NVIDIA GPU is visible (TensorRT {trt.__version__} needs one); "
-                                     "run 'tritonkit build' on a GPU machine")
-    return trt
-
-
-def gpu_visible() -> bool:
-    """True when a CUDA device can be used (torch's view, or the driver's device nodes)."""
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            return True
-    except Exception:  # noqa: BLE001
-        pass
-    return Path("/dev/nvidia0").exists() and Path("/dev/nvidiactl").exists()
-
-
 def _gpu_identity() -> tuple[str, str]:
     """GPU name and compute capability ("8.0") of device 0, through torch's CUDA runtime."""
     try:
@@ -273,10 +257,6 @@ def plan_from_onnx(
     Options are checked first (UsageError, exit 2), then the ONNX (ExportError), then TensorRT
     and the GPU (MissingDependencyError, exit 3); nothing is written until the engine exists.
     """
-    from contract.fileio import atomic_write_bytes, sha256_of
-    from toolkit.export.onnx import REFERENCE_SHAPES_KEY, metadata_of
-    from toolkit.export.precision import onnx_precision
-    from toolkit.export.safety import ensure_writable, load_onnx
 
     check_batches(min_batch, opt_batch, max_batch)
     if hardware_compat not in HARDWARE_COMPAT:

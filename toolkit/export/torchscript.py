@@ -21,7 +21,12 @@ import torch
 
 import toolkit
 from contract.errors import ExportError
+from contract.fileio import atomic_write_bytes, atomic_write_text, sha256_of
+from toolkit.export.onnx import example_input, record_path
+from toolkit.export.optimize import optimize_for_inference
+from toolkit.export.parity import TorchRunner, compare, raise_if_failed
 from toolkit.export.safety import ensure_writable
+from trainers.checkpoint import load_checkpoint, model_from_checkpoint, model_spec_of
 
 
 def torchscript_from_checkpoint(
@@ -38,16 +43,6 @@ def torchscript_from_checkpoint(
         CheckpointError, UsageError (unwritable output), ExportError (trace failed),
         ParityError (the traced module disagrees with the original).
     """
-    from toolkit.export.onnx import _atomic_write_text, _example_input, optimize_for_inference, record_path
-    from toolkit.export.parity import TorchRunner, compare, raise_if_failed
-    from trainers.checkpoint import (
-        atomic_write_bytes,
-        load_checkpoint,
-        model_from_checkpoint,
-        model_spec_of,
-        sha256_of,
-    )
-
     t0 = time.perf_counter()
     out = ensure_writable(Path(out), create=False)  # the folder is made once the checkpoint is accepted
     payload = load_checkpoint(checkpoint)
@@ -56,7 +51,7 @@ def torchscript_from_checkpoint(
     traced_from = optimize_for_inference(model) if optimize else model
     try:
         with torch.no_grad():
-            traced = torch.jit.trace(traced_from, _example_input(spec), check_trace=False)
+            traced = torch.jit.trace(traced_from, example_input(spec), check_trace=False)
             traced = torch.jit.freeze(traced.eval())
     except Exception as exc:  # noqa: BLE001
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -85,5 +80,5 @@ def torchscript_from_checkpoint(
         "seconds": round(time.perf_counter() - t0, 3),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    _atomic_write_text(record_path(out), json.dumps(record, indent=2, sort_keys=True))
+    atomic_write_text(record_path(out), json.dumps(record, indent=2, sort_keys=True))
     return out

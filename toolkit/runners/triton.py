@@ -1,0 +1,56 @@
+"""A model served by Triton, through the public :class:`toolkit.client.predictor.Predictor` API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from contract.spec import ModelSpec
+from toolkit.client.predictor import Predictor
+from toolkit.runners.base import BaseRunner, Feeds, InputMetadata
+
+
+def wire_dtype(wire: str) -> np.dtype:
+    """numpy dtype of a Triton wire type (``FP32``), by tritonclient's own table."""
+    from tritonclient.utils import triton_to_np_dtype
+
+    return np.dtype(triton_to_np_dtype(wire))
+
+
+class TritonRunner(BaseRunner):
+    """One served model: any number of rows per ``infer`` (split at its max batch size, sent
+    ``concurrency`` at a time), inputs cast to the served dtype.
+
+    The connection is made on activation (ServerError / ClientError when nothing or no such model
+    answers); ``spec`` is then the served model's tritonkit spec, if it carries one.
+    """
+
+    def __init__(self, url: str, model: str, protocol: str = "grpc", *, timeout: float = 30.0,
+                 batch_size: int | None = None, concurrency: int = 4) -> None:
+        super().__init__(f"triton:{model}@{url}")
+        self.url, self.model, self.protocol = url, model, protocol
+        self.timeout, self.batch_size, self.concurrency = timeout, batch_size, concurrency
+        self.predictor: Predictor | None = None
+        self.spec: ModelSpec | None = None
+
+    def activate_impl(self) -> None:
+        self.predictor = Predictor(self.model, url=self.url, protocol=self.protocol, timeout=self.timeout,
+                                   batch_size=self.batch_size, concurrency=self.concurrency)
+        self.spec = self.predictor.spec
+
+    def deactivate_impl(self) -> None:
+        if self.predictor is not None:
+            self.predictor.close()
+        self.predictor = None
+
+    def get_input_metadata_impl(self) -> InputMetadata:
+        self.activate()
+        return {t["name"]: (wire_dtype(t["datatype"]), list(t["shape"])) for t in self.predictor.inputs}
+
+    def infer_impl(self, feed_dict: Feeds) -> Feeds:
+        first = self.predictor.inputs[0]
+        dtype = wire_dtype(first["datatype"])
+        arr: Any = feed_dict.get(first["name"], next(iter(feed_dict.values())))
+        logits = self.predictor.predict_many(np.asarray(arr).astype(dtype, copy=False))
+        return {self.predictor.outputs[0]["name"]: logits}
