@@ -1,6 +1,8 @@
-"""tritonkit's training half: models, data, the Trainer and its callbacks, evaluation.
+"""tritonkit's training half: models, data, the Trainer, its callbacks and loggers, evaluation.
 
-The checkpoint (``trainers.checkpoint``) is the only thing deployment takes from here.
+The checkpoint (``trainers.checkpoint``) is the only thing deployment takes from here; trainers
+never import toolkit. Names load on first use, so importing ``trainers.cli`` for ``tritonkit
+--help`` does not import torch.
 """
 
 from __future__ import annotations
@@ -8,28 +10,23 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_LAZY = {
-    "create_model": "trainers.models",
-    "register_model": "trainers.models",
-    "create_dataloader": "trainers.data",
-    "save_checkpoint": "trainers.checkpoint",
-    "load_checkpoint": "trainers.checkpoint",
-    "create_trainer": "trainers.trainer",
-    "Trainer": "trainers.trainer",
-    "EarlyStopping": "trainers.callbacks",
-    "ModelCheckpoint": "trainers.callbacks",
-    "LearningRateScheduler": "trainers.callbacks",
-    "Callback": "trainers.callbacks",
-    "default_loggers": "trainers.loggers",
-    "Evaluator": "trainers.evaluation.evaluator",
-    "create_evaluator": "trainers.evaluation.evaluator",
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    "trainers.models": ("create_model", "register_model"),
+    "trainers.data": ("create_dataloader",),
+    "trainers.checkpoint": ("save_checkpoint", "load_checkpoint"),
+    "trainers.trainer": ("create_trainer", "Trainer"),
+    "trainers.callbacks": ("EarlyStopping", "ModelCheckpoint", "LearningRateScheduler", "Callback"),
+    "trainers.loggers": ("default_loggers",),
+    "trainers.evaluation.evaluator": ("Evaluator", "create_evaluator"),
 }
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'trainers' has no attribute {name!r}")
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'trainers' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
 
 
-__all__ = list(_LAZY)
+__all__ = list(_MODULE_OF)

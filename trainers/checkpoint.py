@@ -105,14 +105,14 @@ _MEMO_OPS = ("MEMOIZE", "PUT", "BINPUT", "LONG_BINPUT")
 
 # Size limits checked from the zip central directory before anything is decompressed. torch.save
 # stores every member uncompressed and keeps tensor bytes in their own members, so the pickle is
-# small (17 KB for the digits SmallCNN with its optimizer state; about 0.2 MB for a ResNet-50
+# small (17 KB for an 8x8 SmallCNN with its optimizer state; about 0.2 MB for a ResNet-50
 # training checkpoint) and the members add up to about the file's size.
 MAX_PICKLE_BYTES = 32 << 20
 """Largest ``data.pkl`` (uncompressed, as declared) a checkpoint may hold."""
 MAX_EXPANSION = 16
 """The members may declare at most this many times the file's size (plus 1 MiB) uncompressed."""
 MAX_PICKLE_OPCODES = 200_000
-"""Most pickle opcodes scanned (the digits checkpoint has about 4,000; a ResNet with 218 tensors and
+"""Most pickle opcodes scanned (an 8x8 SmallCNN checkpoint has about 4,000; a ResNet with 218 tensors and
 its AdamW state about 18,000), so a pickle of tiny opcodes cannot make the scan run for minutes."""
 _EXPANSION_SLACK = 1 << 20
 _MAX_MEMBERS = 1 << 20

@@ -194,7 +194,7 @@ def architecture_of(model: nn.Module) -> dict[str, object] | None:
 
 @register_model("smallcnn", bounds={"num_classes": (1, 100_000), "in_channels": (1, 64), "width": (1, 1024)})
 class SmallCNN(nn.Module):
-    """A small CNN for 8x8 (or other small) single-channel images such as the digits set."""
+    """A small CNN for small single-channel images (8x8 and up): the default model of the recipes."""
 
     def __init__(self, num_classes: int = 10, in_channels: int = 1, width: int = 32) -> None:
         super().__init__()

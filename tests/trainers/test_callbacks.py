@@ -130,27 +130,26 @@ def test_model_checkpoint_keeps_highest_when_mode_is_max(tmp_path, digits, small
     ]
 
 
-def test_step_lr_scheduler_lowers_lr_per_epoch_when_interval_is_epoch(tmp_path, digits, small_loaders):
-    train, val = small_loaders
+def fit_sgd_with(tmp_path, digits, loaders, make_scheduler, trainer_class=Trainer, **extra):
+    """Fit 3 epochs with SGD(lr=0.1) and ``LearningRateScheduler(make_scheduler(opt))``; returns (opt, result)."""
     model = tiny_model()
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
-    trainer = Trainer(model, opt, callbacks=[LearningRateScheduler(sched)],
-                      **trainer_kwargs(tmp_path / "run", digits["train"].classes))
-    result = trainer.fit(train, val, epochs=3)
+    trainer = trainer_class(model, opt, callbacks=[LearningRateScheduler(make_scheduler(opt))],
+                            **extra, **trainer_kwargs(tmp_path / "run", digits["train"].classes))
+    return opt, trainer.fit(*loaders, epochs=3)
+
+
+def test_step_lr_scheduler_lowers_lr_per_epoch_when_interval_is_epoch(tmp_path, digits, small_loaders):
+    opt, result = fit_sgd_with(tmp_path, digits, small_loaders,
+                               lambda o: torch.optim.lr_scheduler.StepLR(o, step_size=1, gamma=0.5))
     assert [round(m["lr"], 6) for m in result.history] == [0.1, 0.05, 0.025]
     assert opt.param_groups[0]["lr"] == pytest.approx(0.0125)
 
 
 def test_reduce_on_plateau_cuts_lr_when_monitored_loss_stops_improving(tmp_path, digits, small_loaders):
-    train, val = small_loaders
-    model = tiny_model()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, patience=0, factor=0.1)
-    trainer = ScriptedTrainer(model, opt, callbacks=[LearningRateScheduler(plateau)],
-                              script=[1.0, 1.0, 1.0],
-                              **trainer_kwargs(tmp_path / "run", digits["train"].classes))
-    trainer.fit(train, val, epochs=3)
+    opt, _ = fit_sgd_with(tmp_path, digits, small_loaders,
+                          lambda o: torch.optim.lr_scheduler.ReduceLROnPlateau(o, patience=0, factor=0.1),
+                          trainer_class=ScriptedTrainer, script=[1.0, 1.0, 1.0])
     assert opt.param_groups[0]["lr"] == pytest.approx(0.001)
 
 
