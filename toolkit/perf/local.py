@@ -1,8 +1,9 @@
 """In-process profiling: the throughput a server can approach, without any server.
 
-:class:`PerformanceProfiler` runs a model file directly — ONNX with ONNX Runtime (CPU), a TensorRT
-plan with Polygraphy's TensorRT runner (only where ``tensorrt`` and a GPU exist), a tritonkit
-checkpoint with torch — warms it up, then times ``num_iterations`` calls per batch size.
+:class:`PerformanceProfiler` runs a model file through :mod:`toolkit.runners` — ONNX with ONNX
+Runtime (CPU), a TensorRT plan with Polygraphy's TensorRT runner (only where ``tensorrt`` and a
+GPU exist), a tritonkit checkpoint with torch — warms it up, then times ``num_iterations`` calls
+per batch size (each call's time is the runner's ``last_inference_time()``).
 
 Memory: for CPU runtimes the figure is the *peak resident set growth* during the timed calls:
 Linux's high-water mark (``VmHWM``) is reset through ``/proc/self/clear_refs`` before each batch
@@ -28,12 +29,17 @@ from typing import Any
 
 import numpy as np
 
-from contract.errors import MissingDependencyError, TritonkitError, UsageError
+from contract.errors import ExportError, MissingDependencyError, TritonkitError, UsageError
+from contract.fileio import NotRegularFileError, open_regular
 from contract.spec import MAX_BATCH_BYTES, check_batch_budget
-
-ONNX_SUFFIXES = (".onnx",)
-PLAN_SUFFIXES = (".plan", ".engine", ".trt")
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+from toolkit.runners import (
+    CHECKPOINT_SUFFIXES,
+    ONNX_SUFFIXES,
+    PLAN_SUFFIXES,
+    BaseRunner,
+    TensorRTRunner,
+    runner_for_path,
+)
 
 MEM_HWM = "peak RSS growth (VmHWM reset per batch size)"
 MEM_MAXRSS = "peak RSS growth (ru_maxrss; process-lifetime peak, may under-report)"
@@ -110,15 +116,6 @@ def _reset_hwm() -> bool:
         return False
 
 
-def _np_dtype(type_name: str) -> np.dtype:
-    table = {"float": np.float32, "float16": np.float16, "double": np.float64, "int64": np.int64,
-             "int32": np.int32, "int8": np.int8, "uint8": np.uint8, "bool": np.bool_}
-    key = type_name.removeprefix("tensor(").removesuffix(")")
-    if key not in table:
-        raise UsageError(f"input type {type_name} is not supported by profile-local; use float or integer inputs")
-    return np.dtype(table[key])
-
-
 def _example(dims: list[int], dtype: np.dtype, rng: np.random.Generator) -> np.ndarray:
     if np.issubdtype(dtype, np.floating):
         return rng.random(dims, dtype=np.float32).astype(dtype)
@@ -157,8 +154,6 @@ class PerformanceProfiler:
         self.max_batch_bytes = int(max_batch_bytes)
         # (name, dims without batch, dtype) of each generated input, known once the runner is made.
         self._inputs: list[tuple[str, list[int], np.dtype]] = []
-        from contract.fileio import NotRegularFileError, open_regular
-
         try:
             os.close(open_regular(self.model_path))  # a FIFO or device is named, not "not found"
         except FileNotFoundError:
@@ -181,120 +176,59 @@ class PerformanceProfiler:
                 f"{', '.join(ONNX_SUFFIXES + PLAN_SUFFIXES + CHECKPOINT_SUFFIXES)}"
             )
         self._device_memory = 0
-        self._runner: Callable[[int], Callable[[], Any]] | None = None
+        self._runner: Callable[[int], Callable[[], float]] | None = None
         self.runtime = ""
 
-    # -- runners: each returns make(batch) -> a zero-argument call that runs one batch ----------
-    def _onnx(self) -> Callable[[int], Callable[[], Any]]:
-        import onnxruntime as ort
-
-        opts = ort.SessionOptions()
-        if self.threads:
-            opts.intra_op_num_threads = self.threads
-            opts.inter_op_num_threads = 1
-        from toolkit.export.safety import EXTERNAL_DATA_THRESHOLD, load_onnx, model_bytes
-
-        # Read through the safety check (external data stays in the model's folder), then hand ORT
-        # the checked bytes; only a model too large for one protobuf goes by path after the check.
-        proto = load_onnx(self.model_path)
-        model: str | bytes = str(self.model_path) if model_bytes(proto) > EXTERNAL_DATA_THRESHOLD \
-            else proto.SerializeToString()
-        del proto
+    def _activate(self) -> BaseRunner:
+        """The runner for the file, active; ONNX Runtime refusing the model is a usage error here."""
         try:
-            sess = ort.InferenceSession(model, sess_options=opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - ORT raises several unrelated types
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UsageError(f"{self.model_path}: ONNX Runtime cannot load it ({first}); re-export it") from None
-        self.runtime = f"onnxruntime {ort.__version__} CPU"
+            if self.kind == "plan":
+                try:
+                    runner: BaseRunner = TensorRTRunner(self.model_path)
+                except MissingDependencyError as exc:
+                    raise MissingDependencyError(f"{self.model_path}: profiling a TensorRT plan: {exc}") from None
+            else:
+                runner = runner_for_path(self.model_path, threads=self.threads or 0)  # 0: the runtime's default
+            runner.activate()
+        except ExportError as exc:
+            if "cannot load" not in str(exc):
+                raise
+            raise UsageError(str(exc)) from None
+        self.runtime = runner.runtime  # type: ignore[attr-defined]
+        self._device_memory = int(getattr(runner, "device_memory_bytes", 0))
+        return runner
+
+    def _make(self) -> Callable[[int], Callable[[], float]]:
+        """make(batch) -> a zero-argument call that runs one batch and returns its seconds."""
+        if self._runner is not None:
+            return self._runner
+        runner = self._activate()
         rng = np.random.default_rng(0)
-        inputs = [(i.name, _concrete(i.name, list(i.shape[1:]), self.shapes, str(self.model_path)),
-                   _np_dtype(i.type)) for i in sess.get_inputs()]
-        outputs = [o.name for o in sess.get_outputs()]
+        inputs = []
+        for name, (dtype, shape) in runner.get_input_metadata().items():
+            if dtype.kind not in "biuf":
+                raise UsageError(f"input {name!r} has type {dtype}, not supported by profile-local; use float or "
+                                 "integer inputs")
+            inputs.append((name, _concrete(name, list(shape[1:]), self.shapes, str(self.model_path)), dtype))
         self._inputs = inputs
 
-        def make(batch: int) -> Callable[[], Any]:
+        def make(batch: int) -> Callable[[], float]:
             self._check_budget(batch)
             feeds = {n: _example([batch, *dims], dt, rng) for n, dims, dt in inputs}
-            return lambda: sess.run(outputs, feeds)
 
-        return make
-
-    def _checkpoint(self) -> Callable[[int], Callable[[], Any]]:
-        import torch
-
-        from trainers.checkpoint import load_checkpoint, model_from_checkpoint, model_spec_of
-
-        payload = load_checkpoint(self.model_path)
-        model = model_from_checkpoint(payload, where=str(self.model_path))
-        spec = model_spec_of(payload, where=str(self.model_path))
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        self.runtime = f"torch {torch.__version__} CPU"
-        rng = np.random.default_rng(0)
-        inputs = [(t.name, _concrete(t.name, list(t.shape), self.shapes, str(self.model_path)), np.dtype(t.dtype))
-                  for t in spec.inputs]
-        self._inputs = inputs
-
-        def make(batch: int) -> Callable[[], Any]:
-            self._check_budget(batch)
-            tensors = [torch.from_numpy(_example([batch, *dims], dt, rng)) for _, dims, dt in inputs]
-
-            def call() -> Any:
-                with torch.inference_mode():
-                    return model(*tensors)
+            def call() -> float:
+                runner.infer(feeds)
+                return runner.last_inference_time() or 0.0
 
             return call
 
-        return make
-
-    def _plan(self) -> Callable[[int], Callable[[], Any]]:
-        try:
-            import tensorrt as trt  # noqa: F401 - presence check; Polygraphy drives it
-        except ImportError:
-            raise MissingDependencyError(
-                f"{self.model_path}: profiling a TensorRT plan needs the tensorrt package and a GPU; install "
-                "'tritonkit[tensorrt]' on a GPU machine, or profile the .onnx instead"
-            ) from None
-        try:
-            import torch
-
-            has_gpu = torch.cuda.is_available()
-        except ImportError:
-            has_gpu = False
-        if not has_gpu:
-            raise MissingDependencyError(f"{self.model_path}: profiling a TensorRT plan needs a CUDA GPU; none found")
-        from polygraphy.backend.common import BytesFromPath
-        from polygraphy.backend.trt import EngineFromBytes, TrtRunner
-
-        engine = EngineFromBytes(BytesFromPath(str(self.model_path)))()
-        self.runtime = f"tensorrt {trt.__version__}"
-        self._device_memory = int(getattr(engine, "device_memory_size_v2", 0)
-                                  or getattr(engine, "device_memory_size", 0))
-        runner = TrtRunner(engine)
-        runner.activate()
-        rng = np.random.default_rng(0)
-        meta = runner.get_input_metadata()
-
-        def make(batch: int) -> Callable[[], Any]:
-            feeds = {}
-            for name, (dtype, shape) in meta.items():
-                dims = _concrete(name, list(shape[1:]), self.shapes, str(self.model_path))
-                check_batch_budget(name, dims, np.dtype(dtype).name, batch, where=str(self.model_path),
-                                   budget=self.max_batch_bytes, hint=_BUDGET_HINT)
-                feeds[name] = _example([batch, *dims], np.dtype(dtype), rng)
-            return lambda: runner.infer(feeds)
-
+        self._runner = make
         return make
 
     def _check_budget(self, batch: int) -> None:
         for name, dims, dtype in self._inputs:
             check_batch_budget(name, dims, dtype.name, batch, where=str(self.model_path),
                                budget=self.max_batch_bytes, hint=_BUDGET_HINT)
-
-    def _make(self) -> Callable[[int], Callable[[], Any]]:
-        if self._runner is None:
-            self._runner = {"onnx": self._onnx, "checkpoint": self._checkpoint, "plan": self._plan}[self.kind]()
-        return self._runner
 
     def profile(self, batch_sizes: list[int] | tuple[int, ...] = (1, 8, 16, 32), num_iterations: int = 100,
                 warmup: int = 10) -> LocalProfile:
@@ -327,9 +261,7 @@ class PerformanceProfiler:
                 times = np.empty(num_iterations)
                 t_start = time.perf_counter()
                 for i in range(num_iterations):
-                    t0 = time.perf_counter()
-                    call()
-                    times[i] = time.perf_counter() - t0
+                    times[i] = call()
                 wall = time.perf_counter() - t_start
             except TritonkitError:
                 raise

@@ -28,16 +28,22 @@ __all__ = ["BaseRunner", "CHECKPOINT_SUFFIXES", "Feeds", "FunctionRunner", "Inpu
            "OnnxRunner", "PLAN_SUFFIXES", "TensorRTRunner", "TorchRunner", "as_runner", "runner_for_path"]
 
 
-def runner_for_path(path: str | os.PathLike[str], *, threads: int | None = DEFAULT_THREADS) -> BaseRunner:
-    """The runner for a checkpoint (``.pt``), ONNX model (``.onnx``) or TensorRT plan (``.plan``)."""
+def runner_for_path(path: str | os.PathLike[str], *, threads: int | None = None) -> BaseRunner:
+    """The runner for a checkpoint (``.pt``), ONNX model (``.onnx``) or TensorRT plan (``.plan``).
+
+    Args:
+        threads: intra-op threads. None = tritonkit's defaults (ONNX Runtime
+            :data:`DEFAULT_THREADS`, torch untouched: its thread count is process-wide); 0 = each
+            runtime's own default (all cores).
+    """
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in ONNX_SUFFIXES:
-        return OnnxRunner(path, threads=threads)
+        return OnnxRunner(path, threads=DEFAULT_THREADS if threads is None else threads)
     if suffix in PLAN_SUFFIXES:
         return TensorRTRunner(path)
     if suffix in CHECKPOINT_SUFFIXES:
-        return TorchRunner.from_checkpoint(path, threads=threads if threads != DEFAULT_THREADS else None)
+        return TorchRunner.from_checkpoint(path, threads=threads)
     raise UsageError(
         f"{path}: cannot tell what this is from its suffix; use .pt/.pth/.ckpt (checkpoint), "
         ".onnx (ONNX model) or .plan/.engine (TensorRT plan)"
