@@ -9,6 +9,8 @@ import warnings
 
 import click
 
+from contract.errors import UsageError
+
 
 @click.command()
 @click.option("--model", default="smallcnn", show_default=True, help="Registry name (smallcnn, resnet_small, ...).")
@@ -35,8 +37,7 @@ def train(model: str, data: str, data_dir: str | None, epochs: int, out: str, re
     SIGINT/SIGTERM finish the current step and save OUT/checkpoints/last.pt; continue with
     --resume last (exit code 130 after an interruption).
     """
-    from contract.errors import UsageError
-    from trainers.recipes import train_classifier
+    from trainers.recipes import train_classifier  # heavy (torch): only when the command runs
 
     for name, value in (("--epochs", epochs), ("--batch-size", batch_size), ("--val-every", val_every),
                         ("--accumulate", accumulate), ("--threads", threads)):
