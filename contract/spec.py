@@ -14,51 +14,32 @@ from typing import Any
 
 from contract.errors import UsageError
 
-# numpy dtype name -> Triton config data type (TYPE_*) and wire type (used by tritonclient).
-_DTYPES: dict[str, tuple[str, str]] = {
-    "float32": ("TYPE_FP32", "FP32"),
-    "float16": ("TYPE_FP16", "FP16"),
-    "float64": ("TYPE_FP64", "FP64"),
-    "int8": ("TYPE_INT8", "INT8"),
-    "int16": ("TYPE_INT16", "INT16"),
-    "int32": ("TYPE_INT32", "INT32"),
-    "int64": ("TYPE_INT64", "INT64"),
-    "uint8": ("TYPE_UINT8", "UINT8"),
-    "bool": ("TYPE_BOOL", "BOOL"),
-    "object": ("TYPE_STRING", "BYTES"),
-}
+# The numpy dtype names a spec may declare: each has a Triton type (toolkit/dtypes.py maps them,
+# through tritonclient; the contract itself stays free of it, since trainers import it).
+DTYPES: tuple[str, ...] = (
+    "float32", "float16", "float64", "int8", "int16", "int32", "int64", "uint8", "bool", "object",
+)
+
+
+def check_dtype(numpy_dtype: str) -> str:
+    """``numpy_dtype`` when a spec may declare it.
+
+    Raises:
+        UsageError: the name is not one of :data:`DTYPES`.
+    """
+    if numpy_dtype not in DTYPES:
+        raise UsageError(f"dtype {numpy_dtype!r} has no Triton type; use one of {', '.join(DTYPES)}")
+    return numpy_dtype
 
 
 def triton_config_dtype(numpy_dtype: str) -> str:
-    """Triton config enum name (``TYPE_FP32``) for a numpy dtype name."""
-    try:
-        return _DTYPES[numpy_dtype][0]
-    except KeyError:
-        raise UsageError(
-            f"dtype {numpy_dtype!r} has no Triton type; use one of {', '.join(_DTYPES)}"
-        ) from None
+    """Triton config enum name (``TYPE_FP32``) for a spec dtype.
 
+    Kept for ``toolkit/repository/config.py`` until it calls ``toolkit.dtypes.config_from_numpy``.
+    """
+    from toolkit.dtypes import config_from_numpy  # lazy: the contract never loads toolkit on import
 
-def triton_wire_dtype(numpy_dtype: str) -> str:
-    """Triton wire type name (``FP32``) for a numpy dtype name."""
-    triton_config_dtype(numpy_dtype)
-    return _DTYPES[numpy_dtype][1]
-
-
-def numpy_dtype_from_config(config_dtype: str) -> str:
-    """Numpy dtype name for a Triton config enum name (``TYPE_FP32`` -> ``float32``)."""
-    for name, (cfg, _) in _DTYPES.items():
-        if cfg == config_dtype:
-            return name
-    raise UsageError(f"Triton data type {config_dtype!r} is not supported by tritonkit")
-
-
-def numpy_dtype_from_wire(wire_dtype: str) -> str:
-    """Numpy dtype name for a Triton wire type name (``FP32`` -> ``float32``)."""
-    for name, (_, wire) in _DTYPES.items():
-        if wire == wire_dtype:
-            return name
-    raise UsageError(f"Triton wire type {wire_dtype!r} is not supported by tritonkit")
+    return config_from_numpy(check_dtype(numpy_dtype))
 
 
 @dataclass(frozen=True)
@@ -73,7 +54,7 @@ class TensorSpec:
         if not self.name or "/" in self.name:
             raise UsageError(f"tensor name {self.name!r} is invalid; use letters, digits and _")
         object.__setattr__(self, "shape", tuple(int(d) for d in self.shape))
-        triton_config_dtype(self.dtype)
+        check_dtype(self.dtype)
 
 
 @dataclass(frozen=True)
@@ -236,8 +217,8 @@ def _tensors(d: dict[str, Any], key: str) -> tuple[TensorSpec, ...]:
         if not name or len(name) > 256 or not name.isprintable() or any(c.isspace() for c in name):
             raise _SpecShapeError(f"tensor name {_short(name)} must be 1-256 printable characters without spaces")
         dtype = _string(t.get("dtype", "float32"), f"{name}.dtype")
-        if dtype not in _DTYPES:
-            raise _SpecShapeError(f"{name}: dtype {_short(dtype)} is not one of {', '.join(_DTYPES)}")
+        if dtype not in DTYPES:
+            raise _SpecShapeError(f"{name}: dtype {_short(dtype)} is not one of {', '.join(DTYPES)}")
         dims = _sequence(t["shape"], f"{name}.shape")
         if len(dims) > MAX_RANK:
             raise _SpecShapeError(f"{name}: shape has {len(dims)} dims, more than {MAX_RANK}")

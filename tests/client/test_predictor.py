@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from contract.errors import ClientError
+from toolkit.client.endpoint import client_module, protocol_headers
 from toolkit.client.predictions import heldout_digits
 from toolkit.client.predictor import AsyncPredictor, Predictor, triton_logits_fn
 from toolkit.export.onnx import run_onnx, spec_from_onnx
@@ -86,9 +87,12 @@ def test_shared_memory_gives_same_logits_and_frees_its_regions(triton_server, di
     pred = Predictor("digits", url, protocol, shared_memory="on", concurrency=2,
                      admin_headers=triton_server.admin_headers)
     got = pred.predict_many(x)
-    names = [r.name for r in pred._regions]
-    status = pred._client().get_system_shared_memory_status(
-        headers=pred._protocol_admin_headers(), **({"as_json": True} if protocol == "grpc" else {}))
+    names = pred.shared_memory_regions
+    admin = client_module(protocol).InferenceServerClient(url)
+    status = admin.get_system_shared_memory_status(
+        headers=protocol_headers(protocol, triton_server.admin_headers),
+        **({"as_json": True} if protocol == "grpc" else {}))
+    admin.close()
     pred.close()
     assert np.array_equal(got, want)
     assert names and all(n in str(status) for n in names)

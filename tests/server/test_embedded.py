@@ -11,7 +11,7 @@ import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from contract.errors import ServerError
-from contract.spec import ModelSpec, TensorSpec, triton_wire_dtype
+from contract.spec import ModelSpec, TensorSpec
 from tests.server.conftest import (
     GATHER_SPEC,
     MULTI_SPEC,
@@ -23,6 +23,7 @@ from tests.server.conftest import (
     write_model,
     write_string_model,
 )
+from toolkit.dtypes import wire_from_numpy
 from toolkit.serve.embedded import EmbeddedServer
 from toolkit.serve.ports import free_port
 
@@ -61,7 +62,7 @@ def _http(server: EmbeddedServer) -> httpclient.InferenceServerClient:
 def _inputs(feeds: dict[str, np.ndarray]) -> list[httpclient.InferInput]:
     inputs = []
     for name, arr in feeds.items():
-        i = httpclient.InferInput(name, list(arr.shape), triton_wire_dtype(arr.dtype.name))
+        i = httpclient.InferInput(name, list(arr.shape), wire_from_numpy(arr.dtype))
         i.set_data_from_numpy(arr)
         inputs.append(i)
     return inputs

@@ -16,6 +16,9 @@ from typing import Any
 
 import click
 
+from contract.errors import TritonkitError, UsageError
+from toolkit.client.endpoint import DEFAULT_URLS
+
 # The suffixes of toolkit.client.images.IMAGE_FORMATS (what the client decodes).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
@@ -120,7 +123,6 @@ def predict(model: str, images: tuple[str, ...], n_digits: int | None, url: str 
     """
     import time
 
-    from contract.errors import TritonkitError, UsageError
     from toolkit.client.predictions import load_spec, spec_from_repository, topk_from_logits
     from toolkit.client.predictor import Predictor
 
@@ -133,7 +135,6 @@ def predict(model: str, images: tuple[str, ...], n_digits: int | None, url: str 
     if n_digits is not None and n_digits < 1:
         raise UsageError(f"--digits {n_digits} must be at least 1")
     spec = load_spec(spec_file) if spec_file else spec_from_repository(repository, model) if repository else None
-    from toolkit.client.predictor import DEFAULT_URLS
     from toolkit.serve.runner import admin_headers_for
 
     # A server `tritonkit serve` started restricts its shared-memory and model-index APIs to its admin

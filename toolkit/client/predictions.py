@@ -1,4 +1,5 @@
-"""Classify held-out digits through a served model, the way training saw them."""
+"""Predictions as people read them: top-k labels from logits or from Triton's classification
+extension, the spec that says how inputs are made, and held-out rows to send."""
 
 from __future__ import annotations
 
@@ -6,33 +7,17 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from contract.errors import TritonkitError
+from contract.errors import TritonkitError, UsageError
+from contract.fileio import NotRegularFileError, open_regular, read_regular_text
 from contract.spec import ModelSpec
+from toolkit.repository.publish import MANIFEST, named_versions, read_live_config, version_numbers
+from trainers.evaluation.metrics import softmax
 
 # A spec or manifest is a few KiB; anything far larger is not one.
 SPEC_FILE_LIMIT = 16 << 20
-
-
-@dataclass
-class Prediction:
-    index: int
-    label: str
-    score: float
-    truth: str | None
-
-    @property
-    def correct(self) -> bool | None:
-        return None if self.truth is None else self.label == self.truth
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
 
 
 def heldout_digits(spec: ModelSpec, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -43,30 +28,6 @@ def heldout_digits(spec: ModelSpec, n: int, seed: int = 0) -> tuple[np.ndarray, 
     n = min(n, len(test.labels))
     x = normalize(test.images[:n], spec.scale, spec.mean, spec.std)
     return x, test.labels[:n]
-
-
-def classify(
-    predict: Any, batch: np.ndarray, labels: tuple[str, ...] | list[str], truth: np.ndarray | None = None,
-    batch_size: int = 32,
-) -> list[Prediction]:
-    """Run ``predict`` (numpy batch -> logits) in chunks; top-1 label and softmax score per row."""
-    out: list[Prediction] = []
-    for start in range(0, len(batch), batch_size):
-        logits = np.asarray(predict(batch[start : start + batch_size]))
-        probs = softmax(logits.astype(np.float64))
-        for i, row in enumerate(probs):
-            k = int(row.argmax())
-            idx = start + i
-            out.append(Prediction(
-                idx, labels[k] if k < len(labels) else str(k), float(row[k]),
-                None if truth is None else (labels[int(truth[idx])] if labels else str(int(truth[idx]))),
-            ))
-    return out
-
-
-def accuracy(preds: list[Prediction]) -> float:
-    judged = [p.correct for p in preds if p.correct is not None]
-    return sum(judged) / len(judged) if judged else float("nan")
 
 
 @dataclass(frozen=True)
@@ -111,9 +72,6 @@ def load_spec(path: str | os.PathLike[str]) -> ModelSpec:
     Raises:
         UsageError: the file is missing, not a regular file, or holds no spec.
     """
-    from contract.errors import UsageError
-    from contract.fileio import NotRegularFileError, open_regular, read_regular_text
-
     path = Path(path)
     hint = "give a spec .json, a manifest.json or an .onnx file"
     try:
@@ -159,9 +117,6 @@ def spec_from_repository(repository: str | os.PathLike[str], model: str) -> Mode
 
     A version folder the config does not name (left by a killed publish) is never read.
     """
-    from contract.errors import TritonkitError, UsageError
-    from toolkit.repository.publish import MANIFEST, named_versions, read_live_config, version_numbers
-
     model_dir = Path(repository) / model
     try:
         served = named_versions(read_live_config(model_dir), version_numbers(model_dir)) if model_dir.is_dir() else []
