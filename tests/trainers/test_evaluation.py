@@ -1,15 +1,17 @@
-"""Evaluation: metrics through torch and ONNX Runtime adapters, analysis helpers, plots."""
+"""Evaluation: metrics through the torch adapter and any callable, analysis helpers, plots.
+
+ONNX Runtime / TensorRT / Triton evaluation goes through ``toolkit.runners`` (tests/runners)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
+from contract.errors import UsageError
 from tests.trainers.helpers import subset, tiny_model
 from trainers.data import create_dataloader
 from trainers.evaluation import create_evaluator
-from trainers.evaluation.adapters import OnnxRuntimeAdapter, TorchAdapter
+from trainers.evaluation.adapters import TorchAdapter
 from trainers.evaluation.analysis import bootstrap_ci, kfold_cross_validate, mcnemar_test, write_plots
 from trainers.evaluation.metrics import classification_metrics, expected_calibration_error
 
@@ -34,22 +36,20 @@ def test_ece_is_zero_when_confidence_equals_accuracy_and_large_when_overconfiden
     assert expected_calibration_error(probs_wrong, y) == pytest.approx(1.0)
 
 
-def test_evaluator_gives_same_metrics_through_torch_and_onnxruntime(tmp_path, digits):
+def test_evaluator_gives_same_metrics_through_torch_module_and_a_plain_callable(digits):
     model = tiny_model().eval()
-    onnx_path = tmp_path / "m.onnx"
-    torch.onnx.export(model, torch.zeros(1, 1, 8, 8), onnx_path, dynamo=False, input_names=["input"],
-                      output_names=["logits"], dynamic_axes={"input": {0: "batch"}, "logits": {0: "batch"}})
     loader = create_dataloader(subset(digits["test"], 100), {"batch_size": 32, "shuffle": False})
     labels = digits["test"].classes
     via_torch = create_evaluator(model, {"labels": labels}).evaluate(loader)
-    via_ort = create_evaluator(OnnxRuntimeAdapter(onnx_path), {"labels": labels}).evaluate(loader)
-    via_path = create_evaluator(str(onnx_path), {"labels": labels}).evaluate(loader)
-    assert via_torch.metrics["confusion_matrix"] == via_ort.metrics["confusion_matrix"]
-    assert via_ort.top1_accuracy == via_path.top1_accuracy
-    np.testing.assert_allclose(via_torch.logits, via_ort.logits, atol=1e-4)
+    via_fn = create_evaluator(TorchAdapter(model), {"labels": labels}).evaluate(loader)
+    assert via_torch.metrics["confusion_matrix"] == via_fn.metrics["confusion_matrix"]
+    np.testing.assert_allclose(via_torch.logits, via_fn.logits, atol=1e-6)
     assert via_torch.num_batches == 4 and via_torch.mean_batch_latency_ms > 0
-    assert set(via_torch.to_dict()) >= {"top1_accuracy", "top5_accuracy", "macro_f1", "per_class",
-                                        "confusion_matrix", "ece", "mean_batch_latency_ms"}
+
+
+def test_evaluator_refuses_a_model_path_and_names_the_runners_when_given_a_file(tmp_path):
+    with pytest.raises(UsageError, match="toolkit.runners"):
+        create_evaluator(str(tmp_path / "m.onnx"))
 
 
 def test_evaluator_accepts_any_callable_mapping_numpy_to_logits(digits):

@@ -1,8 +1,9 @@
 """Adapters: anything that maps an input batch (numpy) to logits (numpy).
 
 The evaluator only ever calls ``predict(batch) -> logits``, so the same numbers come out for a
-torch module, an ONNX Runtime session, a TensorRT engine or a Triton endpoint; the deployment
-side passes its own callables (any ``Callable[[np.ndarray], np.ndarray]``).
+torch module, an ONNX Runtime session, a TensorRT engine or a Triton endpoint. Only the torch
+adapter lives here (training's own runtime); the deployment runtimes are ``toolkit.runners``
+runners, whose ``.logits`` is such a callable (``trainers`` never imports ``toolkit``).
 """
 
 from __future__ import annotations
@@ -34,25 +35,8 @@ class TorchAdapter:
             return self.module(x).float().cpu().numpy()
 
 
-class OnnxRuntimeAdapter:
-    """An ONNX Runtime session (or a path to an .onnx file): first input in, first output out."""
-
-    def __init__(self, session: Any, input_name: str | None = None, output_name: str | None = None) -> None:
-        if isinstance(session, (str, os.PathLike)):
-            import onnxruntime as ort
-
-            session = ort.InferenceSession(str(session), providers=["CPUExecutionProvider"])
-        self.session = session
-        self.input_name = input_name or session.get_inputs()[0].name
-        self.output_name = output_name or session.get_outputs()[0].name
-
-    def __call__(self, batch: np.ndarray) -> np.ndarray:
-        out = self.session.run([self.output_name], {self.input_name: np.ascontiguousarray(batch)})
-        return np.asarray(out[0])
-
-
 def as_predict_fn(model: Any) -> PredictFn:
-    """Wrap a torch module, an ONNX Runtime session or an .onnx path; pass other callables through."""
+    """Wrap a torch module; pass callables (e.g. a ``toolkit.runners`` runner's ``.logits``) through."""
     try:
         import torch
 
@@ -60,13 +44,9 @@ def as_predict_fn(model: Any) -> PredictFn:
             return TorchAdapter(model)
     except ImportError:  # pragma: no cover - torch is a dependency
         pass
-    if isinstance(model, (str, os.PathLike)) and str(model).endswith(".onnx"):
-        return OnnxRuntimeAdapter(model)
-    if type(model).__name__ == "InferenceSession" and hasattr(model, "get_inputs"):
-        return OnnxRuntimeAdapter(model)
-    if callable(model):
+    if callable(model) and not isinstance(model, (str, os.PathLike)):
         return model
     raise UsageError(
-        f"cannot evaluate a {type(model).__name__}; give a torch module, an ONNX Runtime session, "
-        "an .onnx path, or a callable mapping a numpy batch to logits"
+        f"cannot evaluate a {type(model).__name__}; give a torch module or a callable mapping a numpy batch "
+        "to logits (for an .onnx file, a TensorRT plan or a Triton endpoint: a toolkit.runners runner's .logits)"
     )
