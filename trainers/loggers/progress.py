@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from tqdm import tqdm
+
 from trainers.loggers.base import Logger, RunLike
 
 
@@ -24,16 +26,12 @@ class ProgressBar(Logger):
         self.bar: Any = None
 
     def log_message(self, run: RunLike, line: str) -> None:
-        from tqdm import tqdm
-
         tqdm.write(line, file=sys.stderr)
 
     def log_metrics(self, run: RunLike, metrics: dict[str, float]) -> None:
         self.log_message(run, epoch_line(run, metrics))
 
     def train_epoch_start(self, run: RunLike, epoch: int, total_batches: int) -> None:
-        from tqdm import tqdm
-
         self.bar = tqdm(total=total_batches, initial=run.batch_in_epoch, desc=f"epoch {epoch + 1}/{run.max_epochs}",
                         leave=False, mininterval=0.5, unit="batch", file=sys.stderr)
 
