@@ -22,14 +22,17 @@ Keys (``format_version`` 1):
 ``dataset``          {"name": ..., plus the arguments that rebuild the same split}.
 ``optimizer_state``  optimizer ``state_dict`` or None.
 ``scheduler_state``  scheduler ``state_dict`` or None.
-``callbacks_state``  {callback key: state dict}.
+``callbacks_state``  {callback state key: state dict}; the key is the class name plus the settings
+                     that tell instances apart, e.g. ``ModelCheckpoint{'monitor': 'val_loss', 'mode':
+                     'min', 'dir': 'checkpoints'}`` (files written before that used the bare class name,
+                     which a resume still reads for the one instance of that class).
 ``rng_state``        {"torch": ByteTensor, "numpy": [name, keys (624 ints), pos, has_gauss,
                      cached_gaussian], "python": [version, state (625 ints), gauss_next]} or None:
                      plain tensors, lists and numbers so a weights-only load accepts them.
 ``config``           dict, the training configuration (free-form, JSON-serializable).
 ``created``          ISO-8601 UTC time of the save.
 ``history``          optional, list[dict[str, float]]: the per-epoch metrics logged so far
-                     (written by ``trainers.trainer.Trainer``; restores ``metrics.jsonl`` on resume).
+                     (written by ``trainers.trainer.Trainer``; ``metrics.jsonl`` is rewritten from it on resume).
 ``resume``           optional, where a Trainer stopped inside an epoch: {"batch_in_epoch": batches
                      done in the unfinished epoch (0 at an epoch boundary), "epoch_loss_sum",
                      "epoch_samples": the running train-loss sums of that epoch, "seed": the
