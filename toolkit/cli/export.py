@@ -11,6 +11,21 @@ from pathlib import Path
 
 import click
 
+from toolkit.cli.options import json_option
+from toolkit.export.defaults import (
+    CALIBRATION_SAMPLES,
+    DEFAULT_OPSET,
+    HARDWARE_COMPAT,
+    MAX_BATCH,
+    MAX_OPSET,
+    MIN_BATCH,
+    MIN_OPSET,
+    OPT_BATCH,
+    PARITY_PRECISIONS,
+    PLAN_PRECISIONS,
+    QUANTIZE_PRECISIONS,
+)
+
 
 def _argv() -> list[str]:
     """The command line as typed; rebuilt from the parsed parameters when not run as a program."""
@@ -40,7 +55,8 @@ def _print_parity_failure(exc: Exception) -> None:
 @click.command()
 @click.argument("checkpoint", type=click.Path())
 @click.option("-o", "--output", "out", required=True, type=click.Path(), help="ONNX file to write.")
-@click.option("--opset", default=17, show_default=True, type=int, help="ONNX opset (9..20).")
+@click.option("--opset", default=DEFAULT_OPSET, show_default=True, type=int,
+              help=f"ONNX opset ({MIN_OPSET}..{MAX_OPSET}).")
 @click.option("--dynamic-batch/--static", default=True, show_default=True, help="Dynamic batch dimension.")
 @click.option("--dynamic-hw", is_flag=True, help="Also make height and width dynamic.")
 @click.option("--optimize/--no-optimize", default=True, show_default=True, help="Fold Conv+BatchNorm first.")
@@ -79,16 +95,16 @@ def export(checkpoint: str, out: str, opset: int, dynamic_batch: bool, dynamic_h
 @click.command()
 @click.argument("a", type=click.Path())
 @click.argument("b", type=click.Path())
-@click.option("--precision", type=click.Choice(["fp32", "fp16", "int8"]), default="fp32", show_default=True,
-              help="Tolerance preset.")
+@click.option("--precision", type=click.Choice(PARITY_PRECISIONS), default=PARITY_PRECISIONS[0],
+              show_default=True, help="Tolerance preset.")
 @click.option("--atol", type=float, default=None, help="Override the preset's absolute tolerance.")
 @click.option("--rtol", type=float, default=None, help="Override the preset's relative tolerance.")
 @click.option("--min-top1", type=float, default=None, help="Override the minimum top-1 agreement (0..1).")
 @click.option("--max-accuracy-drop", type=float, default=None, help="Override the maximum accuracy drop (0..1).")
-@click.option("--opt-batch", default=8, show_default=True, type=int)
-@click.option("--max-batch", default=32, show_default=True, type=int)
+@click.option("--opt-batch", default=OPT_BATCH, show_default=True, type=int)
+@click.option("--max-batch", default=MAX_BATCH, show_default=True, type=int)
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@json_option("Print the report as JSON.")
 def parity(a: str, b: str, precision: str, atol: float | None, rtol: float | None, min_top1: float | None,
            max_accuracy_drop: float | None, opt_batch: int, max_batch: int, seed: int, as_json: bool) -> None:
     """Compare two stages (checkpoint .pt, .onnx, .plan) on the same real and random inputs."""
@@ -103,10 +119,10 @@ def parity(a: str, b: str, precision: str, atol: float | None, rtol: float | Non
 
 @click.command()
 @click.argument("model", type=click.Path())
-@click.option("--precision", type=click.Choice(["fp16", "int8"]), required=True)
+@click.option("--precision", type=click.Choice(QUANTIZE_PRECISIONS), required=True)
 @click.option("--calibration-data", default="digits", show_default=True,
               help="int8: 'digits', a folder of .npy/.npz/images, or an .npz/.npy file of model inputs.")
-@click.option("--calibration-samples", default=256, show_default=True, type=int)
+@click.option("--calibration-samples", default=CALIBRATION_SAMPLES, show_default=True, type=int)
 @click.option("-o", "--output", "out", required=True, type=click.Path(), help="ONNX file to write.")
 @click.option("--check/--no-check", default=True, show_default=True,
               help="Fail (nothing written) when the precision's parity preset fails on the held-out set.")
@@ -132,15 +148,14 @@ def quantize(model: str, precision: str, calibration_data: str, calibration_samp
 @click.command()
 @click.argument("model", type=click.Path())
 @click.option("-o", "--output", "out", required=True, type=click.Path(), help="Plan file to write.")
-@click.option("--min-batch", default=1, show_default=True, type=int)
-@click.option("--opt-batch", default=8, show_default=True, type=int)
-@click.option("--max-batch", default=32, show_default=True, type=int)
-@click.option("--precision", type=click.Choice(["auto", "fp32", "fp16", "int8"]), default="auto",
+@click.option("--min-batch", default=MIN_BATCH, show_default=True, type=int)
+@click.option("--opt-batch", default=OPT_BATCH, show_default=True, type=int)
+@click.option("--max-batch", default=MAX_BATCH, show_default=True, type=int)
+@click.option("--precision", type=click.Choice(PLAN_PRECISIONS), default=PLAN_PRECISIONS[0],
               show_default=True, help="auto: what the ONNX carries (TensorRT 11 always does this).")
 @click.option("--workspace", "workspace_mb", type=int, default=None, help="Workspace limit in MB.")
 @click.option("--timing-cache", type=click.Path(), default=None, help="Timing cache file (read and updated).")
-@click.option("--hardware-compat", type=click.Choice(["none", "ampere_plus", "same_compute_capability"]),
-              default="none", show_default=True)
+@click.option("--hardware-compat", type=click.Choice(HARDWARE_COMPAT), default=HARDWARE_COMPAT[0], show_default=True)
 def build(model: str, out: str, min_batch: int, opt_batch: int, max_batch: int, precision: str,
           workspace_mb: int | None, timing_cache: str | None, hardware_compat: str) -> None:
     """Build a TensorRT plan from MODEL (.onnx) with Polygraphy; record in <plan>.json."""

@@ -36,6 +36,7 @@ import toolkit
 from contract.errors import ExportError, UsageError
 from contract.fileio import atomic_write_text, sha256_of
 from contract.spec import METADATA_SPEC_KEY, ModelSpec, TensorSpec
+from toolkit.export.defaults import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from toolkit.export.graph_cleanup import cleanup_graph
 from toolkit.export.optimize import optimize_for_inference
 from toolkit.export.parity import TorchRunner, compare, raise_if_failed
@@ -47,10 +48,6 @@ __all__ = [
     "DEFAULT_OPSET", "METADATA_SPEC_KEY", "onnx_from_checkpoint", "onnx_from_module", "spec_from_onnx",
     "run_onnx", "optimize_for_inference", "metadata_of", "record_path", "example_input",
 ]
-
-DEFAULT_OPSET = 17  # parsed by ONNX Runtime >= 1.14 and TensorRT 10.x/11.x (opsets 9-20+)
-MIN_OPSET = 9
-MAX_OPSET = 20  # the TorchScript exporter's maximum, and TensorRT 10.0's
 
 REFERENCE_SHAPES_KEY = "tritonkit.reference_shapes"
 

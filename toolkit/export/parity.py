@@ -27,6 +27,7 @@ import numpy as np
 
 from contract.errors import ExportError, UsageError
 from contract.spec import ModelSpec, check_batch_budget
+from toolkit.export.defaults import MAX_BATCH, OPT_BATCH
 from toolkit.runners import BaseRunner, Feeds, OnnxRunner, TorchRunner, as_runner
 from trainers.data import load_digits_splits, normalize
 
@@ -272,8 +273,8 @@ def compare(
     precision: str = "fp32",
     tolerance: Tolerance | None = None,
     spec: ModelSpec | None = None,
-    opt_batch: int = 8,
-    max_batch: int = 32,
+    opt_batch: int = OPT_BATCH,
+    max_batch: int = MAX_BATCH,
     seed: int = 0,
     accuracy: bool = True,
 ) -> ParityReport:

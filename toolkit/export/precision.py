@@ -41,6 +41,7 @@ import onnx
 from contract.errors import ExportError, UsageError
 from contract.fileio import NotRegularFileError, atomic_write_text, open_regular, sha256_of
 from contract.spec import MAX_BATCH_BYTES, ModelSpec
+from toolkit.export.defaults import CALIBRATION_SAMPLES, QUANTIZE_PRECISIONS
 from toolkit.export.onnx import spec_from_onnx
 from toolkit.export.parity import OnnxRunner, compare, raise_if_failed
 from toolkit.export.safety import ensure_writable, load_onnx, publish_onnx, save_onnx
@@ -49,7 +50,7 @@ from trainers.data import load_digits_splits, normalize
 MAX_CALIBRATION_IMAGE_PIXELS = 16_777_216
 """Largest calibration image (pixels, read from its header before decoding): 4096 x 4096."""
 
-PRECISIONS = ("fp16", "int8")
+PRECISIONS = QUANTIZE_PRECISIONS
 # Kept in fp32 by the FP16 conversion: their range or accumulated error does not fit fp16.
 FP16_SENSITIVE_OPS = (
     "Softmax", "LogSoftmax", "Exp", "Log", "Pow", "Sqrt", "Reciprocal", "ReduceMean", "ReduceSum",
@@ -305,7 +306,7 @@ def quantize_onnx(
     *,
     precision: str,
     calibration: str | os.PathLike[str] | np.ndarray = "digits",
-    calibration_samples: int = 256,
+    calibration_samples: int = CALIBRATION_SAMPLES,
     check: bool = True,
     command: list[str] | None = None,
 ) -> tuple[Path, dict[str, Any]]:

@@ -28,6 +28,7 @@ from typing import Any
 
 from contract.errors import ExportError, UsageError
 from contract.fileio import atomic_write_bytes, sha256_of
+from toolkit.export.defaults import HARDWARE_COMPAT, MAX_BATCH, MIN_BATCH, OPT_BATCH, PLAN_PRECISIONS
 from toolkit.export.onnx import REFERENCE_SHAPES_KEY, metadata_of
 from toolkit.export.precision import onnx_precision
 from toolkit.export.safety import ensure_writable, load_onnx
@@ -39,8 +40,7 @@ __all__ = [
     "record_path", "require_tensorrt", "write_record",
 ]
 
-PRECISIONS = ("auto", "fp32", "fp16", "int8")
-HARDWARE_COMPAT = ("none", "ampere_plus", "same_compute_capability")
+PRECISIONS = PLAN_PRECISIONS
 RECORD_KEYS = (
     "tensorrt_version", "gpu_name", "compute_capability", "precision", "profiles", "max_batch_size",
     "inputs", "outputs", "build_seconds", "call", "sha256", "onnx_sha256", "created",
@@ -243,9 +243,9 @@ def plan_from_onnx(
     onnx_path: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
-    min_batch: int = 1,
-    opt_batch: int = 8,
-    max_batch: int = 32,
+    min_batch: int = MIN_BATCH,
+    opt_batch: int = OPT_BATCH,
+    max_batch: int = MAX_BATCH,
     precision: str = "auto",
     workspace_mb: int | None = None,
     timing_cache: str | os.PathLike[str] | None = None,

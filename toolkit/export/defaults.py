@@ -1,0 +1,22 @@
+"""The export stage's defaults and choices, in a module without heavy imports.
+
+The CLI's options name these values instead of copying them as literals, and ``tritonkit
+--help`` stays fast (the stage modules import torch and onnx).
+"""
+
+from __future__ import annotations
+
+DEFAULT_OPSET = 17  # parsed by ONNX Runtime >= 1.14 and TensorRT 10.x/11.x (opsets 9-20+)
+MIN_OPSET = 9
+MAX_OPSET = 20  # the TorchScript exporter's maximum, and TensorRT 10.0's
+
+# Batch sizes: parity's cases (1, opt, max) and a plan's optimization profile (min, opt, max).
+MIN_BATCH = 1
+OPT_BATCH = 8
+MAX_BATCH = 32
+
+PARITY_PRECISIONS = ("fp32", "fp16", "int8")  # tolerance presets
+QUANTIZE_PRECISIONS = ("fp16", "int8")  # what an fp32 ONNX can be converted to
+PLAN_PRECISIONS = ("auto", "fp32", "fp16", "int8")  # auto: what the ONNX carries
+HARDWARE_COMPAT = ("none", "ampere_plus", "same_compute_capability")
+CALIBRATION_SAMPLES = 256
