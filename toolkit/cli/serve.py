@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
-RUN_DIR = Path(".tritonkit") / "serve"
+from toolkit.serve.runner import RUNTIMES, ServeOptions, serve_detached, serve_foreground, server_status, stop_recorded
+from toolkit.serve.state import DEFAULT_RUN_DIR, load_state
+
+RUN_DIR = DEFAULT_RUN_DIR
 
 
 @click.group(invoke_without_command=True)
 @click.option("--repository", "-r", default="model_repository", show_default=True,
               type=click.Path(), help="Model repository folder to serve.")
-@click.option("--runtime", type=click.Choice(["auto", "docker", "embedded"]), default="auto", show_default=True,
+@click.option("--runtime", type=click.Choice(RUNTIMES), default="auto", show_default=True,
               help="auto = NVIDIA container when Docker and a GPU are here, else the embedded server.")
 @click.option("--image", default=None, help="Container image (docker runtime); default matches the plans.")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address every endpoint binds to.")
@@ -32,8 +34,6 @@ def serve(ctx: click.Context, repository: str, runtime: str, image: str | None, 
     """Serve a model repository with Triton until Ctrl-C (or in the background with --detach)."""
     if ctx.invoked_subcommand is not None:
         return
-    from toolkit.serve.runner import ServeOptions, serve_detached, serve_foreground
-
     opts = ServeOptions(repository=repository, runtime=runtime, image=image, host=host, http_port=http_port,
                         grpc_port=grpc_port, metrics_port=metrics_port, model_control=model_control,
                         poll_secs=poll_secs, timeout=timeout)
@@ -47,8 +47,6 @@ def serve(ctx: click.Context, repository: str, runtime: str, image: str | None, 
 @click.option("--timeout", default=30.0, show_default=True, type=float, help="Seconds before the server is killed.")
 def stop(timeout: float) -> None:
     """Stop the server started by `tritonkit serve` in this folder (detached or in the foreground)."""
-    from toolkit.serve.runner import load_state, stop_recorded
-
     state = load_state(RUN_DIR)
     outcome = stop_recorded(RUN_DIR, timeout=timeout)
     if outcome == "stopped" and state:
@@ -64,8 +62,6 @@ def stop(timeout: float) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
 def status(as_json: bool) -> None:
     """Say whether the detached server runs and is ready, with its URLs and models."""
-    from toolkit.serve.runner import server_status
-
     st = server_status(RUN_DIR)
     if as_json:
         click.echo(json.dumps(st, indent=2, sort_keys=True))

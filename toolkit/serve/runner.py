@@ -2,18 +2,15 @@
 report status, stop.
 
 A running server (detached, or in the foreground until it stops) leaves its state in a run folder
-(``.tritonkit/serve/`` by default): ``server.pid``, ``server.log`` (detached) and ``server.json``
-(URLs, runtime, repository, the admin header, and the process identity: pid, start time,
-executable; private to the user). ``serve stop`` trusts nothing in it: the file must be a regular
+(``.tritonkit/serve/`` by default; ``server.log`` too when detached). The record is written and
+read in :mod:`toolkit.serve.state`; ``serve stop`` trusts nothing in it: the file must be a regular
 file of this user, and the pid must still be that same process before anything is signalled.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import signal
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -21,12 +18,21 @@ from pathlib import Path
 from typing import Any
 
 from contract.errors import ServerError, UsageError
-from contract.fileio import NotRegularFileError, open_regular
 from toolkit.serve.embedded import ADMIN_HEADER, EmbeddedServer, check_repository, http_get
-from toolkit.serve.procs import PidHandle, ProcessIdentity, identity_of, session_handles
+from toolkit.serve.procs import PidHandle, session_handles
+from toolkit.serve.state import (
+    DEFAULT_RUN_DIR,
+    admin_headers_for,
+    forget_state,
+    load_state,
+    read_state,
+    record_state,
+    recorded_server,
+    refuse_if_recorded_running,
+    state_path,
+)
 
 RUNTIMES = ("auto", "docker", "embedded")
-DEFAULT_RUN_DIR = Path(".tritonkit") / "serve"
 
 
 @dataclass
@@ -75,14 +81,14 @@ def serve_foreground(opts: ServeOptions, echo: Any = print, run_dir: Path = DEFA
     While it serves, its state (with the admin key) is recorded privately in ``run_dir`` like a detached
     server's, so `tritonkit predict --shared-memory on` and `serve status` find it; removed on exit.
     """
-    _refuse_if_recorded_running(run_dir)
+    refuse_if_recorded_running(run_dir)
     server = make_server(opts)
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     recorded: dict[str, Any] | None = None
     try:
         server.start(timeout=opts.timeout)
-        recorded = _record_state(server, run_dir)
+        recorded = record_state(server, run_dir)
         _echo_ready(server, echo)
         echo("serving; press Ctrl-C to stop")
         try:
@@ -99,13 +105,13 @@ def serve_foreground(opts: ServeOptions, echo: Any = print, run_dir: Path = DEFA
         server.stop()
         signal.signal(signal.SIGTERM, previous)
         if recorded is not None:
-            _forget_state(run_dir, recorded["pid"])
+            forget_state(run_dir, recorded["pid"])
 
 
 def _stopped_by_command(run_dir: Path, grace: float = 3.0) -> bool:
     """`tritonkit serve stop` removes the state once the server is gone: wait briefly for that."""
     until = time.monotonic() + grace
-    while _state_path(run_dir).exists():
+    while state_path(run_dir).exists():
         if time.monotonic() >= until:
             return False
         time.sleep(0.1)
@@ -120,205 +126,14 @@ def _echo_ready(server: EmbeddedServer, echo: Any) -> None:
     echo(f"  log:     {server.log_path}")
 
 
-def _state_path(run_dir: Path) -> Path:
-    return run_dir / "server.json"
-
-
-_STATE_LIMIT = 1 << 20
-
-
-def _refuse_state(path: Path, what: str) -> ServerError:
-    return ServerError(f"{path} {what}, so nothing was signalled; check which server runs (`ps -C tritonserver`), "
-                       f"stop it yourself, then delete {path}")
-
-
-def load_state(run_dir: Path = DEFAULT_RUN_DIR) -> dict[str, Any] | None:
-    """The server state recorded in ``run_dir``, checked field by field; None when none is recorded.
-
-    The file steers signals, so it is read as untrusted input: a regular file (never a FIFO or a
-    symlink), owned by this user, holding a JSON object whose pid is an integer above 1 with the start
-    time and executable recorded when the server started.
-
-    Raises:
-        ServerError: the file exists but is not such a record (one line saying what and how to fix).
-    """
-    path = _state_path(run_dir)
-    try:
-        fd = open_regular(path, follow_symlinks=False)
-    except FileNotFoundError:
-        return None
-    except NotRegularFileError as exc:
-        kind = str(exc).rsplit(" is ", 1)[-1].split(",", 1)[0]
-        raise _refuse_state(path, f"is {kind}, not the regular file tritonkit writes") from None
-    except OSError as exc:
-        raise ServerError(f"cannot read {path}: {exc.strerror or exc}; check its permissions") from None
-    with os.fdopen(fd, "rb") as fh:
-        owner = os.fstat(fh.fileno()).st_uid
-        data = fh.read(_STATE_LIMIT + 1)
-    if owner != os.geteuid():
-        raise _refuse_state(path, f"belongs to uid {owner}, not to you (uid {os.geteuid()}): someone else wrote it")
-    if len(data) > _STATE_LIMIT:
-        raise _refuse_state(path, f"is larger than {_STATE_LIMIT} bytes")
-    try:
-        state = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        raise _refuse_state(path, "is not valid JSON (corrupt, or not written by tritonkit)") from None
-    if not isinstance(state, dict):
-        raise _refuse_state(path, f"holds a JSON {type(state).__name__}, not the object tritonkit writes")
-    pid = state.get("pid")
-    if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
-        raise _refuse_state(path, f"records pid {pid!r}, which cannot be a server (a pid must be an integer above 1)")
-    start, exe = state.get("start_time"), state.get("exe")
-    if not isinstance(start, int) or isinstance(start, bool) or start < 0 or not isinstance(exe, str) or not exe:
-        raise _refuse_state(path, f"records pid {pid} without its start time and executable (written by an older "
-                            "tritonkit, or edited)")
-    for key in ("http_url", "grpc_url"):
-        if not isinstance(state.get(key), str):
-            raise _refuse_state(path, f"has no {key} string (corrupt, or not written by tritonkit)")
-    headers = state.get("admin_headers") or {}
-    if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items()):
-        raise _refuse_state(path, "has admin_headers that are not a string mapping (corrupt, or not written by "
-                                  "tritonkit)")
-    state["admin_headers"] = headers
-    return state
-
-
-def read_state(run_dir: Path = DEFAULT_RUN_DIR) -> dict[str, Any] | None:
-    """Like :func:`load_state`, but None for a corrupt file too (for callers that only look)."""
-    try:
-        return load_state(run_dir)
-    except ServerError:
-        return None
-
-
-def _identity(state: dict[str, Any]) -> ProcessIdentity:
-    return ProcessIdentity(pid=state["pid"], start_time=state["start_time"], exe=state["exe"])
-
-
-def _recorded_server(state: dict[str, Any], run_dir: Path) -> PidHandle | None:
-    """A handle on the recorded server, None when it has exited.
-
-    Raises:
-        ServerError: the pid is alive but is another process (start time or executable differ).
-    """
-    want = _identity(state)
-    now = identity_of(want.pid)
-    if now is None:
-        return None
-    if now != want:
-        differs = "executable" if now.exe != want.exe else "start time"
-        raise ServerError(
-            f"pid {want.pid} recorded in {_state_path(run_dir)} is now another process ({now.exe}; its "
-            f"{differs} differs from the server's), so nothing was signalled; the recorded server is gone: "
-            f"delete {_state_path(run_dir)}"
-        )
-    try:
-        return PidHandle(want)
-    except ProcessLookupError:
-        return None
-
-
-def _write_atomic(path: Path, text: str, mode: int = 0o600) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _same_endpoint(a: str, b: str) -> bool:
-    def norm(url: str) -> str:
-        url = url.strip().split("://", 1)[-1].rstrip("/")
-        host, _, port = url.rpartition(":")
-        return f"{'127.0.0.1' if host == 'localhost' else host}:{port}"
-
-    return norm(a) == norm(b)
-
-
-def admin_headers_for(url: str, run_dir: Path = DEFAULT_RUN_DIR) -> dict[str, str]:
-    """The admin header (HTTP form, ``{"tritonkit-admin-key": ...}``) of the running server recorded in
-    ``run_dir`` when ``url`` (``host:port``) is its HTTP or gRPC address; ``{}`` otherwise.
-
-    Clients send it on the restricted APIs (shared memory, logging, trace, model repository). Over gRPC
-    each key takes Triton's ``triton-grpc-protocol-`` prefix.
-    """
-    state = read_state(run_dir)
-    if not state or not any(_same_endpoint(url, state[k]) for k in ("http_url", "grpc_url")):
-        return {}
-    if identity_of(state["pid"]) != _identity(state):
-        return {}
-    return dict(state["admin_headers"])
-
-
-def _state_record(server: EmbeddedServer) -> dict[str, Any]:
-    """What a running server leaves in its run folder (the identity lets `serve stop` signal only it)."""
-    assert server.pid is not None
-    ident = identity_of(server.pid)
-    if ident is None:
-        raise ServerError(f"Triton (pid {server.pid}) exited right after start-up; see its log {server.log_path}")
-    return {
-        "pid": ident.pid,
-        "start_time": ident.start_time,
-        "exe": ident.exe,
-        "runtime": server.kind,
-        "repository": str(server.repository),
-        "http_url": server.http_url,
-        "grpc_url": server.grpc_url,
-        "metrics_url": server.metrics_url,
-        "log": str(server.log_path),
-        "model_control": server.model_control,
-        "admin_headers": server.admin_headers,
-        "container": getattr(server, "container", None),
-        "started": time.time(),
-        "ready_seconds": server.ready_seconds,
-    }
-
-
-def _refuse_if_recorded_running(run_dir: Path) -> None:
-    """Refuse to start a second server from a folder whose recorded server still runs."""
-    state = load_state(run_dir)
-    if state is None:
-        return
-    handle = _recorded_server(state, run_dir)
-    if handle is not None:
-        handle.close()
-        raise ServerError(
-            f"a server is already running from this folder (pid {state['pid']}, http {state['http_url']}); "
-            "run `tritonkit serve stop` first"
-        )
-
-
-def _record_state(server: EmbeddedServer, run_dir: Path) -> dict[str, Any]:
-    """Write the server's state file (0600) and pid file into ``run_dir``; returns the state."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    state = _state_record(server)
-    _write_atomic(_state_path(run_dir), json.dumps(state, indent=2))
-    _write_atomic(run_dir / "server.pid", f"{server.pid}\n", 0o644)
-    return state
-
-
-def _forget_state(run_dir: Path, pid: int | None = None) -> None:
-    """Remove the state files (only when they still record ``pid``, if given)."""
-    if pid is not None:
-        current = read_state(run_dir)
-        if current is not None and current["pid"] != pid:
-            return
-    for name in ("server.json", "server.pid"):
-        (run_dir / name).unlink(missing_ok=True)
-
-
 def serve_detached(opts: ServeOptions, run_dir: Path = DEFAULT_RUN_DIR, echo: Any = print) -> dict[str, Any]:
     """Start, wait for readiness, record the server in ``run_dir`` and return its state."""
-    _refuse_if_recorded_running(run_dir)
+    refuse_if_recorded_running(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     server = make_server(opts, log_path=(run_dir / "server.log").resolve())
     server.start(timeout=opts.timeout)
     try:
-        state = _record_state(server, run_dir)
+        state = record_state(server, run_dir)
     except BaseException:
         server.stop()
         raise
@@ -338,7 +153,7 @@ def server_status(run_dir: Path = DEFAULT_RUN_DIR) -> dict[str, Any]:
     state = load_state(run_dir)
     if not state:
         return {"running": False, "ready": False, "run_dir": str(run_dir)}
-    handle = _recorded_server(state, run_dir)
+    handle = recorded_server(state, run_dir)
     running = handle is not None
     if handle is not None:
         handle.close()
@@ -377,7 +192,7 @@ def load_detached(model: str, run_dir: Path = DEFAULT_RUN_DIR, timeout: float = 
     import urllib.request
 
     state = load_state(run_dir)
-    handle = _recorded_server(state, run_dir) if state else None
+    handle = recorded_server(state, run_dir) if state else None
     if state is None or handle is None:
         raise ServerError(f"no detached server is recorded in {run_dir}; start one with "
                           "`tritonkit serve --model-control explicit --detach`")
@@ -434,9 +249,9 @@ def stop_recorded(run_dir: Path = DEFAULT_RUN_DIR, timeout: float = 30) -> str:
     state = load_state(run_dir)
     if not state:
         return "none"
-    handle = _recorded_server(state, run_dir)
+    handle = recorded_server(state, run_dir)
     if handle is None:
-        _forget_state(run_dir)
+        forget_state(run_dir)
         return "exited"
     with handle:
         # Its stubs: the other members of the session it leads (started with setsid), started after it.
@@ -461,7 +276,7 @@ def stop_recorded(run_dir: Path = DEFAULT_RUN_DIR, timeout: float = 30) -> str:
         finally:
             for member in members:
                 member.close()
-    _forget_state(run_dir)
+    forget_state(run_dir)
     return "stopped"
 
 
