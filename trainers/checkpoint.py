@@ -61,6 +61,7 @@ from contract.fileio import (  # noqa: F401 - sha256_of is part of this module's
     sha256_of,
 )
 from contract.spec import ModelSpec
+from trainers.models import create_model
 
 FORMAT_VERSION = 1
 KIND = "tritonkit.checkpoint"
@@ -347,8 +348,6 @@ def model_from_checkpoint(payload_or_path: dict[str, Any] | str | os.PathLike[st
     Raises:
         CheckpointError: unknown architecture, bad arguments, or weights that do not fit.
     """
-    from trainers.models import create_model
-
     if isinstance(payload_or_path, dict):
         payload = payload_or_path
     else:

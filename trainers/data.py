@@ -6,6 +6,7 @@ client predictions all see the same held-out images.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -127,8 +128,6 @@ def load_imagefolder_splits(
     Raises:
         DataError: missing/empty folder, a class folder without images, every image corrupt.
     """
-    import warnings
-
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: data folder not found; give a folder with one sub-folder per class")
