@@ -9,21 +9,20 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from contract.spec import ModelSpec
+from toolkit.export.onnx import onnx_from_checkpoint
 from toolkit.runners import BaseRunner, FunctionRunner, OnnxRunner, TorchRunner, runner_for_path
+from trainers.checkpoint import save_checkpoint
+from trainers.models import create_model
+from trainers.recipes import digits_model_spec
 
 CLASSES = [str(i) for i in range(10)]
 
 
 def tiny_checkpoint(root: Path) -> Path:
     """A SmallCNN of width 4 with random weights (no training): enough to compare runtimes."""
-    import torch
-
-    from trainers.checkpoint import save_checkpoint
-    from trainers.models import create_model
-    from trainers.recipes import digits_model_spec
-
     torch.manual_seed(0)
     model = create_model("smallcnn", num_classes=10, in_channels=1, width=4)
     payload = {
@@ -38,16 +37,12 @@ def tiny_checkpoint(root: Path) -> Path:
 
 
 def tiny_onnx(root: Path) -> Path:
-    from toolkit.export.onnx import onnx_from_checkpoint
-
     ckpt = root / "tiny.pt"
     return onnx_from_checkpoint(ckpt if ckpt.exists() else tiny_checkpoint(root), root / "tiny.onnx",
                                 check_parity=False)
 
 
 def spec_of(root: Path) -> ModelSpec:
-    from trainers.recipes import digits_model_spec
-
     return digits_model_spec(CLASSES)
 
 

@@ -9,10 +9,13 @@ from typing import Any
 import numpy as np
 import pytest
 
+import toolkit.runners.triton as triton
 from contract.errors import MissingDependencyError, UsageError
 from tests.runners.models import MODELS, TinyModel, tiny_checkpoint, tiny_onnx
 from toolkit.export.parity import compare
 from toolkit.runners import TensorRTRunner, TorchRunner, runner_for_path
+from trainers.data import create_dataloader, load_digits_splits
+from trainers.evaluation import create_evaluator
 
 BATCH = np.random.default_rng(0).standard_normal((3, 1, 8, 8)).astype(np.float32)
 
@@ -50,9 +53,6 @@ def test_runner_as_context_manager_activates_once_and_deactivates_on_exit(model:
 
 
 def test_torch_and_onnxruntime_runners_give_the_same_evaluation_when_same_checkpoint(root: Path) -> None:
-    from trainers.data import create_dataloader, load_digits_splits
-    from trainers.evaluation import create_evaluator
-
     test = load_digits_splits(seed=0)["test"]
     loader = create_dataloader(test, {"batch_size": 32, "shuffle": False})
     with TorchRunner.from_checkpoint(tiny_checkpoint(root)) as torch_runner, \
@@ -117,8 +117,6 @@ class FakePredictor:
 
 
 def test_triton_runner_wraps_one_predictor_and_casts_to_the_served_dtype(monkeypatch: pytest.MonkeyPatch) -> None:
-    import toolkit.runners.triton as triton
-
     monkeypatch.setattr(triton, "Predictor", FakePredictor)
     runner = triton.TritonRunner("localhost:8001", "digits", "grpc", concurrency=2)
     with runner:

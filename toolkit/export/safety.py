@@ -18,6 +18,7 @@ from pathlib import Path, PurePosixPath, PureWindowsPath
 import onnx
 
 from contract.errors import ExportError, UsageError
+from contract.fileio import read_user_bytes
 
 # protobuf cannot serialize a message over 2 GiB; keep a margin for the graph itself.
 EXTERNAL_DATA_THRESHOLD = 1_800_000_000
@@ -96,7 +97,6 @@ def load_onnx(path: str | os.PathLike[str], *, load_external_data: bool = True) 
     Raises:
         ExportError: missing, corrupt or truncated file; unsafe or missing external data.
     """
-    from contract.fileio import read_user_bytes
 
     path = Path(path)
     # Regular files only: a FIFO or device never blocks the reader.

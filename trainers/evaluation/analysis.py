@@ -11,7 +11,8 @@ from typing import Any
 import numpy as np
 
 from contract.errors import UsageError
-from trainers.checkpoint import atomic_write_bytes
+from contract.fileio import atomic_write_bytes
+from trainers.evaluation.metrics import expected_calibration_error, reliability_bins, softmax
 
 
 def kfold_cross_validate(
@@ -135,7 +136,6 @@ def plot_confusion_matrix(cm: Sequence[Sequence[int]], labels: Sequence[str], pa
 
 def plot_reliability_diagram(probs: np.ndarray, y_true: np.ndarray, path: str | os.PathLike[str],
                              n_bins: int = 15) -> Path:
-    from trainers.evaluation.metrics import expected_calibration_error, reliability_bins
 
     rb = reliability_bins(probs, y_true, n_bins)
     fig = _figure((4.5, 4.5))
@@ -163,7 +163,6 @@ def plot_per_class_f1(per_class: dict[str, dict[str, float]], path: str | os.Pat
 
 def write_plots(result: Any, out_dir: str | os.PathLike[str]) -> dict[str, Path]:
     """The three PNGs of an :class:`~trainers.evaluation.evaluator.EvaluationResult`."""
-    from trainers.evaluation.metrics import softmax
 
     out = Path(out_dir)
     return {
