@@ -7,10 +7,16 @@ or reduced-precision ONNX) come first; profiling and deployment helpers follow b
 from __future__ import annotations
 
 import os
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from contract.errors import UsageError
+from toolkit.perf.local import PerformanceProfiler
+from toolkit.pipeline import Context, ExportStep, PublishStep, Step, run_steps
+from toolkit.repository.options import DEFAULT_REPOSITORY, ServingOptions
+
+__all__ = ["Deployment", "FormatConverter", "ModelExporter", "PerformanceProfiler", "PlanStep", "create_deployment"]
 
 # --------------------------------------------------------------------------- export and conversion
 
@@ -113,7 +119,6 @@ class FormatConverter:
 # --------------------------------------------------------------------------- profiling and deployment
 
 
-from toolkit.perf.local import PerformanceProfiler  # noqa: E402, F401 - re-exported seed name
 
 
 class Deployment:
@@ -127,14 +132,11 @@ class Deployment:
     FORMATS = ("onnx", "tensorrt")
 
     def __init__(self, model: Any, config: dict[str, Any] | None = None):
-        from dataclasses import fields
-
-        from toolkit.repository.config import ServingOptions
-        from toolkit.repository.publish import check_model_name
+        from toolkit.repository.publish import check_model_name  # loads Triton's protobuf
 
         config = dict(config or {})
         self.model = model
-        self.repository = Path(config.pop("repository", "model_repository"))
+        self.repository = Path(config.pop("repository", DEFAULT_REPOSITORY))
         self.name = check_model_name(str(config.pop("name", "model")))
         self.labels = config.pop("labels", None)
         exporter_keys = ("spec", "input_shape", "num_outputs", "input_name", "output_name")
@@ -151,32 +153,33 @@ class Deployment:
                optimize: bool = True, precision: str = "fp16") -> Any:
         """Export to ``model_path`` (``.onnx``, or ``.plan`` for tensorrt) and publish; returns the
         published version (``.model``, ``.version``, ``.path``)."""
-        import json
-
-        from toolkit.repository.publish import publish_onnx, publish_plan
-
         if format not in self.FORMATS:
             raise UsageError(f"unknown deployment format {format!r}; choose one of: {', '.join(self.FORMATS)}")
         model_path = Path(model_path)
-        onnx_path = model_path if format == "onnx" else model_path.with_suffix(".onnx")
-        exported = ModelExporter(self.model, **self.exporter_options).export(onnx_path, optimize=optimize)
-        provenance: dict[str, Any] = {}
-        record_file = Path(f"{exported}.export.json")
-        if record_file.is_file():
-            export_record = json.loads(record_file.read_text())
-            provenance = {"export": export_record, "parity": export_record.get("parity")}
-            if export_record.get("checkpoint_sha256"):
-                provenance["checkpoint_sha256"] = export_record["checkpoint_sha256"]
-        if format == "onnx":
-            return publish_onnx(self.repository, self.name, exported, self.options, labels=self.labels,
-                                provenance=provenance)
+        ctx = Context(repository=self.repository, name=self.name, options=self.options, labels=self.labels,
+                      onnx=model_path if format == "onnx" else model_path.with_suffix(".onnx"))
+        exporter = ModelExporter(self.model, **self.exporter_options)
+        steps: list[Step] = [ExportStep(lambda path: exporter.export(path, optimize=optimize), label="")]
+        if format == "tensorrt":
+            steps.append(PlanStep(precision, model_path))
+        return run_steps([*steps, PublishStep(label="")], ctx).published[-1]
+
+
+class PlanStep(Step):
+    """Build a TensorRT plan from ``ctx.onnx`` with :class:`FormatConverter`; the plan goes to ``ctx.plans``."""
+
+    name = "tensorrt"
+
+    def __init__(self, precision: str, output: Path) -> None:
+        self.precision, self.output = precision, output
+
+    def run(self, ctx: Context) -> None:
         from toolkit.export.tensorrt import read_record
 
-        plan = FormatConverter(exported).convert("tensorrt", precision, output=model_path)
+        plan = FormatConverter(ctx.onnx).convert("tensorrt", self.precision, output=self.output)
         record = read_record(plan)
         cc = str(record.get("compute_capability", "0.0"))
-        return publish_plan(self.repository, self.name, {cc: plan}, {cc: record}, self.options,
-                            labels=self.labels, provenance=provenance)
+        ctx.plans, ctx.records = {cc: plan}, {cc: record}
 
 
 def create_deployment(model: Any, config: dict[str, Any] | None = None) -> Deployment:

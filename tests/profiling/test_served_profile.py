@@ -91,7 +91,7 @@ def test_shapes_come_from_warmup_or_name_the_needed_flag(dynamic_onnx: Path, tmp
     from google.protobuf.json_format import MessageToDict
 
     from contract.errors import UsageError
-    from toolkit.perf.analyzer import shapes_for
+    from toolkit.perf.server import shapes_for
     from toolkit.repository.config import ServingOptions, read_config
     from toolkit.repository.publish import publish_onnx
 
@@ -107,7 +107,8 @@ def test_shapes_come_from_warmup_or_name_the_needed_flag(dynamic_onnx: Path, tmp
 @pytest.mark.server
 def test_tune_picks_fastest_within_budget_and_applies_it(digits_build: dict, tmp_path: Path) -> None:
     from toolkit.repository.config import read_config
-    from toolkit.repository.publish import live_labels, version_numbers
+    from toolkit.repository.manifest import live_labels
+    from toolkit.repository.storage import version_numbers
 
     repo = tmp_path / "repo"
     shutil.copytree(digits_build["repository"], repo)

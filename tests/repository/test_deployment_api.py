@@ -10,7 +10,8 @@ import pytest
 from contract.errors import MissingDependencyError, UsageError
 from toolkit import PerformanceProfiler, create_deployment
 from toolkit.repository.config import read_config
-from toolkit.repository.publish import verify_version, version_numbers
+from toolkit.repository.manifest import verify_version
+from toolkit.repository.storage import version_numbers
 from toolkit.repository.validate import validate_repository
 
 

@@ -10,47 +10,51 @@ import sys
 
 import click
 
-
-def _int_list(value: str) -> list[int]:
-    try:
-        out = [int(v) for v in value.split(",") if v.strip()]
-    except ValueError:
-        raise click.BadParameter(f"{value!r}: give integers separated by commas, e.g. 1,2,4,8") from None
-    if not out:
-        raise click.BadParameter(f"{value!r}: give at least one integer, e.g. 1,2,4,8")
-    return out
+from toolkit.cli.options import IntList, int_list_text, json_option, parse_int_list, repository_option, shape_option
+from toolkit.perf.analyzer import (
+    DEFAULT_BATCHES,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_MAX_TRIALS,
+    DEFAULT_MEASUREMENT_MS,
+    DEFAULT_STABILITY_PCT,
+)
+from toolkit.perf.server import parse_shape
+from toolkit.perf.tune import (
+    DEFAULT_DELAYS_US,
+    DEFAULT_LATENCY_BUDGET_MS,
+    DEFAULT_MAX_INSTANCES,
+    DEFAULT_TUNE_CONCURRENCY,
+    DEFAULT_TUNE_MEASUREMENT_MS,
+    DEFAULT_TUNE_STABILITY_PCT,
+)
 
 
 def _shapes(values: tuple[str, ...]) -> dict[str, list[int]]:
-    from toolkit.perf.analyzer import parse_shape
-
     return dict(parse_shape(v) for v in values)
-
-
-def _model_version(text: str) -> tuple[str, str]:
-    name, _, version = text.partition(":")
-    return name, version
 
 
 @click.command()
 @click.argument("models", nargs=-1)
 @click.option("--url", default="127.0.0.1:8001", show_default=True, help="Server host:port for --protocol.")
 @click.option("--protocol", type=click.Choice(["grpc", "http"]), default="grpc", show_default=True)
-@click.option("--concurrency", default="1,2,4,8,16,32", show_default=True, help="Requests in flight, per level.")
-@click.option("--batch", default="1,8", show_default=True,
+@click.option("--concurrency", type=IntList(1), default=int_list_text(DEFAULT_CONCURRENCY), show_default=True,
+              help="Requests in flight, per level.")
+@click.option("--batch", type=IntList(1), default=int_list_text(DEFAULT_BATCHES), show_default=True,
               help="Comma-separated batch sizes per request, e.g. 1,8 (each must fit the model's max batch).")
-@click.option("--shape", "shape", multiple=True, metavar="NAME:D1,D2",
-              help="Shape (without batch) for an input with variable dims; default: the config's warm-up shape.")
-@click.option("--measurement-ms", default=1500, show_default=True, help="perf_analyzer measurement window.")
-@click.option("--stability-pct", default=25, show_default=True,
+@shape_option("Shape (without batch) for an input with variable dims; default: the config's warm-up shape.")
+@click.option("--measurement-ms", default=DEFAULT_MEASUREMENT_MS, show_default=True,
+              help="perf_analyzer measurement window.")
+@click.option("--stability-pct", default=DEFAULT_STABILITY_PCT, show_default=True,
               help="Last 3 windows must agree within this %; raise it on a busy machine.")
-@click.option("--max-trials", default=6, show_default=True, help="Windows tried before a level counts as unstable.")
+@click.option("--max-trials", default=DEFAULT_MAX_TRIALS, show_default=True,
+              help="Windows tried before a level counts as unstable.")
 @click.option("--local", "local", multiple=True, metavar="[MODEL=]FILE",
               help="Model file for the in-process baseline (serving efficiency), run at the formed batch size.")
 @click.option("--out", default="benchmarks/reports", show_default=True, type=click.Path())
 @click.option("--report/--no-report", default=True, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print {report, runs, headline} as JSON.")
-def profile(models: tuple[str, ...], url: str, protocol: str, concurrency: str, batch: str, shape: tuple[str, ...],
+@json_option("Print {report, runs, headline} as JSON.")
+def profile(models: tuple[str, ...], url: str, protocol: str, concurrency: list[int], batch: list[int],
+            shape: tuple[str, ...],
             measurement_ms: int, stability_pct: int, max_trials: int, local: tuple[str, ...], out: str, report: bool,
             as_json: bool) -> None:
     """Sweep MODEL[:VERSION]... with perf_analyzer on a running server; keep CSVs and logs; write a report.
@@ -58,52 +62,36 @@ def profile(models: tuple[str, ...], url: str, protocol: str, concurrency: str, 
     Every concurrency x batch configuration is measured; failed and unstable ones are reported as
     such, each configuration gets a one-sentence bottleneck.
     """
-    from toolkit.perf.analyzer import check_perf_analyzer, explain, model_config, run_perf_analyzer, shapes_for
-    from toolkit.perf.report import environment, report_dir, write_perf_report
+    from tqdm import tqdm
+
+    from toolkit.perf.analyzer import check_perf_analyzer, explain
+    from toolkit.perf.report import environment, load_results, report_dir, write_perf_report
+    from toolkit.perf.sweep import local_baselines, model_version, sweep
 
     check_perf_analyzer()  # before anything else: one line saying how to install it
     models = models or ("digits",)
-    given = _shapes(shape)
-    conc, batches = _int_list(concurrency), _int_list(batch)
-    first = _model_version(models[0])[0]
+    first = model_version(models[0])[0]
     folder = report_dir(out, first)
-    runs, max_batch = [], {}
-    from tqdm import tqdm
-
     # On stderr and only on a terminal (disable=None), so --json output stays clean.
-    bar = tqdm(total=len(models) * len(batches) * len(conc), desc="perf_analyzer", unit="level",
+    bar = tqdm(total=len(models) * len(batch) * len(concurrency), desc="perf_analyzer", unit="level",
                file=sys.stderr, disable=None, leave=False)
     started: list[int] = []
-    for spec in models:
-        name, version = _model_version(spec)
-        cfg = model_config(url, name, protocol=protocol, version=version)
-        shapes = shapes_for(cfg, given)
-        mb = int(cfg.get("max_batch_size", 0))
-        max_batch[name] = mb
-        for b in batches:
-            if b > max(mb, 1):
-                from toolkit.perf.analyzer import PerfRun
 
-                runs.append(PerfRun(model=name, command=[], version=version, batch_size=b, ok=False,
-                                    error=f"batch {b} exceeds max_batch_size {mb} of {name}: not run"))
-                continue
-            def step(c: int, name: str = name, b: int = b) -> None:
-                if started:
-                    bar.update(1)  # the previous level is done
-                started.append(c)
-                bar.set_postfix_str(f"{name} batch {b} concurrency {c}")
+    def step(name: str, b: int, c: int) -> None:
+        if started:
+            bar.update(1)  # the previous level is done
+        started.append(c)
+        bar.set_postfix_str(f"{name} batch {b} concurrency {c}")
 
-            runs.append(run_perf_analyzer(name, url, folder / "perf", protocol=protocol, concurrency=conc,
-                                          batch_size=b, measurement_ms=measurement_ms, stability_pct=stability_pct,
-                                          max_trials=max_trials, shapes=shapes, version=version, progress=step))
+    runs, max_batch = sweep(models, url, folder / "perf", protocol=protocol, concurrency=concurrency, batches=batch,
+                            shapes=_shapes(shape), measurement_ms=measurement_ms, stability_pct=stability_pct,
+                            max_trials=max_trials, progress=step)
     bar.update(bar.total - bar.n)
     bar.close()
-    profiles = _local_baselines(local, runs, first)
+    profiles = local_baselines(local, runs, first)
     path = (write_perf_report(runs, folder, f"perf_analyzer report: {', '.join(models)}", local=profiles,
                               env=environment(url, protocol)) if report else None)
     if as_json:
-        from toolkit.perf.report import load_results
-
         heads = load_results(folder)["headline"] if path else []
         click.echo(json.dumps({"report": str(path) if path else None, "runs": [r.to_dict() for r in runs],
                                "headline": heads}))
@@ -118,34 +106,17 @@ def profile(models: tuple[str, ...], url: str, protocol: str, concurrency: str, 
         raise SystemExit(1)
 
 
-def _local_baselines(local: tuple[str, ...], runs: list, first: str) -> dict:
-    """In-process profiles at the batch sizes the server formed at saturation, by model name."""
-    from toolkit.perf.local import PerformanceProfiler
-
-    out = {}
-    for item in local:
-        model, _, path = item.rpartition("=")
-        model = model or first
-        formed = [r.saturation().formed_batch for r in runs if r.model == model and r.saturation()]
-        sizes = {1}
-        for f in formed:
-            if f:
-                sizes |= {max(1, int(f)), max(1, int(f + 0.999))}
-        out[model] = PerformanceProfiler(path).profile(sorted(sizes), num_iterations=100)
-    return out
-
-
 @click.command("profile-local")
 @click.argument("model_file", type=click.Path())
-@click.option("--batch", default="1,8,16,32", show_default=True, help="Comma-separated batch sizes.")
+@click.option("--batch", type=IntList(1), default="1,8,16,32", show_default=True, help="Comma-separated batch sizes.")
 @click.option("--iterations", default=100, show_default=True, help="Timed calls per batch size.")
 @click.option("--warmup", default=10, show_default=True, help="Untimed calls first (arenas, caches).")
 @click.option("--threads", default=None, type=int, help="Intra-op threads (default: all cores).")
-@click.option("--shape", "shape", multiple=True, metavar="NAME:D1,D2", help="Dims (without batch) of a variable input.")
+@shape_option("Dims (without batch) of a variable input.")
 @click.option("--max-batch-mib", default=2048, show_default=True, type=int,
               help="Budget of one generated input batch; a larger declared shape is refused before allocating.")
-@click.option("--json", "as_json", is_flag=True)
-def profile_local(model_file: str, batch: str, iterations: int, warmup: int, threads: int | None,
+@json_option()
+def profile_local(model_file: str, batch: list[int], iterations: int, warmup: int, threads: int | None,
                   shape: tuple[str, ...], max_batch_mib: int, as_json: bool) -> None:
     """Time MODEL_FILE (.onnx, .plan, checkpoint .pt) in-process: p50/p90/p99, samples/s, peak memory."""
     from contract.errors import UsageError
@@ -155,7 +126,7 @@ def profile_local(model_file: str, batch: str, iterations: int, warmup: int, thr
         raise UsageError(f"--max-batch-mib {max_batch_mib} must be 1 or more")
     prof = PerformanceProfiler(model_file, shapes=_shapes(shape), threads=threads,
                                max_batch_bytes=max_batch_mib << 20).profile(
-        _int_list(batch), num_iterations=iterations, warmup=warmup)
+        batch, num_iterations=iterations, warmup=warmup)
     click.echo(json.dumps(prof.to_dict()) if as_json else prof.table())
 
 
@@ -197,21 +168,25 @@ def report(folder: str | None, old: str | None, threshold: float, csvs: tuple[st
 
 @click.command()
 @click.argument("name")
-@click.option("--repository", default="model_repository", show_default=True, type=click.Path())
-@click.option("--latency-budget-ms", default=10.0, show_default=True, help="p99 a winner must stay within.")
-@click.option("--max-instances", default=4, show_default=True, help="Instance counts tried: 1,2,4.. up to this.")
-@click.option("--delays-us", default="0,1000", show_default=True, help="max_queue_delay_microseconds values.")
+@repository_option()
+@click.option("--latency-budget-ms", default=DEFAULT_LATENCY_BUDGET_MS, show_default=True,
+              help="p99 a winner must stay within.")
+@click.option("--max-instances", default=DEFAULT_MAX_INSTANCES, show_default=True,
+              help="Instance counts tried: 1,2,4.. up to this.")
+@click.option("--delays-us", type=IntList(0, allow_empty=True), default=int_list_text(DEFAULT_DELAYS_US),
+              show_default=True, help="max_queue_delay_microseconds values.")
 @click.option("--preferred", default="auto", show_default=True,
               help="Preferred batch size sets: 'auto' (none, and half the max batch), 'none', or e.g. 'none;8;4,8'.")
-@click.option("--concurrency", default="4,16", show_default=True, help="Load levels measured per variant.")
-@click.option("--measurement-ms", default=1000, show_default=True)
-@click.option("--stability-pct", default=30, show_default=True)
-@click.option("--shape", "shape", multiple=True, metavar="NAME:D1,D2", help="Dims of a variable input.")
+@click.option("--concurrency", type=IntList(1), default=int_list_text(DEFAULT_TUNE_CONCURRENCY), show_default=True,
+              help="Load levels measured per variant.")
+@click.option("--measurement-ms", default=DEFAULT_TUNE_MEASUREMENT_MS, show_default=True)
+@click.option("--stability-pct", default=DEFAULT_TUNE_STABILITY_PCT, show_default=True)
+@shape_option("Dims of a variable input.")
 @click.option("--apply", "do_apply", is_flag=True, help="Publish the winner as a new version of NAME.")
-@click.option("--json", "as_json", is_flag=True)
-def tune(name: str, repository: str, latency_budget_ms: float, max_instances: int, delays_us: str, preferred: str,
-         concurrency: str, measurement_ms: int, stability_pct: int, shape: tuple[str, ...], do_apply: bool,
-         as_json: bool) -> None:
+@json_option()
+def tune(name: str, repository: str, latency_budget_ms: float, max_instances: int, delays_us: list[int],
+         preferred: str, concurrency: list[int], measurement_ms: int, stability_pct: int, shape: tuple[str, ...],
+         do_apply: bool, as_json: bool) -> None:
     """Search instance count x queue delay x preferred batch sizes for NAME; print the table.
 
     Each variant is served by a temporary embedded Triton and measured with perf_analyzer; the
@@ -222,10 +197,10 @@ def tune(name: str, repository: str, latency_budget_ms: float, max_instances: in
 
     pref = None
     if preferred != "auto":
-        pref = [[] if part.strip() in ("none", "") else _int_list(part) for part in preferred.split(";")]
+        pref = [[] if part.strip() in ("none", "") else parse_int_list(part) for part in preferred.split(";")]
     result = run_tune(name, repository, latency_budget_ms=latency_budget_ms, max_instances=max_instances,
-                      delays_us=[int(d) for d in _int_list(delays_us)] if delays_us.strip() else [0],
-                      preferred=pref, concurrency=_int_list(concurrency), measurement_ms=measurement_ms,
+                      delays_us=delays_us or [0], preferred=pref, concurrency=concurrency,
+                      measurement_ms=measurement_ms,
                       stability_pct=stability_pct, shapes=_shapes(shape),
                       log=(lambda m: None) if as_json else (lambda m: click.echo(m, err=True)))
     published = None

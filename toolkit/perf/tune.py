@@ -21,7 +21,15 @@ from typing import Any
 
 from contract.errors import ProfileError, UsageError
 from toolkit.perf.analyzer import PerfRow, run_perf_analyzer
-from toolkit.repository.config import ONNX_PLATFORM, ServingOptions
+from toolkit.repository.options import DEFAULT_REPOSITORY, ONNX_PLATFORM, ServingOptions
+
+# The search's defaults (the CLI shows these): a short grid a 2-core machine finishes in minutes.
+DEFAULT_LATENCY_BUDGET_MS = 10.0
+DEFAULT_MAX_INSTANCES = 4
+DEFAULT_DELAYS_US = (0, 1000)
+DEFAULT_TUNE_CONCURRENCY = (4, 16)
+DEFAULT_TUNE_MEASUREMENT_MS = 1000
+DEFAULT_TUNE_STABILITY_PCT = 30
 
 
 @dataclass
@@ -166,15 +174,15 @@ def _options_for(base: ServingOptions, v: Variant) -> ServingOptions:
 
 def tune(
     name: str,
-    repository: str | os.PathLike[str] = "model_repository",
+    repository: str | os.PathLike[str] = DEFAULT_REPOSITORY,
     *,
-    latency_budget_ms: float = 10.0,
-    max_instances: int = 4,
+    latency_budget_ms: float = DEFAULT_LATENCY_BUDGET_MS,
+    max_instances: int = DEFAULT_MAX_INSTANCES,
     delays_us: list[int] | None = None,
     preferred: list[list[int]] | None = None,
     concurrency: list[int] | None = None,
-    measurement_ms: int = 1000,
-    stability_pct: int = 30,
+    measurement_ms: int = DEFAULT_TUNE_MEASUREMENT_MS,
+    stability_pct: int = DEFAULT_TUNE_STABILITY_PCT,
     shapes: dict[str, list[int]] | None = None,
     work_dir: str | os.PathLike[str] | None = None,
     log: Callable[[str], None] = lambda _m: None,
@@ -198,9 +206,9 @@ def tune(
         raise UsageError(f"model {name!r} not found in {repository}; models there: {', '.join(have) or 'none'}")
     base, onnx_path, labels, _cfg = _current_options(model_dir)
     variants = [Variant(base.instances, base.max_queue_delay_us, list(base.preferred_batch_sizes), current=True)]
-    variants += grid(base.max_batch_size, max_instances, delays_us if delays_us is not None else [0, 1000],
-                     preferred)
-    concurrency = concurrency or [4, 16]
+    delays = delays_us if delays_us is not None else list(DEFAULT_DELAYS_US)
+    variants += grid(base.max_batch_size, max_instances, delays, preferred)
+    concurrency = concurrency or list(DEFAULT_TUNE_CONCURRENCY)
     owned = work_dir is None
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix=f"tritonkit-tune-{name}-"))
     trials: list[Trial] = []

@@ -2,59 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
-from contract.errors import RepositoryError, UsageError
+from contract.errors import RepositoryError
 from contract.spec import METADATA_SPEC_KEY, ModelSpec, triton_config_dtype
+from toolkit.repository.options import ONNX_PLATFORM, PLAN_PLATFORM, ServingOptions
 
 SPEC_PARAMETER = METADATA_SPEC_KEY
-ONNX_PLATFORM = "onnxruntime_onnx"
-PLAN_PLATFORM = "tensorrt_plan"
-
-
-@dataclass
-class ServingOptions:
-    """What the user chooses about serving; shapes and dtypes come from the model, not from here."""
-
-    max_batch_size: int = 32
-    dynamic_batching: bool = True
-    max_queue_delay_us: int = 100
-    preferred_batch_sizes: list[int] = field(default_factory=list)
-    max_queue_size: int = 0  # 0 = unbounded
-    instances: int = 1
-    kind: str = "cpu"  # cpu | gpu | auto
-    keep_versions: int = 1
-    warmup: bool = True
-    label_filename: str | None = "labels.txt"
-    response_cache: bool = False
-    tensorrt_accelerator: bool = False  # ONNX on GPU: ONNX Runtime's TensorRT execution provider
-    accelerator_precision: str = "FP16"
-    profiles: list[str] = field(default_factory=list)  # TensorRT optimization profiles GPU instances use
-
-    def validate(self) -> None:
-        """Refuse inconsistent serving options before anything is written."""
-        if self.max_batch_size < 0:
-            raise UsageError(f"--max-batch {self.max_batch_size} is negative; use 0 (no batching) or more")
-        if self.kind not in _KINDS:
-            raise UsageError(f"--kind {self.kind!r} is unknown; use one of {', '.join(_KINDS)}")
-        if self.instances < 1:
-            raise UsageError(f"--instances {self.instances}: use at least 1")
-        if self.keep_versions < 1:
-            raise UsageError(f"--keep-versions {self.keep_versions}: keep at least 1")
-        if self.max_queue_delay_us < 0 or self.max_queue_size < 0:
-            raise UsageError("--max-queue-delay-us and --max-queue-size must be >= 0")
-        bad = [b for b in self.preferred_batch_sizes if not 1 <= b <= max(self.max_batch_size, 1)]
-        if bad:
-            raise UsageError(
-                f"preferred batch sizes {bad} are outside [1, max_batch_size={self.max_batch_size}]; "
-                "choose sizes within it"
-            )
-        if self.preferred_batch_sizes and not self.dynamic_batching:
-            raise UsageError("--preferred-batch needs dynamic batching; drop --no-dynamic-batching")
 
 
 _KINDS: dict[str, int] = {"cpu": mc.ModelInstanceGroup.KIND_CPU, "gpu": mc.ModelInstanceGroup.KIND_GPU,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from contract.errors import ExportError, RepositoryError
+from contract.fileio import read_regular_text
 from contract.spec import METADATA_SPEC_KEY, ModelSpec, TensorSpec
 from toolkit.repository.storage import lstat
 
@@ -117,3 +118,18 @@ def read_plan_record(path: str | os.PathLike[str]) -> dict[str, Any]:
     return record
 
 
+
+
+MAX_LABELS_BYTES = 64 * 1024 * 1024
+
+
+def read_labels_file(path: str | os.PathLike[str]) -> list[str]:
+    """Labels from a text file, one per line (blank lines dropped); RepositoryError (one line) otherwise."""
+    try:
+        text = read_regular_text(path, limit=MAX_LABELS_BYTES)
+    except FileNotFoundError:
+        raise RepositoryError(f"{path}: labels file does not exist; give one label per line") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RepositoryError(f"{path}: cannot read labels ({exc}); give a UTF-8 text file, "
+                              "one label per line") from None
+    return [ln.strip() for ln in text.splitlines() if ln.strip()]
