@@ -289,3 +289,26 @@ def test_export_cli_writes_torchscript_matching_torch_when_format_is_torchscript
         torch.testing.assert_close(traced(x), model_from_checkpoint(tk_checkpoint)(x), atol=1e-5, rtol=1e-5)
     rec = json.loads(record_path(out).read_text())
     assert rec["format"] == "torchscript" and rec["parity"]["logits"]["max_abs"] < 1e-4
+
+
+class _Untraceable(torch.nn.Module):
+    """Data-dependent control flow (fx cannot trace it) around a Conv -> BN -> ReLU Sequential."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU())
+
+    def forward(self, x):
+        y = self.body(x)
+        return y * 2.0 if bool(x.sum() > 0) else y
+
+
+def test_optimize_folds_batchnorm_inside_sequential_when_fx_cannot_trace_the_model():
+    torch.manual_seed(0)
+    model = _Untraceable().eval()
+    model.body[1].running_mean.uniform_(-1, 1)
+    model.body[1].running_var.uniform_(0.5, 2)
+    x = torch.randn(2, 1, 8, 8)
+    folded = optimize_for_inference(model)
+    assert count_batchnorms(folded) == 0 and count_batchnorms(model) == 1
+    torch.testing.assert_close(folded(x), model(x), atol=1e-5, rtol=1e-5)

@@ -52,12 +52,11 @@ def _fold_sequential(module: nn.Module) -> None:
     for child in module.children():
         _fold_sequential(child)
     if isinstance(module, nn.Sequential):
-        keys = list(module._modules)
-        for a, b in zip(keys, keys[1:]):
-            conv, bn = module._modules[a], module._modules[b]
+        children = list(module.named_children())
+        for (a, conv), (b, bn) in zip(children, children[1:]):
             if isinstance(conv, _CONVS) and isinstance(bn, _BNS) and bn.running_mean is not None:
-                module._modules[a] = fuse_conv_bn_eval(conv, bn)
-                module._modules[b] = nn.Identity()
+                setattr(module, a, fuse_conv_bn_eval(conv, bn))
+                setattr(module, b, nn.Identity())
 
 
 def _drop_training_only(module: nn.Module) -> None:
