@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from toolkit.repository.validate.config import CONFIG, Entry, Index, safe_model_name
@@ -20,7 +21,20 @@ def _compatible(a: list[int], b: list[int]) -> bool:
     return len(a) == len(b) and all(x == y or x == -1 or y == -1 for x, y in zip(a, b))
 
 
+@dataclass
+class _Wiring:
+    """What the rules learn about an ensemble's tensors while walking its steps."""
+
+    mbs: int
+    known: dict[str, _Info]  # typed tensors: ensemble inputs, then composing models' outputs
+    produced: dict[str, str] = field(default_factory=dict)  # tensor -> "step i"
+    consumed: set[str] = field(default_factory=set)
+    edges: dict[str, set[str]] = field(default_factory=dict)  # tensor -> tensors a step makes from it
+    steps: list[tuple[int, Any, Any]] = field(default_factory=list)  # (i, step, composing config or None)
+
+
 def check_ensemble(ctx: Context, entry: Entry, cfg: Any, index: Index) -> None:
+    """Every rule an ensemble's wiring must pass, in the order its problems are reported."""
     sched = cfg.ensemble_scheduling if cfg.HasField("ensemble_scheduling") else None
     if sched is None or not sched.step:
         ctx.error(CONFIG, "ensemble_scheduling", "an ensemble needs ensemble_scheduling with at least one step",
@@ -29,51 +43,70 @@ def check_ensemble(ctx: Context, entry: Entry, cfg: Any, index: Index) -> None:
     if not cfg.input or not cfg.output:
         ctx.error(CONFIG, "input", "an ensemble must list its inputs and outputs",
                   "declare the ensemble's inputs and outputs with names, data_type and dims")
-    mbs = cfg.max_batch_size
-    known: dict[str, _Info] = {t.name: (t.data_type, _full(t.dims, mbs), "ensemble input") for t in cfg.input}
-    produced: dict[str, str] = {}
-    consumed: set[str] = set()
-    edges: dict[str, set[str]] = {}
-    steps: list[tuple[int, Any, Any]] = []  # (i, step, composing config or None)
-
+    w = _Wiring(cfg.max_batch_size,
+                {t.name: (t.data_type, _full(t.dims, cfg.max_batch_size), "ensemble input") for t in cfg.input})
     for i, step in enumerate(sched.step):
-        f = f"ensemble_scheduling.step[{i}]"
-        name = step.model_name
-        ins, outs = set(step.input_map.values()), set(step.output_map.values())
-        for a in ins:
-            edges.setdefault(a, set()).update(outs)
-        consumed |= ins
-        for tensor in step.output_map.values():
-            if tensor in produced:
-                ctx.error(CONFIG, f + ".output_map", f"tensor {tensor!r} is produced by two steps "
-                          f"({produced[tensor]} and step {i})", "give each step output its own tensor name")
-            elif tensor in known:
-                ctx.error(CONFIG, f + ".output_map", f"tensor {tensor!r} is an ensemble input and also a step "
-                          "output", "rename the step output tensor")
-            produced.setdefault(tensor, f"step {i}")
-        comp = None
-        if not name:
-            ctx.error(CONFIG, f + ".model_name", f"step {i} names no model", "set model_name")
-        elif name == entry.name:
-            ctx.error(CONFIG, f + ".model_name", f"step {i} calls the ensemble itself (a cycle)",
-                      "name a composing model, not the ensemble")
-        elif not safe_model_name(name):
-            ctx.error(CONFIG, f + ".model_name", f"step {i} names {name!r}, which is not a plain model name",
-                      "use the composing model's folder name")
-        else:
-            e = index.get(name)
-            if e is None:
-                ctx.error(CONFIG, f + ".model_name", f"step {i} names model {name!r}, which is not in the "
-                          "repository", f"add model {name!r} to the repository or fix the name")
-            elif e.config is not None:
-                comp = e.config
-                if step.model_version != -1 and step.model_version not in e.version_numbers():
-                    ctx.error(CONFIG, f + ".model_version", f"step {i} asks for version {step.model_version} of "
-                              f"{name!r}, which has versions {e.version_numbers()}", "use model_version: -1")
-        steps.append((i, step, comp))
+        _record_step_tensors(ctx, w, i, step)
+        w.steps.append((i, step, _composing_config(ctx, entry, index, i, step)))
+    _type_step_outputs(ctx, w)
+    for i, step, comp in w.steps:
+        _check_step_inputs(ctx, w, i, step, comp)
+    _check_outputs(ctx, w, cfg)
+    for t in cfg.input:
+        if t.name not in w.consumed:
+            ctx.warn(CONFIG, f"input[{t.name}]", f"ensemble input {t.name!r} is used by no step",
+                     "map it into a step or remove it")
+    _check_cycles(ctx, w, entry, index)
 
-    # Output tensors of composing models now known: type them.
-    for i, step, comp in steps:
+
+def _record_step_tensors(ctx: Context, w: _Wiring, i: int, step: Any) -> None:
+    """Rule: each tensor is produced once, never by a step and as an ensemble input; note the data flow."""
+    f = f"ensemble_scheduling.step[{i}]"
+    ins, outs = set(step.input_map.values()), set(step.output_map.values())
+    for a in ins:
+        w.edges.setdefault(a, set()).update(outs)
+    w.consumed |= ins
+    for tensor in step.output_map.values():
+        if tensor in w.produced:
+            ctx.error(CONFIG, f + ".output_map", f"tensor {tensor!r} is produced by two steps "
+                      f"({w.produced[tensor]} and step {i})", "give each step output its own tensor name")
+        elif tensor in w.known:
+            ctx.error(CONFIG, f + ".output_map", f"tensor {tensor!r} is an ensemble input and also a step "
+                      "output", "rename the step output tensor")
+        w.produced.setdefault(tensor, f"step {i}")
+
+
+def _composing_config(ctx: Context, entry: Entry, index: Index, i: int, step: Any) -> Any:
+    """Rule: a step names a plain model of the repository (not the ensemble) and a version it has.
+
+    Returns the composing model's config, or None when it cannot be checked further.
+    """
+    f = f"ensemble_scheduling.step[{i}]"
+    name = step.model_name
+    if not name:
+        ctx.error(CONFIG, f + ".model_name", f"step {i} names no model", "set model_name")
+    elif name == entry.name:
+        ctx.error(CONFIG, f + ".model_name", f"step {i} calls the ensemble itself (a cycle)",
+                  "name a composing model, not the ensemble")
+    elif not safe_model_name(name):
+        ctx.error(CONFIG, f + ".model_name", f"step {i} names {name!r}, which is not a plain model name",
+                  "use the composing model's folder name")
+    else:
+        e = index.get(name)
+        if e is None:
+            ctx.error(CONFIG, f + ".model_name", f"step {i} names model {name!r}, which is not in the "
+                      "repository", f"add model {name!r} to the repository or fix the name")
+        elif e.config is not None:
+            if step.model_version != -1 and step.model_version not in e.version_numbers():
+                ctx.error(CONFIG, f + ".model_version", f"step {i} asks for version {step.model_version} of "
+                          f"{name!r}, which has versions {e.version_numbers()}", "use model_version: -1")
+            return e.config
+    return None
+
+
+def _type_step_outputs(ctx: Context, w: _Wiring) -> None:
+    """Rule: a step maps real outputs of its model; those tensors take the model's type and shape."""
+    for i, step, comp in w.steps:
         if comp is None or comp.max_batch_size < 0:
             continue
         couts = {t.name: t for t in comp.output}
@@ -82,48 +115,56 @@ def check_ensemble(ctx: Context, entry: Entry, cfg: Any, index: Index) -> None:
             if t is None:
                 ctx.error(CONFIG, f"ensemble_scheduling.step[{i}].output_map", f"{key!r} is not an output of "
                           f"{step.model_name!r} (it has {', '.join(couts) or 'none'})", "map a real output")
-            elif tensor not in known:
-                known[tensor] = (t.data_type, _full(t.dims, comp.max_batch_size), f"{step.model_name}.{key}")
+            elif tensor not in w.known:
+                w.known[tensor] = (t.data_type, _full(t.dims, comp.max_batch_size), f"{step.model_name}.{key}")
 
-    for i, step, comp in steps:
-        f = f"ensemble_scheduling.step[{i}]"
-        for tensor in step.input_map.values():
-            if tensor not in known and tensor not in produced:
-                ctx.error(CONFIG, f + ".input_map", f"tensor {tensor!r} is neither an ensemble input nor "
-                          "produced by any step", "map it from an ensemble input or an earlier step's output")
-        if comp is None or comp.max_batch_size < 0 or mbs < 0:
-            continue  # a negative max_batch_size is reported on its own model
-        if mbs > 0 and comp.max_batch_size < mbs:
-            ctx.error(CONFIG, "max_batch_size", f"ensemble max_batch_size {mbs} exceeds the max_batch_size "
-                      f"{comp.max_batch_size} of step model {step.model_name!r}",
-                      f"set the ensemble's max_batch_size <= {comp.max_batch_size}")
-        cins = {t.name: t for t in comp.input}
-        for key, tensor in step.input_map.items():
-            t = cins.get(key)
-            if t is None:
-                ctx.error(CONFIG, f + ".input_map", f"{key!r} is not an input of {step.model_name!r} (it has "
-                          f"{', '.join(cins) or 'none'})", "map a real input name")
-                continue
-            info = known.get(tensor)
-            if info is None:
-                continue
-            dt, shape, src = info
-            if dt and t.data_type and dt != t.data_type:
-                ctx.error(CONFIG, f + ".input_map", f"type mismatch: {tensor!r} is {dtype_name(dt)} ({src}) but "
-                          f"{step.model_name}.{key} wants {dtype_name(t.data_type)}",
-                          "convert the type in the producing step or fix the data_type")
-            want = _full(t.dims, comp.max_batch_size)
-            if not _compatible(shape, want):
-                ctx.error(CONFIG, f + ".input_map", f"shape mismatch: {tensor!r} is {shown(shape)} ({src}) but "
-                          f"{step.model_name}.{key} wants {shown(want)}", "make the shapes agree")
-        for key in cins:
-            if key not in step.input_map and not cins[key].optional:
-                ctx.error(CONFIG, f + ".input_map", f"step {i} does not feed input {key!r} of "
-                          f"{step.model_name!r}", f"add input_map {{ key: \"{key}\" value: \"<tensor>\" }}")
 
+def _check_step_inputs(ctx: Context, w: _Wiring, i: int, step: Any, comp: Any) -> None:
+    """Rules: every mapped tensor exists; the batch fits; inputs are real, typed and shaped alike; all fed."""
+    f = f"ensemble_scheduling.step[{i}]"
+    for tensor in step.input_map.values():
+        if tensor not in w.known and tensor not in w.produced:
+            ctx.error(CONFIG, f + ".input_map", f"tensor {tensor!r} is neither an ensemble input nor "
+                      "produced by any step", "map it from an ensemble input or an earlier step's output")
+    if comp is None or comp.max_batch_size < 0 or w.mbs < 0:
+        return  # a negative max_batch_size is reported on its own model
+    if w.mbs > 0 and comp.max_batch_size < w.mbs:
+        ctx.error(CONFIG, "max_batch_size", f"ensemble max_batch_size {w.mbs} exceeds the max_batch_size "
+                  f"{comp.max_batch_size} of step model {step.model_name!r}",
+                  f"set the ensemble's max_batch_size <= {comp.max_batch_size}")
+    cins = {t.name: t for t in comp.input}
+    for key, tensor in step.input_map.items():
+        t = cins.get(key)
+        if t is None:
+            ctx.error(CONFIG, f + ".input_map", f"{key!r} is not an input of {step.model_name!r} (it has "
+                      f"{', '.join(cins) or 'none'})", "map a real input name")
+        elif tensor in w.known:
+            _check_input_agrees(ctx, f, w.known[tensor], tensor, step.model_name, key, t, comp.max_batch_size)
+    for key in cins:
+        if key not in step.input_map and not cins[key].optional:
+            ctx.error(CONFIG, f + ".input_map", f"step {i} does not feed input {key!r} of "
+                      f"{step.model_name!r}", f"add input_map {{ key: \"{key}\" value: \"<tensor>\" }}")
+
+
+def _check_input_agrees(ctx: Context, f: str, info: _Info, tensor: str, model: str, key: str, t: Any,
+                        comp_mbs: int) -> None:
+    """Rule: a tensor fed to a step input has the type and shape that input declares."""
+    dt, shape, src = info
+    if dt and t.data_type and dt != t.data_type:
+        ctx.error(CONFIG, f + ".input_map", f"type mismatch: {tensor!r} is {dtype_name(dt)} ({src}) but "
+                  f"{model}.{key} wants {dtype_name(t.data_type)}",
+                  "convert the type in the producing step or fix the data_type")
+    want = _full(t.dims, comp_mbs)
+    if not _compatible(shape, want):
+        ctx.error(CONFIG, f + ".input_map", f"shape mismatch: {tensor!r} is {shown(shape)} ({src}) but "
+                  f"{model}.{key} wants {shown(want)}", "make the shapes agree")
+
+
+def _check_outputs(ctx: Context, w: _Wiring, cfg: Any) -> None:
+    """Rule: each ensemble output is produced by a step, with the type and shape the ensemble declares."""
     for t in cfg.output:
-        info = known.get(t.name)
-        if t.name not in produced:
+        info = w.known.get(t.name)
+        if t.name not in w.produced:
             ctx.error(CONFIG, f"output[{t.name}]", f"ensemble output {t.name!r} is produced by no step",
                       "map a step output to it in output_map")
         elif info is not None and info[2] != "ensemble input":
@@ -131,15 +172,14 @@ def check_ensemble(ctx: Context, entry: Entry, cfg: Any, index: Index) -> None:
                 ctx.error(CONFIG, f"output[{t.name}].data_type", f"type mismatch: ensemble output is "
                           f"{dtype_name(t.data_type)} but {info[2]} is {dtype_name(info[0])}",
                           f"set data_type: {dtype_name(info[0])}")
-            if not _compatible(_full(t.dims, mbs), info[1]):
+            if not _compatible(_full(t.dims, w.mbs), info[1]):
                 ctx.error(CONFIG, f"output[{t.name}].dims", f"shape mismatch: ensemble output is "
-                          f"{shown(_full(t.dims, mbs))} but {info[2]} is {shown(info[1])}", "make the shapes agree")
-    for t in cfg.input:
-        if t.name not in consumed:
-            ctx.warn(CONFIG, f"input[{t.name}]", f"ensemble input {t.name!r} is used by no step",
-                     "map it into a step or remove it")
+                          f"{shown(_full(t.dims, w.mbs))} but {info[2]} is {shown(info[1])}", "make the shapes agree")
 
-    cycle = _find_cycle(edges)
+
+def _check_cycles(ctx: Context, w: _Wiring, entry: Entry, index: Index) -> None:
+    """Rule: data flows one way between steps, and ensembles never contain themselves."""
+    cycle = _find_cycle(w.edges)
     if cycle:
         ctx.error(CONFIG, "ensemble_scheduling", f"steps form a cycle through tensors {' -> '.join(cycle)}",
                   "make the data flow one way (no step may consume what it or a later step produces)")
