@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 
 from contract.errors import UsageError
-from tests.trainers.helpers import tiny_model, trainer_kwargs
-from tests.trainers.test_resume import SendSignal, make
+from tests.trainers.helpers import SendSignal, make, tiny_model, trainer_kwargs
 from trainers.callbacks import EarlyStopping, ModelCheckpoint
 from trainers.checkpoint import load_checkpoint, save_checkpoint
 from trainers.trainer import Trainer

@@ -5,8 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 
-from tests.trainers.helpers import tiny_model, trainer_kwargs
-from tests.trainers.test_resume import SendSignal, make
+from tests.trainers.helpers import SendSignal, make, tiny_model, trainer_kwargs
 from trainers.callbacks import Callback, ModelCheckpoint
 from trainers.loggers import MetricsFile, default_loggers
 from trainers.trainer import Trainer

@@ -2,44 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import signal
 
 import pytest
-import torch
-import torch.nn.functional as F
 
 from contract.errors import CheckpointError
-from tests.trainers.helpers import state_equal, tiny_model, trainer_kwargs
-from trainers.callbacks import Callback, EarlyStopping, LearningRateScheduler, ModelCheckpoint
+from tests.trainers.helpers import SendSignal, make, state_equal, tiny_model, trainer_kwargs
+from trainers.callbacks import ModelCheckpoint
 from trainers.models import create_model
 from trainers.trainer import Trainer, TrainingError
-
-
-class DropoutTrainer(Trainer):
-    """Input dropout draws from the global RNG every step, so RNG state must survive a resume."""
-
-    def train_step(self, batch):
-        x, y = self.to_device(batch)
-        return F.cross_entropy(self.model(F.dropout(x, 0.2, training=True)), y)
-
-
-class SendSignal(Callback):
-    def __init__(self, at_step: int, sig: int = signal.SIGINT):
-        self.at_step, self.sig = at_step, sig
-
-    def on_optimizer_step(self, trainer, step):
-        if step == self.at_step:
-            os.kill(os.getpid(), self.sig)
-
-
-def make(run_dir, classes, seed_model: int, extra=()):
-    model = tiny_model(seed_model)
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
-    callbacks = [EarlyStopping(patience=50), ModelCheckpoint(save_top_k=2),
-                 LearningRateScheduler.warmup_cosine(warmup_steps=4), *extra]
-    return DropoutTrainer(model, opt, callbacks=callbacks, seed=7, accumulate_grad_batches=2,
-                          **trainer_kwargs(run_dir, classes))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
