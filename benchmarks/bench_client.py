@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from contract.fileio import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 TRITONKIT = str(Path(sys.executable).parent / "tritonkit")
 
@@ -65,12 +67,6 @@ def cli_run(url: str, digits: int, batch_size: int, concurrency: int) -> tuple[d
     if proc.returncode != 0:
         raise SystemExit(f"tritonkit predict failed: {proc.stderr.strip()}")
     return json.loads(proc.stdout.splitlines()[-1]), wall
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def main() -> None:
@@ -132,8 +128,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    write_atomic(out / f"client_{stamp}.md", text)
-    write_atomic(out / f"client_{stamp}.json", json.dumps({"header": head, "rows": rows}, indent=2))
+    atomic_write_text(out / f"client_{stamp}.md", text)
+    atomic_write_text(out / f"client_{stamp}.json", json.dumps({"header": head, "rows": rows}, indent=2))
     print(f"report: {out / f'client_{stamp}.md'}")
 
 

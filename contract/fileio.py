@@ -164,3 +164,24 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
 def sha256_text(text: str) -> str:
     """Hex sha256 of a string's UTF-8 bytes (recorded configs, content-addressed names)."""
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def sha256_of_regular(path: str | os.PathLike[str], *, limit: int | None = None,
+                      follow_symlinks: bool = True) -> str | None:
+    """Hex sha256 of a regular file (see :func:`open_regular`), or None when it is missing, not a
+    regular file (a FIFO never blocks), unreadable or larger than ``limit`` bytes: for checks that
+    report a file instead of failing on it."""
+    try:
+        fd = open_regular(path, follow_symlinks=follow_symlinks)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        if limit is not None and os.fstat(fh.fileno()).st_size > limit:
+            return None
+        digest = hashlib.sha256()
+        try:
+            for chunk in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(chunk)
+        except OSError:
+            return None
+    return digest.hexdigest()

@@ -346,12 +346,6 @@ def run_perf_analyzer(
     return run
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 # -- explanations -------------------------------------------------------------------------------
 def time_split(row: PerfRow) -> dict[str, float]:
     """Where one request's time goes (us): queue, compute input, infer, output, client+network."""

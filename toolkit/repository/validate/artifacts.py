@@ -25,7 +25,6 @@ name to record) or ``plan_record`` (one record).
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,17 +264,3 @@ def plan_artifact(record: dict, where: str) -> tuple[Artifact, list[str]]:
 
     art = Artifact(where, tensors("inputs"), tensors("outputs"), plan_max, count, record)
     return art, notes
-
-
-def sha256_of(path: Path) -> str | None:
-    """Hex digest, or None when the file is unreadable or too large to hash quickly."""
-    if fs.size(path) > MAX_HASH_BYTES:
-        return None
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
-    except OSError:
-        return None
-    return h.hexdigest()

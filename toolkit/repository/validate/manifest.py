@@ -9,14 +9,13 @@ names must be served with the config it recorded (only ``version_policy`` may di
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import stat
 from pathlib import Path
 from typing import Any
 
+from contract.fileio import sha256_of_regular, sha256_text
 from toolkit.repository.validate import fs
 from toolkit.repository.validate.config import CONFIG
 from toolkit.repository.validate.problem import Context
@@ -24,20 +23,6 @@ from toolkit.repository.validate.problem import Context
 MANIFEST = "manifest.json"
 _SAFE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", re.ASCII)
 _REPUBLISH = "restore the version from a backup or publish it again with tritonkit repo add (a new version)"
-
-
-def _sha256(path: Path) -> str | None:
-    h = hashlib.sha256()
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-            return None
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def named_versions(cfg: Any, present: list[int]) -> list[int]:
@@ -108,7 +93,7 @@ def check_manifests(ctx: Context, cfg: Any, versions: list[tuple[int, Path]], *,
                 if not all(_SAFE.fullmatch(p) for p in name.split("/")):
                     ctx.error(rel, "files", f"lists {name!r}, a path outside the version folder", _REPUBLISH)
                     continue
-                got = _sha256(vdir / name)
+                got = sha256_of_regular(vdir / name, follow_symlinks=False)
                 if got is None:
                     ctx.error(f"{v}/{name}", "sha256", "is missing, a symlink or not a regular file, but the "
                               "manifest lists it", _REPUBLISH)
@@ -121,7 +106,7 @@ def check_manifests(ctx: Context, cfg: Any, versions: list[tuple[int, Path]], *,
         recorded = data.get("config")
         if not isinstance(recorded, str):
             continue
-        if hashlib.sha256(recorded.encode()).hexdigest() != data.get("config_sha256"):
+        if sha256_text(recorded) != data.get("config_sha256"):
             ctx.error(rel, "config_sha256", "the recorded config does not match its config_sha256 (the manifest "
                       "was modified)", _REPUBLISH)
             continue

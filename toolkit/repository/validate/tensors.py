@@ -7,8 +7,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from contract.fileio import sha256_of_regular
 from toolkit.repository.validate import fs
-from toolkit.repository.validate.artifacts import Artifact, Tensor, find_plan_record, plan_artifact, sha256_of
+from toolkit.repository.validate.artifacts import MAX_HASH_BYTES, Artifact, Tensor, find_plan_record, plan_artifact
 from toolkit.repository.validate.config import CONFIG
 from toolkit.repository.validate.layout import ModelFile
 from toolkit.repository.validate.problem import Context
@@ -192,7 +193,7 @@ def check_plan(ctx: Context, cfg: Any, mf: ModelFile, model_dir: Path, target: s
     mf.artifact = art
     digest = record.get("sha256")
     if isinstance(digest, str):
-        actual = sha256_of(mf.path)
+        actual = sha256_of_regular(mf.path, limit=MAX_HASH_BYTES)
         if actual is not None and actual != digest.lower():
             ctx.error(where, "sha256", f"record is for another plan (sha256 {digest[:12]}..., file has "
                       f"{actual[:12]}...)", "rebuild the plan, or copy the record that came with it")
