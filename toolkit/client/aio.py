@@ -10,12 +10,10 @@ from typing import Any
 import numpy as np
 
 from contract.errors import ClientError
-from contract.spec import ModelSpec
-from toolkit.client.core import PredictorCore, Steps
+from toolkit.client.core import PredictorCore, Steps, next_call
 from toolkit.client.endpoint import client_module
 from toolkit.client.failures import failure_kind
 from toolkit.client.predictions import TopK, topk_from_logits
-from toolkit.client.retry import RetryPolicy
 
 
 class AsyncPredictor(PredictorCore):
@@ -27,24 +25,9 @@ class AsyncPredictor(PredictorCore):
     mean what they mean there.
     """
 
-    def __init__(
-        self,
-        model: str,
-        url: str | None = None,
-        protocol: str = "grpc",
-        timeout: float = 30.0,
-        version: str = "",
-        *,
-        spec: ModelSpec | None = None,
-        cache_size: int = 0,
-        retry: RetryPolicy | None = None,
-        batch_size: int | None = None,
-        concurrency: int = 4,
-        deadline: float | None = None,
-        admin_headers: dict[str, str] | None = None,
-    ) -> None:
-        super().__init__(model, url, protocol, timeout, version, spec, cache_size, retry, batch_size, concurrency,
-                         deadline, admin_headers)
+    def __init__(self, model: str, url: str | None = None, protocol: str = "grpc", timeout: float = 30.0,
+                 version: str = "", **options: Any) -> None:
+        super().__init__(model, url, protocol, timeout, version, **options)
         self._mod = client_module(protocol, aio=True)
         self._aclient: Any = None
 
@@ -82,11 +65,7 @@ class AsyncPredictor(PredictorCore):
         """Await the calls a core step sequence asks for, feeding back results (or the ClientError)."""
         result: Any = None
         failed: ClientError | None = None
-        while True:
-            try:
-                call = steps.throw(failed) if failed is not None else steps.send(result)
-            except StopIteration:
-                return
+        while (call := next_call(steps, result, failed)) is not None:
             try:
                 result, failed = await self._call(call.method, *call.args, **call.kwargs), None
             except ClientError as exc:

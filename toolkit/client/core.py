@@ -40,14 +40,38 @@ class Call:
 Steps = Generator[Call, Any, None]
 
 
+def next_call(steps: Steps, result: Any, failed: ClientError | None) -> Call | None:
+    """The call ``steps`` asks for after ``result`` (or after ``failed`` is thrown in); None when done."""
+    try:
+        return steps.throw(failed) if failed is not None else steps.send(result)
+    except StopIteration:
+        return None
+
+
 class PredictorCore:
     """Options, metadata, validation, cache and preprocessing shared by the sync and async clients."""
 
     def __init__(
-        self, model: str, url: str | None, protocol: str, timeout: float, version: str,
-        spec: ModelSpec | None, cache_size: int, retry: RetryPolicy | None, batch_size: int | None,
-        concurrency: int, deadline: float | None = None, admin_headers: dict[str, str] | None = None,
+        self,
+        model: str,
+        url: str | None = None,
+        protocol: str = "grpc",
+        timeout: float = 30.0,
+        version: str = "",
+        *,
+        spec: ModelSpec | None = None,
+        cache_size: int = 0,
+        retry: RetryPolicy | None = None,
+        batch_size: int | None = None,
+        concurrency: int = 4,
+        deadline: float | None = None,
+        admin_headers: dict[str, str] | None = None,
     ) -> None:
+        """Check and keep the options (the arguments are documented on :class:`~toolkit.client.sync.Predictor`).
+
+        Raises:
+            UsageError: an option is out of range (the message says which and what is allowed).
+        """
         check_protocol(protocol)
         if not timeout or not timeout > 0 or timeout == float("inf"):
             raise UsageError(f"timeout {timeout!r} must be a positive, finite number of seconds")

@@ -11,12 +11,10 @@ from typing import Any
 import numpy as np
 
 from contract.errors import ClientError, UsageError
-from contract.spec import ModelSpec
-from toolkit.client.core import PredictorCore, Steps
+from toolkit.client.core import PredictorCore, Steps, next_call
 from toolkit.client.endpoint import client_module
 from toolkit.client.failures import failure_kind, first_line
 from toolkit.client.predictions import TopK, topk_from_logits
-from toolkit.client.retry import RetryPolicy
 from toolkit.client.shm import SHM_MODES, SharedMemoryRegions
 from toolkit.dtypes import numpy_from_wire
 
@@ -31,13 +29,15 @@ class Predictor(PredictorCore):
         timeout: seconds one attempt of any call (connect, metadata, each inference) may take in all,
             the complete answer included: a server that trickles bytes cannot stretch it.
         version: model version ("" = the server's choice).
+        shared_memory: ``off``, ``auto`` (inputs >= ``shm_threshold`` bytes) or ``on`` (always);
+            system shared memory needs the server on this host.
+
+    Keyword options (shared with :class:`~toolkit.client.aio.AsyncPredictor`):
         spec: the model's ModelSpec (preprocessing); default: the served config's parameter if any.
         cache_size: rows kept in an LRU result cache (0 = off).
         retry: backoff for UNAVAILABLE/503 and deadline errors.
         batch_size: rows per request in ``predict_many`` (capped at max_batch_size; default 32).
         concurrency: requests in flight in ``predict_many``.
-        shared_memory: ``off``, ``auto`` (inputs >= ``shm_threshold`` bytes) or ``on`` (always);
-            system shared memory needs the server on this host.
         admin_headers: the server's admin header, HTTP form (``{"tritonkit-admin-key": ...}``; a
             ``tritonkit`` server's ``admin_headers``), sent only on the calls such a server restricts
             (shared-memory registration, the model index that lists ready models); converted to
@@ -50,26 +50,10 @@ class Predictor(PredictorCore):
         ClientError: the model is missing or not ready (the message lists the ready ones).
     """
 
-    def __init__(
-        self,
-        model: str,
-        url: str | None = None,
-        protocol: str = "grpc",
-        timeout: float = 30.0,
-        version: str = "",
-        *,
-        spec: ModelSpec | None = None,
-        cache_size: int = 0,
-        retry: RetryPolicy | None = None,
-        batch_size: int | None = None,
-        concurrency: int = 4,
-        shared_memory: str = "off",
-        shm_threshold: int = 1 << 20,
-        admin_headers: dict[str, str] | None = None,
-        deadline: float | None = None,
-    ) -> None:
-        super().__init__(model, url, protocol, timeout, version, spec, cache_size, retry, batch_size, concurrency,
-                         deadline, admin_headers)
+    def __init__(self, model: str, url: str | None = None, protocol: str = "grpc", timeout: float = 30.0,
+                 version: str = "", *, shared_memory: str = "off", shm_threshold: int = 1 << 20,
+                 **options: Any) -> None:
+        super().__init__(model, url, protocol, timeout, version, **options)
         if shared_memory not in SHM_MODES:
             raise UsageError(f"shared memory mode {shared_memory!r} is unknown; use one of {', '.join(SHM_MODES)}")
         self.shared_memory = shared_memory
@@ -142,11 +126,7 @@ class Predictor(PredictorCore):
         """Make the calls a core step sequence asks for, feeding back results (or the ClientError)."""
         result: Any = None
         failed: ClientError | None = None
-        while True:
-            try:
-                call = steps.throw(failed) if failed is not None else steps.send(result)
-            except StopIteration:
-                return
+        while (call := next_call(steps, result, failed)) is not None:
             try:
                 result, failed = self._call(call.method, *call.args, **call.kwargs), None
             except ClientError as exc:
