@@ -33,7 +33,7 @@ import json
 import os
 import re
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -89,7 +89,8 @@ from toolkit.repository.validate.manifest import named_versions
 
 # Re-exported: callers outside the repository package still import these from here.
 __all__ = [
-    "CONFIG", "MANIFEST", "STEPS", "Published", "check_model_name", "configs_agree", "labels_filename", "live_labels",
+    "CONFIG", "MANIFEST", "STEPS", "Candidate", "Published", "check_model_name", "configs_agree", "labels_filename",
+    "live_labels",
     "named_versions", "publish_image_ensemble", "publish_locked", "publish_onnx", "publish_plan", "read_live_config",
     "read_manifest", "read_plan_record", "recorded_config", "repository_lock", "spec_from_onnx_graph",
     "verify_version", "version_numbers",
@@ -106,6 +107,19 @@ def check_model_name(name: str) -> str:
             "(no '/', no '..', no control characters)"
         )
     return name
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What a publish turns into a version: files (name in the version -> source), the requested
+    config, the model's spec, the hash that says "same model" and provenance for the manifest."""
+
+    name: str
+    files: dict[str, Path]
+    config_text: str
+    spec: ModelSpec
+    model_sha: str
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -145,7 +159,8 @@ def publish_onnx(
     model_sha = sha256_of(onnx_path)
     if len(files) > 1:
         model_sha = sha256_text("".join(f"{rel}:{sha256_of(p)}" for rel, p in sorted(files.items())))
-    return _publish(repository, name, files, config_text, spec, model_sha, provenance or {}, skip_if_unchanged)
+    cand = Candidate(name, files, config_text, spec, model_sha, provenance or {})
+    return _publish(repository, cand, skip_if_unchanged)
 
 
 def publish_plan(
@@ -200,7 +215,7 @@ def publish_plan(
     cfg = build_config(name, spec, PLAN_PLATFORM, options, cc_model_filenames=cc_names)
     prov = {"plan_records": records, **(provenance or {})}
     model_sha = sha256_text("".join(sha256_of(p) for p in files.values()))
-    return _publish(Path(repository), name, files, config_to_text(cfg), spec, model_sha, prov, False)
+    return _publish(Path(repository), Candidate(name, files, config_to_text(cfg), spec, model_sha, prov), False)
 
 
 def publish_image_ensemble(
@@ -227,27 +242,17 @@ def publish_image_ensemble(
         )
     model_py = Path(__file__).resolve().parent.parent / "serve" / "preprocessing" / "model.py"
     pre_cfg = config_to_text(build_preprocess_config(pre_name, spec, max_batch_size))
-    out = [_publish(Path(repository), pre_name, {"model.py": model_py}, pre_cfg, replace(spec, labels=()),
-                    sha256_text(sha256_of(model_py) + pre_cfg), {}, skip_if_unchanged)]
+    out = [_publish(Path(repository), Candidate(pre_name, {"model.py": model_py}, pre_cfg, replace(spec, labels=()),
+                                                sha256_text(sha256_of(model_py) + pre_cfg)), skip_if_unchanged)]
     ens_cfg = config_to_text(build_ensemble_config(name, pre_name, classifier, spec, max_batch_size))
-    out.append(_publish(Path(repository), name, {}, ens_cfg, spec, sha256_text(ens_cfg), {}, skip_if_unchanged))
+    out.append(_publish(Path(repository), Candidate(name, {}, ens_cfg, spec, sha256_text(ens_cfg)), skip_if_unchanged))
     return out
 
 
-def _publish(
-    repository: Path,
-    name: str,
-    files: dict[str, Path],
-    config_text: str,
-    spec: ModelSpec,
-    model_sha: str,
-    provenance: dict[str, Any],
-    skip_if_unchanged: bool,
-) -> Published:
+def _publish(repository: Path, cand: Candidate, skip_if_unchanged: bool) -> Published:
     prepare_repository(repository)
     with repository_lock(repository):
-        return publish_locked(repository, name, files, config_text, spec, model_sha, provenance,
-                               skip_if_unchanged)
+        return publish_locked(repository, cand, skip_if_unchanged)
 
 
 def _refuse_invalid(staged_model: Path, name: str, repository: Path, version: int, elsewhere: set[int]) -> None:
@@ -263,21 +268,14 @@ def _refuse_invalid(staged_model: Path, name: str, repository: Path, version: in
         )
 
 
-def publish_locked(
-    repository: Path,
-    name: str,
-    files: dict[str, Path],
-    config_text: str,
-    spec: ModelSpec,
-    model_sha: str,
-    provenance: dict[str, Any],
-    skip_if_unchanged: bool,
-    expected: dict[str, str] | None = None,
-) -> Published:
-    """Publish ``files`` as the next version of ``name``; the caller holds :func:`repository_lock`.
+def publish_locked(repository: Path, cand: Candidate, skip_if_unchanged: bool,
+                   expected: dict[str, str] | None = None) -> Published:
+    """Publish ``cand`` as the next version of its model; the caller holds :func:`repository_lock`.
 
     ``expected`` maps file names to the sha256 each copy must have (a rollback's manifest).
     """
+    name, files, spec, model_sha, provenance = cand.name, cand.files, cand.spec, cand.model_sha, cand.provenance
+    config_text = cand.config_text
     model_dir = repository / name
     clean_stale(repository, model_dir)
     fault("cleaned")

@@ -28,7 +28,7 @@ from toolkit.repository.manifest import (
     verify_version,
     version_status,
 )
-from toolkit.repository.publish import Published, check_model_name, publish_locked
+from toolkit.repository.publish import Candidate, Published, check_model_name, publish_locked
 from toolkit.repository.storage import (
     CONFIG,
     FILE_RE,
@@ -147,8 +147,8 @@ def rollback(repository: str | os.PathLike[str], name: str, to: int) -> Publishe
         prov = {k: v for k, v in manifest.items() if k.startswith("checkpoint") or k in ("parity", "export")}
         prov["rolled_back_from"] = to
         files = {rel: src / rel for rel in listed}
-        return publish_locked(repository, name, files, config_text, spec, model_sha, prov, False,
-                               expected=listed)
+        return publish_locked(repository, Candidate(name, files, config_text, spec, model_sha, prov), False,
+                              expected=listed)
 
 
 def prune(repository: str | os.PathLike[str], name: str, keep: int) -> list[int]:
