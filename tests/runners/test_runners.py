@@ -119,6 +119,8 @@ class FakePredictor:
 def test_triton_runner_wraps_one_predictor_and_casts_to_the_served_dtype(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(triton, "Predictor", FakePredictor)
     runner = triton.TritonRunner("localhost:8001", "digits", "grpc", concurrency=2)
+    with pytest.raises(UsageError, match="activate"):
+        runner.get_input_metadata()  # read from the server: only once connected
     with runner:
         out = runner.infer({"input": BATCH.astype(np.float64)})
         assert runner.get_input_metadata() == {"input": (np.dtype(np.float32), [-1, 1, 8, 8])}

@@ -3,7 +3,8 @@
 Parity (``toolkit.export.parity``), the in-process profiler (``toolkit.perf.local``) and
 evaluation (``tritonkit evaluate``; a runner's :meth:`~BaseRunner.logits` is the callable
 ``trainers.evaluation`` takes) all run models through these. A new runtime is one
-:class:`BaseRunner` subclass plus a suffix in :func:`runner_for_path`.
+:class:`BaseRunner` subclass plus a suffix in :func:`runner_for_path`. The Triton endpoint runner
+is :class:`toolkit.runners.triton.TritonRunner` (imported from there: it loads tritonclient).
 """
 
 from __future__ import annotations

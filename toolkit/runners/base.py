@@ -68,13 +68,19 @@ class BaseRunner:
             self.inference_time = None
 
     def get_input_metadata(self) -> InputMetadata:
-        """``{input name: (numpy dtype, shape with the batch dimension; -1 or a str = variable)}``."""
+        """``{input name: (numpy dtype, shape with the batch dimension; -1 or a str = variable)}``.
+
+        The Triton and TensorRT runners read it from the runtime, so they must be active."""
         return self.get_input_metadata_impl()
+
+    def require_active(self, what: str) -> None:
+        """UsageError unless active: runtimes (sessions, engines, connections) exist only then."""
+        if not self.is_active:
+            raise UsageError(f"{self.name}: activate the runner (or use 'with runner:') before {what}")
 
     def infer(self, feed_dict: Feeds) -> Feeds:
         """Outputs by name for one batch; the runner must be active."""
-        if not self.is_active:
-            raise UsageError(f"{self.name}: activate the runner (or use 'with runner:') before infer()")
+        self.require_active("infer()")
         t0 = time.perf_counter()
         out = self.infer_impl(feed_dict)
         self.inference_time = time.perf_counter() - t0
@@ -86,8 +92,7 @@ class BaseRunner:
 
     def logits(self, batch: Any) -> np.ndarray:
         """First output for one batch of a single-input model: the ``numpy -> logits`` callable
-        that ``trainers.evaluation`` takes. Activates the runner when needed."""
-        self.activate()
+        that ``trainers.evaluation`` takes (the runner must be active, as for :meth:`infer`)."""
         arr = batch.detach().cpu().numpy() if hasattr(batch, "detach") else np.asarray(batch)
         names = list(self.get_input_metadata())
         return next(iter(self.infer({names[0]: arr}).values()))

@@ -45,7 +45,7 @@ class TritonRunner(BaseRunner):
         self.predictor = None
 
     def get_input_metadata_impl(self) -> InputMetadata:
-        self.activate()
+        self.require_active("get_input_metadata()")
         return {t["name"]: (wire_dtype(t["datatype"]), list(t["shape"])) for t in self.predictor.inputs}
 
     def infer_impl(self, feed_dict: Feeds) -> Feeds:

@@ -73,7 +73,7 @@ class TensorRTRunner(BaseRunner):
         self._runner = None
 
     def get_input_metadata_impl(self) -> InputMetadata:
-        self.activate()
+        self.require_active("get_input_metadata()")
         meta = self._runner.get_input_metadata(use_numpy_dtypes=True)
         return {name: (np.dtype(dtype), list(shape)) for name, (dtype, shape) in meta.items()}
 
