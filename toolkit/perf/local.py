@@ -37,7 +37,6 @@ from toolkit.runners import (
     ONNX_SUFFIXES,
     PLAN_SUFFIXES,
     BaseRunner,
-    TensorRTRunner,
     runner_for_path,
 )
 
@@ -182,20 +181,15 @@ class PerformanceProfiler:
     def _activate(self) -> BaseRunner:
         """The runner for the file, active; ONNX Runtime refusing the model is a usage error here."""
         try:
-            if self.kind == "plan":
-                try:
-                    runner: BaseRunner = TensorRTRunner(self.model_path)
-                except MissingDependencyError as exc:
-                    raise MissingDependencyError(f"{self.model_path}: profiling a TensorRT plan: {exc}") from None
-            else:
-                runner = runner_for_path(self.model_path, threads=self.threads or 0)  # 0: the runtime's default
+            runner = runner_for_path(self.model_path, threads=self.threads or 0)  # 0: the runtime's default
+        except MissingDependencyError as exc:  # a plan where TensorRT or a GPU is missing
+            raise MissingDependencyError(f"{self.model_path}: profiling a TensorRT plan: {exc}") from None
+        try:
             runner.activate()
-        except ExportError as exc:
-            if "cannot load" not in str(exc):
-                raise
+        except ExportError as exc:  # the runtime refuses the file: the user named the wrong one
             raise UsageError(str(exc)) from None
-        self.runtime = runner.runtime  # type: ignore[attr-defined]
-        self._device_memory = int(getattr(runner, "device_memory_bytes", 0))
+        self.runtime = runner.runtime
+        self._device_memory = runner.device_memory_bytes
         return runner
 
     def _make(self) -> Callable[[int], Callable[[], float]]:

@@ -34,11 +34,17 @@ class BaseRunner:
 
     spec: ModelSpec | None = None
     dataset: dict[str, Any] | None = None
+    device_memory_bytes: int = 0  # what the runtime holds on a GPU once active (TensorRT)
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.is_active = False
         self.inference_time: float | None = None
+
+    @property
+    def runtime(self) -> str:
+        """The runtime and its version, for reports (``onnxruntime 1.20.1 CPU``)."""
+        return type(self).__name__
 
     # -- hooks ------------------------------------------------------------------------------
     def activate_impl(self) -> None:
