@@ -81,10 +81,10 @@ def test_decode_refuses_fifo_without_blocking_when_path_is_a_fifo(tmp_path: Path
 
 @pytest.mark.parametrize("size", [(4097, 4096), (10000, 10000), (100000, 100000)])
 def test_decode_refuses_before_decoding_when_header_declares_more_than_the_budget(tmp_path: Path, size) -> None:
-    from tests.reliability.test_security_client import _png_header_only
+    from tests.reliability.test_security_client import png_header_only
 
     path = tmp_path / "bomb.png"
-    path.write_bytes(_png_header_only(*size))
+    path.write_bytes(png_header_only(*size))
     with pytest.raises(UsageError, match="allowed per image") as err:
         decode_image(path, SPEC)
     assert "\n" not in str(err.value)

@@ -75,13 +75,17 @@ def _png(w: int, h: int, mode: str = "L") -> bytes:
     return buf.getvalue()
 
 
-def _png_header_only(w: int, h: int) -> bytes:
+def png_header_only(w: int, h: int) -> bytes:
     """A PNG that declares ``w`` x ``h`` grey pixels and carries almost no data (a bomb's header)."""
     def chunk(kind: bytes, body: bytes) -> bytes:
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
 
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
             + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+
+
+# The fuzz suite (tests/reliability/test_preprocess_fuzz.py) still imports the old name.
+_png_header_only = png_header_only
 
 
 def _encoded(fmt: str, size: tuple[int, int] = (8, 8)) -> bytes:
@@ -364,9 +368,9 @@ def test_image_bytes_are_refused_with_400_naming_the_budget_when_declared_pixels
     assert status == "400" and "allowed per request" in text, text
     status, text = _infer_bytes(triton_server, [_png(4097, 4096)])
     assert status == "400" and "4097x4096" in text and "allowed per image" in text, text
-    status, text = _infer_bytes(triton_server, [_png_header_only(100000, 100000)])
+    status, text = _infer_bytes(triton_server, [png_header_only(100000, 100000)])
     assert status == "400" and "allowed per image" in text, text
-    status, text = _infer_bytes(triton_server, [_png_header_only(100000, 100000)], protocol="grpc")
+    status, text = _infer_bytes(triton_server, [png_header_only(100000, 100000)], protocol="grpc")
     assert status == "StatusCode.INVALID_ARGUMENT" and "allowed per image" in text, text
     # At the budget: four full-size images in one request, and a 12 Mpixel phone-sized JPEG, pass.
     t0 = time.monotonic()
@@ -507,9 +511,9 @@ def test_predict_refuses_fifo_in_one_line_when_given_as_image_npy_spec_or_inside
 def test_predict_refuses_image_in_one_line_with_bounded_memory_when_header_declares_huge_size(
         triton_server, tmp_path: Path) -> None:
     files = {
-        "png-bomb-1e10": _png_header_only(100000, 100000),
-        "png-over-pillow-warning-1e8": _png_header_only(10000, 10000),
-        "png-just-over-budget": _png_header_only(4097, 4096),
+        "png-bomb-1e10": png_header_only(100000, 100000),
+        "png-over-pillow-warning-1e8": png_header_only(10000, 10000),
+        "png-just-over-budget": png_header_only(4097, 4096),
         "pgm-60000^2": b"P5\n60000 60000\n255\n" + b"\0" * 64,
     }
     for name, data in files.items():

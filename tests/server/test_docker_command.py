@@ -44,7 +44,7 @@ def test_docker_command_adds_gpus_and_keeps_admin_key_off_every_command_line_whe
     assert any(a.endswith(":/opt/tritonkit/argv_key.so:ro") for a in cmd)
     server = DockerServer(tmp_path, image="img", gpus=False, model_control="explicit")
     assert server.admin_value not in " ".join(docker_command(tmp_path, "img", PORTS, model_control="explicit"))
-    assert server._env()["TRITONKIT_ADMIN_KEY"] == server.admin_value
+    assert server.child_env()["TRITONKIT_ADMIN_KEY"] == server.admin_value
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,9 @@ from typing import Any
 import click
 
 from contract.errors import TritonkitError, UsageError
+from contract.fileio import open_user_file
 from toolkit.client.endpoint import DEFAULT_URLS
+from toolkit.serve.runner import admin_headers_for
 
 # The suffixes of toolkit.client.images.IMAGE_FORMATS (what the client decodes).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
@@ -47,9 +49,6 @@ def _load_npy(path: Path) -> Any:
     import numpy as np
     from numpy.lib import format as npformat
 
-    from contract.errors import UsageError
-    from contract.fileio import open_user_file
-
     hint = "save model inputs with numpy.save"
     fh = os.fdopen(open_user_file(path, UsageError, missing="no such file; check the path",
                                   hint="give .npy files or images"), "rb")
@@ -75,8 +74,6 @@ def _load_npy(path: Path) -> Any:
 def _load_inputs(pred: Any, files: list[Path]) -> tuple[Any, list[str]]:
     """Images -> the training transform; ``.npy`` files are model inputs already (sent as they are)."""
     import numpy as np
-
-    from contract.errors import UsageError
 
     images = [f for f in files if f.suffix.lower() != ".npy"]
     arrays = [f for f in files if f.suffix.lower() == ".npy"]
@@ -135,7 +132,6 @@ def predict(model: str, images: tuple[str, ...], n_digits: int | None, url: str 
     if n_digits is not None and n_digits < 1:
         raise UsageError(f"--digits {n_digits} must be at least 1")
     spec = load_spec(spec_file) if spec_file else spec_from_repository(repository, model) if repository else None
-    from toolkit.serve.runner import admin_headers_for
 
     # A server `tritonkit serve` started restricts its shared-memory and model-index APIs to its admin
     # header; it is found (and sent) only when the URL is that verified server's own address.

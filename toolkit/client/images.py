@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from contract.errors import UsageError
+from contract.fileio import open_user_file
 from contract.spec import ModelSpec
 
 # The formats decoded here, by Pillow's plugin names (PPM covers PGM/PBM). Pillow is never left to
@@ -58,8 +59,6 @@ def _open(source: str | os.PathLike[str] | bytes, where: str) -> tuple[Any, Any]
     import warnings
 
     from PIL import Image, UnidentifiedImageError
-
-    from contract.fileio import open_user_file
 
     if isinstance(source, bytes | bytearray):
         fh: Any = io.BytesIO(source)

@@ -16,6 +16,7 @@ from typing import Any
 
 from contract.errors import ServerError
 from toolkit.serve.embedded import KEY_VARIABLE, EmbeddedServer, safe_flags
+from toolkit.serve.install import argv_key_library
 
 IMAGE_REPO = "nvcr.io/nvidia/tritonserver"
 # Triton container release -> the TensorRT it ships (NVIDIA's framework support matrix).
@@ -105,8 +106,6 @@ def docker_command(
     puts it into Triton's flags before ``main``. It is visible to whoever may use the Docker engine
     (``docker inspect``), who is root-equivalent anyway.
     """
-    from toolkit.serve.install import argv_key_library
-
     lib = Path(argv_key_lib) if argv_key_lib else argv_key_library()
     repo = Path(repository).resolve()
     cmd = ["docker", "run", "--rm", "--init"]
@@ -175,10 +174,10 @@ class DockerServer(EmbeddedServer):
             self.shm_size, name=self.container, poll_secs=self.poll_secs,
         ) + list(self.extra_args)
 
-    def _cwd(self) -> str | None:
+    def child_cwd(self) -> str | None:
         return None  # the container has its own working folder
 
-    def _env(self) -> dict[str, str]:
+    def child_env(self) -> dict[str, str]:
         """The ``docker`` client's environment: where ``-e TRITONKIT_ADMIN_KEY`` takes the key from."""
         return {**os.environ, KEY_VARIABLE: self.admin_value}
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from contract.errors import ServerError, UsageError
+from toolkit.serve.install import argv_key_library, prepare_triton, tritonkit_home
 from toolkit.serve.ports import port_in_use
 from toolkit.serve.procs import ProcessIdentity, identity_of, session_handles
 
@@ -218,8 +219,6 @@ class EmbeddedServer:
     # -- lifecycle ------------------------------------------------------------------------
     def command(self) -> list[str]:
         """The exact tritonserver command line (after preparing the install)."""
-        from toolkit.serve.install import argv_key_library, prepare_triton
-
         # First: without a C compiler nothing is copied, and the server is refused in one line.
         self._argv_key_lib = argv_key_library()
         install = prepare_triton()
@@ -238,22 +237,20 @@ class EmbeddedServer:
             *self.extra_args,
         ]
 
-    def _env(self) -> dict[str, str]:
+    def child_env(self) -> dict[str, str]:
         """The install's environment plus the key and the library that moves it into argv (see argv_key.c)."""
         env = self._install.env()
         env[KEY_VARIABLE] = self.admin_value
         env["LD_PRELOAD"] = os.pathsep.join(p for p in (str(self._argv_key_lib), env.get("LD_PRELOAD", "")) if p)
         return env
 
-    def _cwd(self) -> str | None:
+    def child_cwd(self) -> str | None:
         """A private, empty working folder for tritonserver.
 
         The python stub puts its working folder first on ``sys.path``: started from the caller's
         folder, a ``json.py`` or ``numpy.py`` lying there (a shared or download folder) was imported
         into every python model, running code as the server's user.
         """
-        from toolkit.serve.install import tritonkit_home
-
         path = tritonkit_home() / "server-cwd"
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         info = os.lstat(path)
@@ -287,7 +284,7 @@ class EmbeddedServer:
             # Own session: stop() finds the server's python stubs as the members of that session.
             self._proc = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=self._env(), start_new_session=True, cwd=self._cwd(),
+                env=self.child_env(), start_new_session=True, cwd=self.child_cwd(),
             )
         # Unreaped, so the pid is still this child's: its start time dates the stubs stop() may kill.
         self._identity = identity_of(self._proc.pid)
@@ -351,6 +348,10 @@ class EmbeddedServer:
 
     def is_ready(self) -> bool:
         return http_get(f"http://{self.http_url}/v2/health/ready", timeout=1.0)[0] == 200
+
+    def detach(self) -> None:
+        """Forget the process without stopping it (a detached server outlives this object)."""
+        self._proc = None
 
     def stop(self, timeout: float = 30) -> None:
         """Stop gracefully (SIGINT, then SIGTERM), then kill; safe to call twice.

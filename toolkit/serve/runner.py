@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from contract.errors import ServerError, UsageError
+from toolkit.serve.container import DockerServer, docker_available, gpu_visible
 from toolkit.serve.embedded import ADMIN_HEADER, EmbeddedServer, check_repository, http_get
 from toolkit.serve.procs import PidHandle, session_handles
 from toolkit.serve.state import (
@@ -55,8 +56,6 @@ def choose_runtime(runtime: str) -> str:
         raise UsageError(f"runtime {runtime!r} is unknown; use one of {', '.join(RUNTIMES)}")
     if runtime != "auto":
         return runtime
-    from toolkit.serve.container import docker_available, gpu_visible
-
     return "docker" if gpu_visible() and docker_available() else "embedded"
 
 
@@ -69,8 +68,6 @@ def make_server(opts: ServeOptions, log_path: Path | None = None) -> EmbeddedSer
         model_control=opts.model_control, poll_secs=opts.poll_secs, log_path=log_path,
     )
     if choose_runtime(opts.runtime) == "docker":
-        from toolkit.serve.container import DockerServer
-
         return DockerServer(repo, image=opts.image, **common)
     return EmbeddedServer(repo, **common)
 
@@ -138,8 +135,7 @@ def serve_detached(opts: ServeOptions, run_dir: Path = DEFAULT_RUN_DIR, echo: An
         server.stop()
         raise
     _echo_ready(server, echo)
-    # Leave the process running: forget it without stopping it.
-    server._proc = None
+    server.detach()  # leave the process running
     echo(f"detached; stop with `tritonkit serve stop` (state in {run_dir})")
     return state
 
