@@ -76,7 +76,7 @@ def resnet_onnx(work: Path) -> Path:
 
 
 def digits_onnx(work: Path) -> Path:
-    from toolkit.repository.publish import version_numbers
+    from toolkit.repository.storage import version_numbers
 
     served = ROOT / "model_repository" / "digits"
     if version_numbers(served):

@@ -19,7 +19,7 @@ def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300) -> subpro
 
 def test_pipeline_adds_nothing_when_rerun_unchanged(digits_build: dict[str, Path]) -> None:
     from toolkit.pipeline import build_repository
-    from toolkit.repository.publish import version_numbers
+    from toolkit.repository.storage import version_numbers
 
     before = version_numbers(digits_build["repository"] / "digits")
     result = build_repository(

@@ -21,14 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolkit.repository.publish import (
-    STEPS,
-    named_versions,
-    read_live_config,
-    recorded_config,
-    verify_version,
-    version_numbers,
-)
+from toolkit.repository.manifest import read_live_config, recorded_config, verify_version
+from toolkit.repository.storage import STEPS, version_numbers
+from toolkit.repository.validate.manifest import named_versions
 
 TRITONKIT = str(Path(sys.executable).parent / "tritonkit")
 # Two publish variants whose configs differ in what a wrong config would break: batch size and labels.

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from tests.reliability.publish_kills import TRITONKIT, kill_loop, ready_versions
-from toolkit.repository.publish import publish_onnx, read_live_config, verify_version, version_numbers
+from toolkit.repository.manifest import read_live_config, verify_version
+from toolkit.repository.publish import publish_onnx
+from toolkit.repository.storage import version_numbers
 from toolkit.serve.embedded import EmbeddedServer
 from toolkit.serve.ports import free_port
 

@@ -19,17 +19,16 @@ import pytest
 from onnx import TensorProto, helper
 
 from toolkit.repository.config import ServingOptions, read_config
-from toolkit.repository.publish import (
-    STEPS,
+from toolkit.repository.manifest import (
     configs_agree,
     labels_filename,
-    named_versions,
-    publish_onnx,
     read_live_config,
     recorded_config,
     verify_version,
-    version_numbers,
 )
+from toolkit.repository.publish import publish_onnx
+from toolkit.repository.storage import STEPS, version_numbers
+from toolkit.repository.validate.manifest import named_versions
 
 TRITONKIT = str(Path(sys.executable).parent / "tritonkit")
 
