@@ -25,23 +25,27 @@ import os
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-# Triton config data type -> ONNX Runtime type string.
-_ORT_TYPES = {
-    "TYPE_BOOL": "tensor(bool)",
-    "TYPE_UINT8": "tensor(uint8)",
-    "TYPE_UINT16": "tensor(uint16)",
-    "TYPE_UINT32": "tensor(uint32)",
-    "TYPE_UINT64": "tensor(uint64)",
-    "TYPE_INT8": "tensor(int8)",
-    "TYPE_INT16": "tensor(int16)",
-    "TYPE_INT32": "tensor(int32)",
-    "TYPE_INT64": "tensor(int64)",
-    "TYPE_FP16": "tensor(float16)",
-    "TYPE_FP32": "tensor(float)",
-    "TYPE_FP64": "tensor(double)",
-    "TYPE_STRING": "tensor(string)",
-}
-_CONFIG_TYPES = {v: k for k, v in _ORT_TYPES.items()}
+# ONNX Runtime spells three numpy types its own way; every other type string is numpy's name.
+# Config data types map to numpy through Triton's own table (pb_utils), not a copy of it here.
+_ORT_NAMES = {"float32": "float", "float64": "double", "object": "string"}
+
+
+def _ort_type(config_type: str) -> str | None:
+    """ONNX Runtime's type string (``tensor(float)``) for a config data type; None when Triton has none."""
+    try:
+        name = np.dtype(pb_utils.triton_string_to_numpy(config_type)).name
+    except (KeyError, TypeError):
+        return None
+    return f"tensor({_ORT_NAMES.get(name, name)})"
+
+
+def _config_type(ort_type: str) -> str:
+    """The config data type of an ONNX Runtime type string, for messages (the string itself if none)."""
+    name = ort_type.removeprefix("tensor(").removesuffix(")")
+    name = {v: k for k, v in _ORT_NAMES.items()}.get(name, name)
+    found = [k for k, v in pb_utils.TRITON_STRING_TO_NUMPY.items() if np.dtype(v).name == name]
+    return found[0] if found else ort_type
+
 
 _OPT_LEVELS = {"disable_all": 0, "disable": 0, "basic": 1, "extended": 2, "all": 99}
 
@@ -129,8 +133,8 @@ def _dims_text(dims) -> str:
 def _check_tensor(model: str, kind: str, t: _Tensor, node, batching: bool, max_batch: int, path: str) -> None:
     """Refuse the load, naming the tensor, where the config and the graph disagree."""
     where = f"model '{model}', {kind} '{t.name}'"
-    graph_type = _CONFIG_TYPES.get(node.type, node.type)
-    if _ORT_TYPES.get(t.config_type) != node.type:
+    graph_type = _config_type(node.type)
+    if _ort_type(t.config_type) != node.type:
         raise pb_utils.TritonModelException(
             f"{where}: config data_type {t.config_type} but the ONNX graph {path} has {graph_type}; "
             "make config.pbtxt match the graph"
