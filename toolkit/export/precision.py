@@ -87,7 +87,6 @@ def _from_images(folder: Path, spec: ModelSpec) -> np.ndarray:
     """Images -> raw values over the spec's value range -> the spec's normalization."""
     from PIL import Image
 
-
     c, h, w = spec.input.shape
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".bmp"))
     arrs = []
@@ -116,7 +115,6 @@ def _from_arrays(path: Path) -> np.ndarray:
     """A .npy/.npz of model inputs (regular files only, so a FIFO never blocks); declared sizes are
     checked against :data:`~contract.spec.MAX_BATCH_BYTES` before anything is read into memory."""
     import zipfile
-
 
     def over(declared: int) -> UsageError:
         return UsageError(f"calibration data {path} declares {declared:,} bytes, over the {MAX_BATCH_BYTES:,}-byte "
@@ -162,7 +160,6 @@ def load_calibration(
         UsageError: unknown source, unreadable file, or wrong shape (the message gives the expected one).
     """
     if str(source) == "digits":
-
         ds = dataset or {"name": "digits", "seed": 0}
         split = load_digits_splits(seed=int(ds.get("seed", 0)))["train"]
         x = _check_shape(normalize(split.images, spec.scale, spec.mean, spec.std), spec, "'digits'")
@@ -192,7 +189,6 @@ def load_calibration(
 def quantize_fp16(src: str | os.PathLike[str], out: str | os.PathLike[str]) -> Path:
     """FP16 weights and compute, fp32 inputs/outputs and sensitive ops; written to ``out``."""
     from onnxconverter_common import float16
-
 
     proto = load_onnx(src)
     block = sorted(set(float16.DEFAULT_OP_BLOCK_LIST) | set(FP16_SENSITIVE_OPS))
@@ -243,13 +239,11 @@ def quantize_int8(
         quantize_static,
     )
 
-
     src_proto = load_onnx(src)
     name = src_proto.graph.input[0].name
     reader = type("Reader", (_Reader, CalibrationDataReader), {})(name, calibration)
     work = Path(tempfile.mkdtemp(prefix=".quantize.", dir=Path(out).parent))
     try:
-
         onnx.save_model(src_proto, str(work / "src.onnx"))
         # ORT logs a "consider pre-processing" hint on the root logger; the graph is already
         # cleaned and folded by the export, so the hint does not apply.
@@ -275,8 +269,6 @@ def quantize_int8(
 
 
 def _set_meta(path: Path, extra: dict[str, str]) -> None:
-
-
     proto = load_onnx(path)
     keep = [p for p in proto.metadata_props if p.key not in extra]
     del proto.metadata_props[:]
@@ -289,8 +281,6 @@ def _set_meta(path: Path, extra: dict[str, str]) -> None:
 
 def onnx_precision(path_or_proto: Any) -> str:
     """What precision an ONNX carries: ``int8`` (Q/DQ nodes), ``fp16`` (fp16 weights) or ``fp32``."""
-
-
     proto = path_or_proto if isinstance(path_or_proto, onnx.ModelProto) else load_onnx(path_or_proto)
     ops = {n.op_type for n in proto.graph.node}
     if {"QuantizeLinear", "DequantizeLinear"} & ops:
