@@ -116,9 +116,8 @@ class FormatConverter:
         return plan_from_onnx(source, out, precision=precision if precision != "fp32" else "auto", **options)
 
 
-# --------------------------------------------------------------------------- profiling and deployment
-
-
+# --------------------------------------------------------------------------- deployment (PerformanceProfiler
+# is re-exported from toolkit.perf.local as a seed name)
 
 
 class Deployment:
