@@ -24,12 +24,16 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from polygraphy import mod
+from polygraphy.logger import G_LOGGER
 
 from contract.errors import ExportError, UsageError
 from contract.spec import ModelSpec, check_batch_budget
 from toolkit.export.defaults import MAX_BATCH, OPT_BATCH
 from toolkit.runners import BaseRunner, Feeds, OnnxRunner, TorchRunner, as_runner
 from trainers.data import load_digits_splits, normalize
+
+comparator = mod.lazy_import("polygraphy.comparator")  # loaded by the first comparison
 
 __all__ = ["PRESETS", "Case", "OnnxRunner", "ParityError", "ParityReport", "ParityRow", "Tolerance", "TorchRunner",
            "as_runner", "compare", "full_split_case", "parity_cases", "raise_if_failed", "real_samples",
@@ -227,9 +231,6 @@ class ParityError(ExportError):
 
 def _rows(case: Case, oa: Feeds, ob: Feeds, tol: Tolerance, names: tuple[str, str]) -> list[ParityRow]:
     """One row per output of ``a``: Polygraphy's Comparator statistics plus tritonkit's judges."""
-    from polygraphy.comparator import Comparator, IterationResult, RunResults, SimpleCompareFunc
-    from polygraphy.logger import G_LOGGER
-
     for name in oa:
         if name not in ob:
             raise ExportError(f"parity: output {name!r} of {names[0]} is missing from {names[1]} ({sorted(ob)})")
@@ -238,9 +239,10 @@ def _rows(case: Case, oa: Feeds, ob: Feeds, tol: Tolerance, names: tuple[str, st
                               f"on case {case.name!r}")
     a = {k: np.asarray(v) for k, v in oa.items()}
     b = {k: np.asarray(ob[k]) for k in a}
-    results = RunResults([("a", [IterationResult(a, runner_name="a")]), ("b", [IterationResult(b, runner_name="b")])])
+    results = comparator.RunResults([("a", [comparator.IterationResult(a, runner_name="a")]),
+                                     ("b", [comparator.IterationResult(b, runner_name="b")])])
     with G_LOGGER.verbosity(G_LOGGER.CRITICAL):  # its report goes to stdout; ours is the table
-        stats = Comparator.compare_accuracy(results, compare_func=SimpleCompareFunc(
+        stats = comparator.Comparator.compare_accuracy(results, compare_func=comparator.SimpleCompareFunc(
             atol=tol.atol or 0.0, rtol=tol.rtol or 0.0))[0][("a", "b")][0]
     rows = []
     for name, out_a in a.items():

@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from contract.errors import UsageError
 from contract.spec import ModelSpec
 from toolkit.runners.base import BaseRunner, Feeds, InputMetadata
@@ -57,8 +59,6 @@ def as_runner(obj: Any, *, spec: ModelSpec | None = None) -> BaseRunner:
         return obj
     if isinstance(obj, (str, os.PathLike)):
         return runner_for_path(obj)
-    import torch
-
     if isinstance(obj, torch.nn.Module):
         if spec is None:
             raise UsageError("comparing an nn.Module needs spec=ModelSpec(...) for its input/output names")

@@ -8,11 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnx
+from polygraphy import mod
 
 from contract.errors import ExportError, UsageError
 from contract.spec import METADATA_SPEC_KEY, ModelSpec
 from toolkit.export.safety import EXTERNAL_DATA_THRESHOLD, load_onnx, model_bytes
 from toolkit.runners.base import BaseRunner, Feeds, InputMetadata, failed_on, first_line, require_inputs
+
+ort = mod.lazy_import("onnxruntime")  # loaded on first use: building a runner reads only the file
 
 DATASET_KEY = "tritonkit.dataset"
 DEFAULT_THREADS = min(2, os.cpu_count() or 1)
@@ -22,8 +26,6 @@ DEFAULT_THREADS = min(2, os.cpu_count() or 1)
 def graph_inputs(proto: Any) -> InputMetadata:
     """``{name: (numpy dtype, dims)}`` of the graph's real inputs (initializers excluded); a
     variable dim is its symbolic name (a str) or -1. Dtypes come from ONNX's own table."""
-    import onnx
-
     initializers = {i.name for i in proto.graph.initializer}
     out: InputMetadata = {}
     for i in proto.graph.input:
@@ -87,13 +89,9 @@ class OnnxRunner(BaseRunner):
     @property
     def runtime(self) -> str:
         """``onnxruntime VERSION CPU`` for reports."""
-        import onnxruntime as ort
-
         return f"onnxruntime {ort.__version__} CPU"
 
     def activate_impl(self) -> None:
-        import onnxruntime as ort
-
         opts = ort.SessionOptions()
         if self.threads:
             opts.intra_op_num_threads = self.threads

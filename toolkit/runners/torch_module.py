@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from contract.spec import ModelSpec
 from toolkit.runners.base import BaseRunner, Feeds, InputMetadata, failed_on, require_inputs
@@ -37,22 +38,16 @@ class TorchRunner(BaseRunner):
     @property
     def runtime(self) -> str:
         """``torch VERSION CPU`` for reports."""
-        import torch
-
         return f"torch {torch.__version__} CPU"
 
     def activate_impl(self) -> None:
         if self.threads:
-            import torch
-
             torch.set_num_threads(self.threads)
 
     def get_input_metadata_impl(self) -> InputMetadata:
         return {t.name: (np.dtype(t.dtype), [-1, *t.shape]) for t in self.spec.inputs}
 
     def infer_impl(self, feed_dict: Feeds) -> Feeds:
-        import torch
-
         require_inputs(self.name, [t.name for t in self.spec.inputs], feed_dict)
         args = [torch.from_numpy(np.ascontiguousarray(feed_dict[t.name])) for t in self.spec.inputs]
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from tritonclient.utils import triton_to_np_dtype
 
 from contract.spec import ModelSpec
 from toolkit.client.predictor import Predictor
@@ -13,8 +14,6 @@ from toolkit.runners.base import BaseRunner, Feeds, InputMetadata
 
 def wire_dtype(wire: str) -> np.dtype:
     """numpy dtype of a Triton wire type (``FP32``), by tritonclient's own table."""
-    from tritonclient.utils import triton_to_np_dtype
-
     return np.dtype(triton_to_np_dtype(wire))
 
 

@@ -7,9 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from polygraphy import mod
 
 from contract.errors import MissingDependencyError
 from toolkit.runners.base import BaseRunner, Feeds, InputMetadata
+
+# Polygraphy's TensorRT backend imports tensorrt: loaded only once a plan is run.
+common_backend = mod.lazy_import("polygraphy.backend.common")
+trt_backend = mod.lazy_import("polygraphy.backend.trt")
 
 INSTALL_HINT = "pip install 'tritonkit[tensorrt]' (tensorrt-cu12) on a machine with an NVIDIA GPU"
 
@@ -17,8 +23,6 @@ INSTALL_HINT = "pip install 'tritonkit[tensorrt]' (tensorrt-cu12) on a machine w
 def gpu_visible() -> bool:
     """True when a CUDA device can be used (torch's view, or the driver's device nodes)."""
     try:
-        import torch
-
         if torch.cuda.is_available():
             return True
     except Exception:  # noqa: BLE001
@@ -59,13 +63,10 @@ class TensorRTRunner(BaseRunner):
         return f"tensorrt {self._trt.__version__}"
 
     def activate_impl(self) -> None:
-        from polygraphy.backend.common import BytesFromPath
-        from polygraphy.backend.trt import EngineFromBytes, TrtRunner
-
-        engine = EngineFromBytes(BytesFromPath(str(self.path)))()
+        engine = trt_backend.EngineFromBytes(common_backend.BytesFromPath(str(self.path)))()
         self.device_memory_bytes = int(getattr(engine, "device_memory_size_v2", 0)
                                        or getattr(engine, "device_memory_size", 0))
-        self._runner = TrtRunner(engine)
+        self._runner = trt_backend.TrtRunner(engine)
         self._runner.activate()
 
     def deactivate_impl(self) -> None:
