@@ -28,9 +28,11 @@ from torch import nn
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from contract.fileio import atomic_write_bytes  # noqa: E402
 from trainers.callbacks import ModelCheckpoint  # noqa: E402
-from trainers.checkpoint import atomic_write_bytes, load_checkpoint  # noqa: E402
+from trainers.checkpoint import load_checkpoint  # noqa: E402
 from trainers.data import create_dataloader, load_digits_splits  # noqa: E402
+from trainers.loggers import default_loggers  # noqa: E402
 from trainers.models import create_model  # noqa: E402
 from trainers.recipes import digits_model_spec, train_digits_default  # noqa: E402
 from trainers.trainer import Trainer  # noqa: E402
@@ -66,8 +68,9 @@ def trainer_fit(loader, epochs: int, run_dir: Path, classes: list[str], full: bo
     """``Trainer.fit``; ``full`` adds a resumable last.pt per epoch and the progress bar."""
     model, opt = fresh()
     callbacks = [ModelCheckpoint(save_best=False, save_last=True)] if full else []
-    trainer = Trainer(model, opt, callbacks=callbacks, run_dir=run_dir, curves=False,
-                      progress=full, model_spec=digits_model_spec(classes).to_dict(), labels=classes)
+    trainer = Trainer(model, opt, callbacks=callbacks, run_dir=run_dir,
+                      loggers=default_loggers(progress=full, curves=False),
+                      model_spec=digits_model_spec(classes).to_dict(), labels=classes)
     if full:  # the bar draws to stderr; keep the table readable
         devnull = open(os.devnull, "w")  # noqa: SIM115
         saved, sys.stderr = sys.stderr, devnull

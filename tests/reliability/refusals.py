@@ -19,3 +19,11 @@ def one_line_refusal(output: str, exit_code: int, exception: BaseException | Non
     assert lines and lines[-1].startswith("error: "), output
     assert len([line for line in lines if line.startswith("error: ")]) == 1, output
     return lines[-1]
+
+
+def report_counts(request: pytest.FixtureRequest, what: str, counts: dict[str, int]) -> None:
+    """Print a suite's attack counts in pytest's own output (a report, not a test: it asserts nothing)."""
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    line = f"{what}: " + ", ".join(f"{k} {v}" for k, v in counts.items())
+    if reporter is not None:
+        reporter.write_line(line)

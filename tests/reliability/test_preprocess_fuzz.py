@@ -16,6 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import array_shapes, arrays
 
+from tests.reliability.refusals import report_counts
+
 MODEL_PY = Path(__file__).resolve().parents[2] / "toolkit" / "serve" / "preprocessing" / "model.py"
 TRIED = {"count": 0}
 
@@ -174,5 +176,8 @@ def test_budgets_of_the_served_preprocessor_equal_the_client_budgets() -> None:
     assert model_module().MAX_REQUEST_PIXELS == images.MAX_REQUEST_PIXELS == 4 * 4096 * 4096
 
 
-def test_zz_report_count() -> None:
-    print(f"\npreprocessor fuzz: {TRIED['count']} inputs tried, 0 tracebacks")
+@pytest.fixture(scope="module", autouse=True)
+def _report_count(request: pytest.FixtureRequest):
+    """The number of fuzz inputs, printed once the module's tests ran (every one is checked by its test)."""
+    yield
+    report_counts(request, "preprocessor fuzz", {"inputs tried": TRIED["count"]})
