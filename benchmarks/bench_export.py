@@ -30,11 +30,11 @@ sys.path.insert(0, str(ROOT))
 
 
 def _accuracy_onnx(path: Path, x: np.ndarray, y: np.ndarray) -> float:
-    from toolkit.export.parity import OnnxRunner
+    from toolkit.runners import OnnxRunner
 
-    runner = OnnxRunner(path)
-    out = np.concatenate([runner({runner.input_names[0]: x[i:i + 64]})[runner.output_names[0]]
-                          for i in range(0, len(x), 64)])
+    with OnnxRunner(path) as runner:
+        out = np.concatenate([runner.infer({runner.input_names[0]: x[i:i + 64]})[runner.output_names[0]]
+                              for i in range(0, len(x), 64)])
     return float(np.mean(out.argmax(1) == y))
 
 

@@ -83,7 +83,7 @@ def smoke(out: Path) -> dict:
                             "accuracy": float((got.argmax(1) == y).mean())}
     result["torch_accuracy"] = float((ref_cpu.argmax(1) == y).mean())
     try:
-        from toolkit.export.tensorrt import require_tensorrt
+        from toolkit.runners.trt import require_tensorrt
 
         require_tensorrt()
         result["tensorrt_guard"] = "tensorrt imported"

@@ -102,7 +102,8 @@ class FormatConverter:
                 raise UsageError("the model is already fp32 ONNX; choose precision='fp16' or 'int8'")
             out = Path(output) if output else Path(f"{stem}.{precision}.onnx")
             return quantize_onnx(self.path, out, precision=precision, **options)[0]
-        from toolkit.export.tensorrt import plan_from_onnx, require_tensorrt
+        from toolkit.export.tensorrt import plan_from_onnx
+        from toolkit.runners.trt import require_tensorrt
 
         out = Path(output) if output else Path(f"{stem}.plan")
         source = self.path

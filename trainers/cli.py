@@ -1,9 +1,8 @@
-"""``tritonkit train`` and ``tritonkit evaluate``: thin click commands over trainers.recipes and
-trainers.evaluation. Heavy imports happen inside the commands so ``tritonkit --help`` stays fast."""
+"""``tritonkit train``: a thin click command over trainers.recipes (``evaluate`` lives in toolkit's CLI,
+since it runs ONNX and served models). Heavy imports happen inside the command so ``--help`` stays fast."""
 
 from __future__ import annotations
 
-import json
 import sys
 import warnings
 
@@ -66,53 +65,3 @@ def train(model: str, data: str, data_dir: str | None, epochs: int, out: str, re
                       if k in ("val_accuracy", "test_accuracy"))
     click.echo(f"saved {outcome.model_path} ({shown}; {outcome.result.stop_reason}); "
                f"run folder {outcome.run_dir}")
-
-
-@click.command()
-@click.argument("checkpoint", type=click.Path(), required=False)
-@click.option("--triton", "triton_url", default=None, metavar="URL",
-              help="Evaluate the model served at this Triton host:port instead of a checkpoint.")
-@click.option("--model", "served_model", default=None, help="Served model name (with --triton).")
-@click.option("--protocol", type=click.Choice(["grpc", "http"]), default="grpc", show_default=True,
-              help="Protocol for --triton.")
-@click.option("--data", default=None, help="digits or a folder (default: the checkpoint's data set).")
-@click.option("--split", type=click.Choice(["train", "val", "test"]), default="test", show_default=True)
-@click.option("--baseline", type=click.Path(), default=None, help="Checkpoint to compare with (McNemar).")
-@click.option("--plots", "plots_dir", type=click.Path(), default=None,
-              help="Write confusion matrix, reliability diagram and per-class F1 PNGs here.")
-@click.option("--bootstrap", "n_resamples", default=1000, show_default=True, type=int,
-              help="Bootstrap resamples for the confidence intervals.")
-@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def evaluate(checkpoint: str | None, triton_url: str | None, served_model: str | None, protocol: str,
-             data: str | None, split: str, baseline: str | None, plots_dir: str | None,
-             n_resamples: int, as_json: bool) -> None:
-    """Evaluate CHECKPOINT (or a model served by Triton with --triton URL --model NAME):
-    top-1/top-5, per-class P/R/F1, macro-F1, confusion matrix, ECE, latency, bootstrap CIs,
-    and McNemar against --baseline."""
-    from contract.errors import UsageError
-    from trainers.evaluation.checkpoints import evaluate_callable, evaluate_checkpoint, format_report
-
-    if n_resamples < 10:
-        raise UsageError(f"--bootstrap {n_resamples} is too few; use 10 or more (1000 is typical)")
-    if triton_url:
-        if checkpoint or baseline or not served_model:
-            raise UsageError("with --triton give --model NAME and no CHECKPOINT or --baseline")
-        from toolkit.client.predictor import triton_logits_fn
-
-        fn = triton_logits_fn(triton_url, served_model, protocol)
-        try:
-            spec = fn.predictor.spec  # type: ignore[attr-defined]
-            if spec is None:
-                raise UsageError(f"{served_model} at {triton_url} does not carry a tritonkit model spec; "
-                                 "evaluate its checkpoint instead, or republish it with 'tritonkit repo add'")
-            report = evaluate_callable(fn, spec, data or "digits", split, where=f"{served_model}@{triton_url}",
-                                       n_resamples=n_resamples)
-        finally:
-            fn.close()  # type: ignore[attr-defined]
-        click.echo(json.dumps(report, indent=2) if as_json else format_report(report))
-        return
-    if not checkpoint:
-        raise UsageError("give a CHECKPOINT, or --triton URL --model NAME")
-    report = evaluate_checkpoint(checkpoint, data=data, split=split, baseline=baseline,
-                                 plots_dir=plots_dir, n_resamples=n_resamples)
-    click.echo(json.dumps(report, indent=2) if as_json else format_report(report))

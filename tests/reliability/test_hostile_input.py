@@ -191,7 +191,7 @@ def test_hostile_requests_get_one_line_errors_and_server_keeps_serving(triton_se
 
 
 def test_repo_add_publishes_external_data_beside_model_when_location_is_safe(tmp_path: Path) -> None:
-    from toolkit.repository.publish import verify_version
+    from toolkit.repository.manifest import verify_version
 
     path = _write(tmp_path / "model", _model("w.bin"))
     (tmp_path / "model" / "w.bin").write_bytes(np.ones(4, np.float32).tobytes())

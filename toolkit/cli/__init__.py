@@ -18,7 +18,7 @@ from contract.errors import TritonkitError
 # command name -> "module:attribute"
 COMMANDS: dict[str, str] = {
     "train": "trainers.cli:train",
-    "evaluate": "trainers.cli:evaluate",
+    "evaluate": "toolkit.cli.evaluate:evaluate",
     "export": "toolkit.cli.export:export",
     "parity": "toolkit.cli.export:parity",
     "quantize": "toolkit.cli.export:quantize",
