@@ -80,7 +80,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks/reports"))
     args = ap.parse_args()
 
-    from toolkit.client.predictions import heldout_digits
+    from toolkit.client.predictions import heldout_samples
     from toolkit.pipeline import build_repository
     from toolkit.serve.embedded import EmbeddedServer
     from toolkit.serve.ports import free_port
@@ -95,7 +95,7 @@ def main() -> None:
                                 metrics_port=free_port(), log_path=tmpdir / "triton.log")
         server.start(timeout=180)
         try:
-            x, _ = heldout_digits(digits_model_spec([str(i) for i in range(10)]), args.digits)
+            x, _ = heldout_samples(digits_model_spec([str(i) for i in range(10)]), args.digits)
             bare_loop(server.grpc_url, x, 32, args.concurrency)  # warm the server's instance
             rows = []
             for bs in (int(b) for b in args.batch_sizes.split(",")):

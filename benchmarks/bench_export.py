@@ -48,8 +48,9 @@ def main() -> int:
 
     import torch
 
-    from toolkit.export.onnx import onnx_from_checkpoint, record_path
+    from toolkit.export.onnx import onnx_from_checkpoint
     from toolkit.export.precision import quantize_onnx
+    from toolkit.export.records import record_path
     from trainers.checkpoint import load_checkpoint, model_from_checkpoint, model_spec_of
     from trainers.data import load_digits_splits, normalize
 

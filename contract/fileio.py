@@ -35,11 +35,12 @@ def _umask() -> int:
     return mask
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, mode: int | None = None) -> None:
     """Write to a temporary file in the same folder, fsync, rename: readers never see half a file.
 
     The file gets the usual permissions (0666 less the umask), not mkstemp's 0600, so a server
-    running as another user can read it.
+    running as another user can read it; ``mode`` sets other permissions before the rename (a
+    private record is never readable by others, not even for a moment).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -48,7 +49,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fchmod(fh.fileno(), 0o666 & ~_umask())
+            os.fchmod(fh.fileno(), 0o666 & ~_umask() if mode is None else mode)
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:

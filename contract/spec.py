@@ -32,16 +32,6 @@ def check_dtype(numpy_dtype: str) -> str:
     return numpy_dtype
 
 
-def triton_config_dtype(numpy_dtype: str) -> str:
-    """Triton config enum name (``TYPE_FP32``) for a spec dtype.
-
-    Kept for ``toolkit/repository/config.py`` until it calls ``toolkit.dtypes.config_from_numpy``.
-    """
-    from toolkit.dtypes import config_from_numpy  # lazy: the contract never loads toolkit on import
-
-    return config_from_numpy(check_dtype(numpy_dtype))
-
-
 @dataclass(frozen=True)
 class TensorSpec:
     """One tensor: name, shape without the batch dimension (-1 = variable), numpy dtype."""

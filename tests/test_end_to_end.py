@@ -50,11 +50,11 @@ def test_published_version_records_checkpoint_and_fp32_parity(digits_build: dict
 @pytest.mark.server
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
 def test_served_outputs_match_onnxruntime_within_1e5(triton_server, digits_onnx: Path, protocol: str) -> None:
-    from toolkit.client.predictions import heldout_digits
+    from toolkit.client.predictions import heldout_samples
     from toolkit.client.predictor import Predictor
     from toolkit.export.onnx import run_onnx, spec_from_onnx
 
-    x, _ = heldout_digits(spec_from_onnx(digits_onnx), 32)
+    x, _ = heldout_samples(spec_from_onnx(digits_onnx), 32)
     url = triton_server.grpc_url if protocol == "grpc" else triton_server.http_url
     served = Predictor("digits", url=url, protocol=protocol).predict(x)
     local = run_onnx(digits_onnx, x)
@@ -63,8 +63,8 @@ def test_served_outputs_match_onnxruntime_within_1e5(triton_server, digits_onnx:
 
 
 @pytest.mark.server
-def test_predict_accuracy_equals_onnxruntime_over_heldout_digits(triton_server, digits_onnx: Path) -> None:
-    from toolkit.client.predictions import heldout_digits
+def test_predict_accuracy_equals_onnxruntime_over_heldout_samples(triton_server, digits_onnx: Path) -> None:
+    from toolkit.client.predictions import heldout_samples
     from toolkit.export.onnx import run_onnx, spec_from_onnx
 
     proc = run_cli("predict", "digits", "--digits", "1000", "--url", triton_server.grpc_url, "--json")
@@ -72,7 +72,7 @@ def test_predict_accuracy_equals_onnxruntime_over_heldout_digits(triton_server, 
     lines = [json.loads(ln) for ln in proc.stdout.splitlines()]
     rows, summary = lines[:-1], lines[-1]
     assert summary["n"] == len(rows) >= 200
-    x, y = heldout_digits(spec_from_onnx(digits_onnx), len(rows))
+    x, y = heldout_samples(spec_from_onnx(digits_onnx), len(rows))
     local_acc = float((run_onnx(digits_onnx, x).argmax(1) == y).mean())
     assert summary["accuracy"] == pytest.approx(local_acc, abs=0)
     assert [int(r["label"]) for r in rows] == run_onnx(digits_onnx, x).argmax(1).tolist()

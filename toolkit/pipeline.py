@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from contract.fileio import read_regular_text, sha256_of
+from toolkit.export.records import record_path
 from toolkit.repository.options import DEFAULT_REPOSITORY, ServingOptions
 from toolkit.repository.sources import read_plan_record, spec_from_onnx_graph
 
@@ -94,7 +95,7 @@ def read_record(path: Path) -> dict[str, Any]:
 
 def export_provenance(onnx_path: Path) -> dict[str, Any]:
     """What a manifest records about an export: its record, parity, and the checkpoint it came from."""
-    record = read_record(Path(f"{onnx_path}.export.json"))
+    record = read_record(record_path(onnx_path))
     if not record:
         return {}
     out = {"export": record, "parity": record.get("parity")}
@@ -140,7 +141,7 @@ class ExportStep(Step):
         if self.export is not None or ctx.checkpoint is None or ctx.onnx is None:
             return None
         self.checkpoint_sha = sha256_of(ctx.checkpoint)
-        record = Path(f"{ctx.onnx}.export.json")
+        record = record_path(ctx.onnx)
         if ctx.onnx.is_file() and record.is_file() and read_record(record).get("checkpoint_sha256") == \
                 self.checkpoint_sha:
             return f"{self.label} {ctx.onnx} is current for this checkpoint: not re-exporting"
@@ -159,7 +160,7 @@ class ExportStep(Step):
         if self.checkpoint_sha is not None:  # a checkpoint's own figures, as `make repo` always recorded them
             from trainers.checkpoint import load_checkpoint  # imports torch
 
-            record = read_record(Path(f"{ctx.onnx}.export.json"))
+            record = read_record(record_path(ctx.onnx))
             ctx.provenance.update({"checkpoint_sha256": self.checkpoint_sha,
                                    "checkpoint_metrics": load_checkpoint(ctx.checkpoint).get("metrics", {}),
                                    "export": record, "parity": record.get("parity")})

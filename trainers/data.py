@@ -6,6 +6,7 @@ client predictions all see the same held-out images.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,6 +205,28 @@ def load_splits(name: str, data_dir: str | Path | None = None, seed: int = 0, **
             raise DataError("data set 'imagefolder' needs a folder; pass --data-dir DIR")
         return load_imagefolder_splits(data_dir, seed=seed, **kwargs)
     raise UsageError(f"unknown data set {name!r}; choose one of: {', '.join(DATASETS)}")
+
+
+# The data set tritonkit embeds (no download) and uses when a model records none.
+DEFAULT_DATASET = "digits"
+
+
+def embedded_split(record: dict[str, Any] | None, split: str) -> Split | None:
+    """The ``split`` of a model's recorded data set (name, seed, fractions) when it is embedded here.
+
+    Why: parity, calibration and held-out predictions want a model's own data without knowing which
+    set it is; a user's image folder is not embedded (None), so they fall back to what they are given.
+    """
+    record = dict(record or {"name": DEFAULT_DATASET})
+    if record.get("name") != DEFAULT_DATASET:
+        return None
+    fractions = tuple(float(f) for f in record.get("fractions", (0.7, 0.15, 0.15)))
+    return _digits_splits(int(record.get("seed", 0)), fractions)[split]  # type: ignore[arg-type]
+
+
+@functools.lru_cache(maxsize=4)
+def _digits_splits(seed: int, fractions: tuple[float, float, float]) -> dict[str, Split]:
+    return load_digits_splits(seed=seed, fractions=fractions)
 
 
 def split_normalization(split: Split) -> tuple[float, tuple[float, ...], tuple[float, ...]]:

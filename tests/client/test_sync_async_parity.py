@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from contract.errors import ClientError
-from toolkit.client.predictions import heldout_digits
+from toolkit.client.predictions import heldout_samples
 from toolkit.client.predictor import AsyncPredictor, Predictor
 from toolkit.export.onnx import spec_from_onnx
 
@@ -24,7 +24,7 @@ def _url(server, protocol: str) -> str:
 
 @pytest.fixture(scope="module")
 def rows(digits_onnx: Path) -> np.ndarray:
-    return heldout_digits(spec_from_onnx(digits_onnx), 40)[0]
+    return heldout_samples(spec_from_onnx(digits_onnx), 40)[0]
 
 
 def _both(server, protocol: str, sync_fn, async_fn, **kwargs: Any) -> tuple[Any, Any]:

@@ -148,9 +148,9 @@ def test_neither_or_both_inputs_are_refused_with_value_error(model) -> None:
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.integers(1, 1 << 31), st.integers(1, 1 << 31), st.integers(1, 6))
 def test_declared_png_size_over_a_budget_is_refused_before_decoding(model, w, h, n) -> None:
-    from tests.reliability.test_security_client import _png_header_only
+    from tests.reliability.test_security_client import png_header_only
 
-    blobs = np.array([[_png_header_only(w, h)]] * n, dtype=object)
+    blobs = np.array([[png_header_only(w, h)]] * n, dtype=object)
     TRIED["count"] += 1
     if w * h <= model_module().MAX_IMAGE_PIXELS and n * w * h <= model_module().MAX_REQUEST_PIXELS:
         return _check(model, {"IMAGE_BYTES": _Tensor("IMAGE_BYTES", blobs)})  # in budget: a truncated image

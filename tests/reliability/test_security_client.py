@@ -77,10 +77,6 @@ def png_header_only(w: int, h: int) -> bytes:
             + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
 
 
-# The fuzz suite (tests/reliability/test_preprocess_fuzz.py) still imports the old name.
-_png_header_only = png_header_only
-
-
 def _encoded(fmt: str, size: tuple[int, int] = (8, 8)) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", size, (90, 90, 90)).save(buf, format=fmt)
@@ -112,11 +108,11 @@ def _rss_mb(pid: int) -> dict[str, float]:
 def test_shared_memory_predict_works_with_admin_header_and_fails_in_one_line_without(
         triton_server, protocol: str) -> None:
     from contract.errors import ClientError
-    from toolkit.client.predictions import heldout_digits
+    from toolkit.client.predictions import heldout_samples
     from toolkit.client.predictor import Predictor
     from trainers.recipes import digits_model_spec
 
-    x, _ = heldout_digits(digits_model_spec([str(i) for i in range(10)]), 8)
+    x, _ = heldout_samples(digits_model_spec([str(i) for i in range(10)]), 8)
     url = triton_server.grpc_url if protocol == "grpc" else triton_server.http_url
     with Predictor("digits", url, protocol) as plain:
         want = plain.predict(x)

@@ -17,9 +17,10 @@ from click.testing import CliRunner
 from contract.errors import ExportError, UsageError
 from contract.spec import ModelSpec, TensorSpec
 from toolkit.cli import main
-from toolkit.export.onnx import METADATA_SPEC_KEY, onnx_from_module, record_path, spec_from_onnx
+from toolkit.export.onnx import METADATA_SPEC_KEY, onnx_from_module, spec_from_onnx
 from toolkit.export.optimize import count_batchnorms, optimize_for_inference
 from toolkit.export.parity import ParityError
+from toolkit.export.records import record_path
 from trainers.models import create_model, register_model
 
 TK = str(Path(sys.executable).with_name("tritonkit"))

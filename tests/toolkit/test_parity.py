@@ -13,13 +13,13 @@ from toolkit.cli import main
 from toolkit.export.onnx import spec_from_onnx
 from toolkit.export.parity import (
     Case,
-    OnnxRunner,
     ParityError,
     compare,
     parity_cases,
     raise_if_failed,
     tolerance_for,
 )
+from toolkit.runners import OnnxRunner
 
 
 def test_compare_passes_fp32_with_real_and_random_cases_when_checkpoint_vs_its_onnx(tk_checkpoint, tk_onnx):

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 from contract.errors import UsageError
 from toolkit.cli import main
 from toolkit.export.onnx import spec_from_onnx
-from toolkit.export.precision import load_calibration, onnx_precision, quantize_onnx, record_path
+from toolkit.export.precision import load_calibration, onnx_precision, quantize_onnx
+from toolkit.export.records import record_path
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def test_quantize_fp16_keeps_fp32_io_and_accuracy_when_converting_digits_model(f
     assert onnx_precision(path) == "fp16" and onnx_precision(tk_onnx) == "fp32"
     assert path.stat().st_size < 0.6 * tk_onnx.stat().st_size
     assert record["accuracy"]["fp32"] - record["accuracy"]["fp16"] <= 0.005
-    assert json.loads(record_path(path).read_text())["precision"] == "fp16"
+    assert json.loads(record_path(path, "quantize").read_text())["precision"] == "fp16"
     assert spec_from_onnx(path) == spec_from_onnx(tk_onnx)  # metadata survives
 
 
@@ -87,7 +88,7 @@ def test_quantize_cli_writes_model_and_record_when_int8_from_npz(tk_onnx, tmp_pa
                                     str(tmp_path / "cal.npz"), "-o", str(out)])
     assert res.exit_code == 0, res.output
     assert "accuracy on held-out set" in res.output
-    rec = json.loads(record_path(out).read_text())
+    rec = json.loads(record_path(out, "quantize").read_text())
     assert rec["calibration"]["samples"] == 64 and rec["command"].startswith("tritonkit quantize")
     assert sorted(p.name for p in out.parent.iterdir()) == ["q.onnx", "q.onnx.quantize.json"]
 

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from contract.errors import MissingDependencyError, UsageError
 from toolkit.cli import main
+from toolkit.export.records import write_record
 from toolkit.export.tensorrt import (
     RECORD_KEYS,
     EngineDescription,
@@ -18,7 +19,6 @@ from toolkit.export.tensorrt import (
     max_batch_of,
     read_record,
     require_tensorrt,
-    write_record,
 )
 
 
@@ -95,7 +95,7 @@ def test_build_record_has_exact_keys_and_round_trips_when_written_beside_plan(tm
     assert tuple(rec) == RECORD_KEYS
     assert rec["max_batch_size"] == 16 and rec["build_seconds"] == 12.346
     plan = tmp_path / "model.plan"
-    path = write_record(plan, rec)
+    path = write_record(plan, "plan", rec)
     assert path.name == "model.plan.json"
     assert read_record(plan) == json.loads(path.read_text()) == rec
 

@@ -69,8 +69,9 @@ def _print_parity_failure(exc: Exception) -> None:
 def export(checkpoint: str, out: str, opset: int, dynamic_batch: bool, dynamic_hw: bool, optimize: bool,
            check_parity: bool, external_data: bool | None, fmt: str) -> None:
     """Export a tritonkit CHECKPOINT to a verified ONNX model (record in <out>.export.json)."""
-    from toolkit.export.onnx import onnx_from_checkpoint, record_path
+    from toolkit.export.onnx import onnx_from_checkpoint
     from toolkit.export.parity import ParityError
+    from toolkit.export.records import record_path
 
     try:
         if fmt == "torchscript":

@@ -150,10 +150,10 @@ def predict(model: str, images: tuple[str, ...], n_digits: int | None, url: str 
                 raise UsageError(f"no image files in {', '.join(images)}; give image files or folders holding them")
             x, names = _load_inputs(pred, files)
         else:
-            from toolkit.client.predictions import heldout_digits
+            from toolkit.client.predictions import heldout_samples
             from trainers.recipes import digits_model_spec
 
-            x, truth = heldout_digits(pred.spec or digits_model_spec([str(i) for i in range(10)]),
+            x, truth = heldout_samples(pred.spec or digits_model_spec([str(i) for i in range(10)]),
                                       10 if n_digits is None else n_digits)
             names = [f"digit #{i}" for i in range(len(x))]
         x = pred.validate(x)

@@ -6,6 +6,7 @@ import json
 
 import click
 
+from toolkit.cli.options import repository_option
 from toolkit.serve.runner import RUNTIMES, ServeOptions, serve_detached, serve_foreground, server_status, stop_recorded
 from toolkit.serve.state import DEFAULT_RUN_DIR, load_state
 
@@ -13,8 +14,7 @@ RUN_DIR = DEFAULT_RUN_DIR
 
 
 @click.group(invoke_without_command=True)
-@click.option("--repository", "-r", default="model_repository", show_default=True,
-              type=click.Path(), help="Model repository folder to serve.")
+@repository_option("-r", help="Model repository folder to serve.")
 @click.option("--runtime", type=click.Choice(RUNTIMES), default="auto", show_default=True,
               help="auto = NVIDIA container when Docker and a GPU are here, else the embedded server.")
 @click.option("--image", default=None, help="Container image (docker runtime); default matches the plans.")

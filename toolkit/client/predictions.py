@@ -13,18 +13,20 @@ import numpy as np
 from contract.errors import TritonkitError, UsageError
 from contract.fileio import NotRegularFileError, open_regular, read_regular_text
 from contract.spec import ModelSpec
-from toolkit.repository.publish import MANIFEST, named_versions, read_live_config, version_numbers
+from toolkit.repository.manifest import MANIFEST, read_live_config
+from toolkit.repository.storage import version_numbers
+from toolkit.repository.validate.manifest import named_versions
 from trainers.evaluation.metrics import softmax
 
 # A spec or manifest is a few KiB; anything far larger is not one.
 SPEC_FILE_LIMIT = 16 << 20
 
 
-def heldout_digits(spec: ModelSpec, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The first ``n`` test-split digits, preprocessed with the model's own normalization."""
-    from trainers.data import load_digits_splits, normalize
+def heldout_samples(spec: ModelSpec, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` test-split samples of the embedded data set, with the model's own normalization."""
+    from trainers.data import DEFAULT_DATASET, embedded_split, normalize
 
-    test = load_digits_splits(seed=seed)["test"]
+    test = embedded_split({"name": DEFAULT_DATASET, "seed": seed}, "test")
     n = min(n, len(test.labels))
     x = normalize(test.images[:n], spec.scale, spec.mean, spec.std)
     return x, test.labels[:n]

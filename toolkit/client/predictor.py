@@ -23,10 +23,10 @@ from toolkit.client.failures import START_HINT, failure_kind, loaded_models
 from toolkit.client.latency import LatencyTracker
 from toolkit.client.retry import RETRIED, RetryPolicy
 from toolkit.client.shm import SHM_MODES
-from toolkit.client.sync import Predictor, triton_logits_fn
+from toolkit.client.sync import Predictor
 
 __all__ = [
     "DEFAULT_URLS", "GRPC_HEADER_PREFIX", "PROTOCOLS", "RETRIED", "SHM_MODES", "START_HINT", "AsyncPredictor",
     "LatencyTracker", "Predictor", "PredictorCore", "ResultCache", "RetryPolicy", "failure_kind",
-    "loaded_models", "triton_logits_fn",
+    "loaded_models",
 ]

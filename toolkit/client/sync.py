@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -16,7 +15,6 @@ from toolkit.client.endpoint import client_module
 from toolkit.client.failures import failure_kind, first_line
 from toolkit.client.predictions import TopK, topk_from_logits
 from toolkit.client.shm import SHM_MODES, SharedMemoryRegions
-from toolkit.dtypes import numpy_from_wire
 
 
 class Predictor(PredictorCore):
@@ -248,24 +246,3 @@ class Predictor(PredictorCore):
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
-
-
-def triton_logits_fn(url: str, model: str, protocol: str = "grpc", *, timeout: float = 30.0,
-                     batch_size: int | None = None, concurrency: int = 4) -> Callable[[np.ndarray], np.ndarray]:
-    """A ``numpy batch -> logits`` function over a Triton endpoint, for ``trainers`` evaluation.
-
-    Any number of rows is accepted (split at the model's max_batch_size and sent concurrently);
-    the input is cast to the served dtype. ``fn.predictor`` is the underlying :class:`Predictor`
-    (``fn.close()`` closes it).
-    """
-    pred = Predictor(model, url=url, protocol=protocol, timeout=timeout, batch_size=batch_size,
-                     concurrency=concurrency)
-    dtype = numpy_from_wire(pred.inputs[0]["datatype"])
-
-    def logits(batch: Any) -> np.ndarray:
-        arr = batch.detach().cpu().numpy() if hasattr(batch, "detach") else np.asarray(batch)
-        return pred.predict_many(arr.astype(dtype, copy=False))
-
-    logits.predictor = pred  # type: ignore[attr-defined]
-    logits.close = pred.close  # type: ignore[attr-defined]
-    return logits

@@ -39,22 +39,18 @@ from contract.spec import METADATA_SPEC_KEY, ModelSpec, TensorSpec
 from toolkit.export.defaults import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from toolkit.export.graph_cleanup import cleanup_graph
 from toolkit.export.optimize import optimize_for_inference
-from toolkit.export.parity import TorchRunner, compare, raise_if_failed
+from toolkit.export.parity import compare, raise_if_failed
+from toolkit.export.records import record_path, write_record
 from toolkit.export.safety import EXTERNAL_DATA_THRESHOLD, ensure_writable, load_onnx, publish_onnx, save_onnx
-from toolkit.runners import OnnxRunner
+from toolkit.runners import OnnxRunner, TorchRunner
 from trainers.checkpoint import load_checkpoint, model_from_checkpoint, model_spec_of
 
 __all__ = [
     "DEFAULT_OPSET", "METADATA_SPEC_KEY", "onnx_from_checkpoint", "onnx_from_module", "spec_from_onnx",
-    "run_onnx", "optimize_for_inference", "metadata_of", "record_path", "example_input",
+    "run_onnx", "optimize_for_inference", "metadata_of", "example_input",
 ]
 
 REFERENCE_SHAPES_KEY = "tritonkit.reference_shapes"
-
-
-def record_path(out: str | os.PathLike[str]) -> Path:
-    """Where the export record (exact call/command, versions, hashes) lives: ``<out>.export.json``."""
-    return Path(f"{out}.export.json")
 
 
 def example_input(spec: ModelSpec, batch: int = 2) -> tuple[torch.Tensor, ...]:
@@ -256,7 +252,7 @@ def onnx_from_module(
                 "onnx": onnx.__version__,
                 "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             }
-            atomic_write_text(record_path(out), json.dumps(rec, indent=2, sort_keys=True))
+            write_record(out, "export", rec)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return out

@@ -18,7 +18,6 @@ quantization moves logits by far more than any element-wise bound while keeping 
 from __future__ import annotations
 
 import contextlib
-import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -30,13 +29,13 @@ from polygraphy.logger import G_LOGGER
 from contract.errors import ExportError, UsageError
 from contract.spec import ModelSpec, check_batch_budget
 from toolkit.export.defaults import MAX_BATCH, OPT_BATCH
-from toolkit.runners import BaseRunner, Feeds, OnnxRunner, TorchRunner, as_runner
-from trainers.data import load_digits_splits, normalize
+from toolkit.runners import BaseRunner, Feeds, as_runner
+from trainers.data import embedded_split, normalize
 
 comparator = mod.lazy_import("polygraphy.comparator")  # loaded by the first comparison
 
-__all__ = ["PRESETS", "Case", "OnnxRunner", "ParityError", "ParityReport", "ParityRow", "Tolerance", "TorchRunner",
-           "as_runner", "compare", "full_split_case", "parity_cases", "raise_if_failed", "real_samples",
+__all__ = ["PRESETS", "Case", "ParityError", "ParityReport", "ParityRow", "Tolerance",
+           "compare", "full_split_case", "parity_cases", "raise_if_failed", "real_samples",
            "tolerance_for"]
 
 
@@ -80,17 +79,11 @@ def _concrete(shape: Sequence[int], reference: Sequence[int] | None) -> list[int
     return [d if d > 0 else (ref[i] if ref[i] > 0 else 8) for i, d in enumerate(shape)]
 
 
-@functools.lru_cache(maxsize=4)
-def _digits_split(seed: int, fractions: tuple[float, ...], split: str) -> Any:
-    return load_digits_splits(seed=seed, fractions=fractions)[split]  # type: ignore[arg-type]
-
-
 def real_samples(spec: ModelSpec, dataset: Mapping[str, Any] | None, split: str = "test"):
     """(normalized images, labels) of the model's data set split, or None when unknown here."""
-    name = (dataset or {}).get("name")
-    if name != "digits" or len(spec.inputs) != 1:
+    s = embedded_split(dataset, split) if dataset and len(spec.inputs) == 1 else None
+    if s is None:
         return None
-    s = _digits_split(int(dataset.get("seed", 0)), tuple(dataset.get("fractions", (0.7, 0.15, 0.15))), split)
     shape = spec.input.shape
     if any(d > 0 and d != a for d, a in zip(shape, s.images.shape[1:])) or len(shape) != 3:
         return None

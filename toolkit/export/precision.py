@@ -23,7 +23,6 @@ source and the result (ONNX Runtime), the parity summary, hashes and the call.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shlex
@@ -39,13 +38,15 @@ import numpy as np
 import onnx
 
 from contract.errors import ExportError, UsageError
-from contract.fileio import NotRegularFileError, atomic_write_text, open_regular, sha256_of
+from contract.fileio import NotRegularFileError, open_regular, sha256_of
 from contract.spec import MAX_BATCH_BYTES, ModelSpec
 from toolkit.export.defaults import CALIBRATION_SAMPLES, QUANTIZE_PRECISIONS
 from toolkit.export.onnx import spec_from_onnx
-from toolkit.export.parity import OnnxRunner, compare, raise_if_failed
+from toolkit.export.parity import compare, raise_if_failed
+from toolkit.export.records import write_record
 from toolkit.export.safety import ensure_writable, load_onnx, publish_onnx, save_onnx
-from trainers.data import load_digits_splits, normalize
+from toolkit.runners import OnnxRunner
+from trainers.data import DEFAULT_DATASET, embedded_split, normalize
 
 MAX_CALIBRATION_IMAGE_PIXELS = 16_777_216
 """Largest calibration image (pixels, read from its header before decoding): 4096 x 4096."""
@@ -57,11 +58,6 @@ FP16_SENSITIVE_OPS = (
     "ReduceSumSquare", "ReduceL2", "ReduceLogSumExp", "LayerNormalization", "InstanceNormalization",
     "GroupNormalization", "BatchNormalization", "Erf", "CumSum", "TopK", "Resize", "Range",
 )
-
-
-def record_path(out: str | os.PathLike[str]) -> Path:
-    """``<out>.quantize.json``."""
-    return Path(f"{out}.quantize.json")
 
 
 # --------------------------------------------------------------------------- calibration data
@@ -76,7 +72,7 @@ def _check_shape(x: np.ndarray, spec: ModelSpec, source: str) -> np.ndarray:
         shown = "(N, " + ", ".join("?" if d < 0 else str(d) for d in want) + ")"
         raise UsageError(
             f"calibration data {source} has shape {given} but input {t.name!r} expects {shown}; "
-            "give model inputs (normalized, NCHW) of that shape, or use --calibration-data digits"
+            f"give model inputs (normalized, NCHW) of that shape, or use --calibration-data {DEFAULT_DATASET}"
         )
     if x.shape[0] == 0:
         raise UsageError(f"calibration data {source} holds no samples; give at least one")
@@ -152,17 +148,19 @@ def load_calibration(
 ) -> np.ndarray:
     """Calibration inputs, already normalized, shape (N, *input shape).
 
-    ``source``: ``digits`` (the model's training split), a ``.npz``/``.npy`` file of model inputs
+    ``source``: the embedded data set's name (the model's training split), a ``.npz``/``.npy`` file of model inputs
     (normalized NCHW; the ``input`` array of an npz, else its first), or a folder of such files
     and/or images (scaled over the spec's value range, then normalized).
 
     Raises:
         UsageError: unknown source, unreadable file, or wrong shape (the message gives the expected one).
     """
-    if str(source) == "digits":
-        ds = dataset or {"name": "digits", "seed": 0}
-        split = load_digits_splits(seed=int(ds.get("seed", 0)))["train"]
-        x = _check_shape(normalize(split.images, spec.scale, spec.mean, spec.std), spec, "'digits'")
+    if str(source) == DEFAULT_DATASET:  # the embedded data set: the model's own training split
+        split = embedded_split(dataset or {"name": DEFAULT_DATASET}, "train")
+        if split is None:
+            raise UsageError(f"the model was trained on {(dataset or {}).get('name')!r}, not the embedded "
+                             f"{DEFAULT_DATASET!r} set; give --calibration-data DIR or an .npz/.npy file")
+        x = _check_shape(normalize(split.images, spec.scale, spec.mean, spec.std), spec, repr(DEFAULT_DATASET))
     else:
         path = Path(source)
         if path.is_dir():
@@ -178,7 +176,7 @@ def load_calibration(
             x = _check_shape(_from_arrays(path), spec, str(path))
         else:
             raise UsageError(
-                f"calibration data {source!r} not found; use 'digits', a folder, or an .npz/.npy file"
+                f"calibration data {source!r} not found; use '{DEFAULT_DATASET}', a folder, or an .npz/.npy file"
             )
     rng = np.random.default_rng(seed)
     idx = rng.permutation(len(x))[: max(1, samples)]
@@ -295,7 +293,7 @@ def quantize_onnx(
     out: str | os.PathLike[str],
     *,
     precision: str,
-    calibration: str | os.PathLike[str] | np.ndarray = "digits",
+    calibration: str | os.PathLike[str] | np.ndarray = DEFAULT_DATASET,
     calibration_samples: int = CALIBRATION_SAMPLES,
     check: bool = True,
     command: list[str] | None = None,
@@ -325,7 +323,7 @@ def quantize_onnx(
             x = load_calibration(calibration, spec, samples=calibration_samples, dataset=src.dataset)
             cal_name = str(calibration)
         cal_info = {"source": cal_name, "samples": int(len(x)), "method": "MinMax",
-                    "split": "train" if cal_name == "digits" else None,
+                    "split": "train" if cal_name == DEFAULT_DATASET else None,
                     "nodes_kept_fp32": first_layers(load_onnx(model, load_external_data=False))}
     out = ensure_writable(out)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
@@ -359,7 +357,7 @@ def quantize_onnx(
         publish_onnx(tmp, out)
         record["sha256"] = sha256_of(out)
         record["seconds"] = round(time.perf_counter() - t0, 3)
-        atomic_write_text(record_path(out), json.dumps(record, indent=2, sort_keys=True))
+        write_record(out, "quantize", record)
     except ExportError:
         raise
     finally:

@@ -18,7 +18,6 @@ import hashlib
 import json
 import os
 import shlex
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -31,13 +30,14 @@ from contract.fileio import atomic_write_bytes, sha256_of
 from toolkit.export.defaults import HARDWARE_COMPAT, MAX_BATCH, MIN_BATCH, OPT_BATCH, PLAN_PRECISIONS
 from toolkit.export.onnx import REFERENCE_SHAPES_KEY, metadata_of
 from toolkit.export.precision import onnx_precision
+from toolkit.export.records import record_path, write_record
 from toolkit.export.safety import ensure_writable, load_onnx
 from toolkit.runners.trt import require_tensorrt
 
 __all__ = [
     "EngineDescription", "HARDWARE_COMPAT", "PRECISIONS", "PrecisionChoice", "RECORD_KEYS", "build_record",
     "check_batches", "choose_precision", "derive_profiles", "max_batch_of", "plan_from_onnx", "read_record",
-    "record_path", "require_tensorrt", "write_record",
+    "require_tensorrt",
 ]
 
 PRECISIONS = PLAN_PRECISIONS
@@ -45,11 +45,6 @@ RECORD_KEYS = (
     "tensorrt_version", "gpu_name", "compute_capability", "precision", "profiles", "max_batch_size",
     "inputs", "outputs", "build_seconds", "call", "sha256", "onnx_sha256", "created",
 )
-
-
-def record_path(plan: str | os.PathLike[str]) -> Path:
-    """``<plan>.json`` beside the plan."""
-    return Path(f"{plan}.json")
 
 
 # --------------------------------------------------------------------------- profiles (pure)
@@ -192,19 +187,9 @@ def build_record(
     return rec
 
 
-def write_record(plan: str | os.PathLike[str], record: Mapping[str, Any]) -> Path:
-    """Write ``<plan>.json`` atomically."""
-    path = record_path(plan)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(dict(record), fh, indent=2, sort_keys=True)
-    os.replace(tmp, path)
-    return path
-
-
 def read_record(plan: str | os.PathLike[str]) -> dict[str, Any]:
     """The record beside a plan; ExportError if it is missing or incomplete."""
-    path = record_path(plan)
+    path = record_path(plan, "plan")
     try:
         rec = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
@@ -319,5 +304,5 @@ def plan_from_onnx(
                "strongly_typed": choice.strongly_typed, "onnx": str(onnx_path)},
     )
     atomic_write_bytes(out, data)
-    write_record(out, record)
+    write_record(out, "plan", record)
     return out

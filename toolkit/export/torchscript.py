@@ -9,7 +9,6 @@ parity check against the original module catches. Spec and hashes go in ``<out>.
 from __future__ import annotations
 
 import io
-import json
 import os
 import shlex
 import time
@@ -21,11 +20,13 @@ import torch
 
 import toolkit
 from contract.errors import ExportError
-from contract.fileio import atomic_write_bytes, atomic_write_text, sha256_of
-from toolkit.export.onnx import example_input, record_path
+from contract.fileio import atomic_write_bytes, sha256_of
+from toolkit.export.onnx import example_input
 from toolkit.export.optimize import optimize_for_inference
-from toolkit.export.parity import TorchRunner, compare, raise_if_failed
+from toolkit.export.parity import compare, raise_if_failed
+from toolkit.export.records import write_record
 from toolkit.export.safety import ensure_writable
+from toolkit.runners import TorchRunner
 from trainers.checkpoint import load_checkpoint, model_from_checkpoint, model_spec_of
 
 
@@ -80,5 +81,5 @@ def torchscript_from_checkpoint(
         "seconds": round(time.perf_counter() - t0, 3),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    atomic_write_text(record_path(out), json.dumps(record, indent=2, sort_keys=True))
+    write_record(out, "export", record)
     return out

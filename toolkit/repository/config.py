@@ -8,7 +8,8 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from contract.errors import RepositoryError
-from contract.spec import METADATA_SPEC_KEY, ModelSpec, triton_config_dtype
+from contract.spec import METADATA_SPEC_KEY, ModelSpec
+from toolkit.dtypes import config_from_numpy
 from toolkit.repository.options import ONNX_PLATFORM, PLAN_PLATFORM, ServingOptions
 
 SPEC_PARAMETER = METADATA_SPEC_KEY
@@ -26,9 +27,9 @@ def build_config(
     options.validate()
     cfg = mc.ModelConfig(name=name, platform=platform, max_batch_size=options.max_batch_size)
     for t in spec.inputs:
-        cfg.input.add(name=t.name, data_type=getattr(mc, triton_config_dtype(t.dtype)), dims=list(t.shape))
+        cfg.input.add(name=t.name, data_type=getattr(mc, config_from_numpy(t.dtype)), dims=list(t.shape))
     for i, t in enumerate(spec.outputs):
-        out = cfg.output.add(name=t.name, data_type=getattr(mc, triton_config_dtype(t.dtype)), dims=list(t.shape))
+        out = cfg.output.add(name=t.name, data_type=getattr(mc, config_from_numpy(t.dtype)), dims=list(t.shape))
         if i == 0 and spec.labels and options.label_filename:
             out.label_filename = options.label_filename
     if options.dynamic_batching and options.max_batch_size > 0:
@@ -48,7 +49,7 @@ def build_config(
     if options.warmup:
         wu = cfg.model_warmup.add(name="random_max_batch", batch_size=max(1, options.max_batch_size), count=1)
         for t in spec.inputs:
-            wu.inputs[t.name].data_type = getattr(mc, triton_config_dtype(t.dtype))
+            wu.inputs[t.name].data_type = getattr(mc, config_from_numpy(t.dtype))
             wu.inputs[t.name].dims.extend([d if d > 0 else 1 for d in t.shape])
             wu.inputs[t.name].random_data = True
     if options.response_cache:
@@ -96,7 +97,7 @@ def build_preprocess_config(name: str, spec: ModelSpec, max_batch_size: int) -> 
     cfg.input.add(name=ENSEMBLE_INPUT_RAW, data_type=mc.TYPE_UINT8, dims=[-1, -1, -1], optional=True)
     cfg.input.add(name=ENSEMBLE_INPUT_ENCODED, data_type=mc.TYPE_STRING, dims=[1], optional=True)
     t = spec.input
-    cfg.output.add(name=t.name, data_type=getattr(mc, triton_config_dtype(t.dtype)), dims=list(t.shape))
+    cfg.output.add(name=t.name, data_type=getattr(mc, config_from_numpy(t.dtype)), dims=list(t.shape))
     cfg.instance_group.add(kind=mc.ModelInstanceGroup.KIND_CPU, count=1)
     cfg.parameters["spec"].string_value = spec.to_json()
     return cfg
@@ -111,7 +112,7 @@ def build_ensemble_config(
     cfg.input.add(name=ENSEMBLE_INPUT_RAW, data_type=mc.TYPE_UINT8, dims=[-1, -1, -1], optional=True)
     cfg.input.add(name=ENSEMBLE_INPUT_ENCODED, data_type=mc.TYPE_STRING, dims=[1], optional=True)
     for i, t in enumerate(spec.outputs):
-        out = cfg.output.add(name=t.name, data_type=getattr(mc, triton_config_dtype(t.dtype)), dims=list(t.shape))
+        out = cfg.output.add(name=t.name, data_type=getattr(mc, config_from_numpy(t.dtype)), dims=list(t.shape))
         if i == 0 and spec.labels and label_filename:
             out.label_filename = label_filename
     pre = cfg.ensemble_scheduling.step.add(model_name=preprocess, model_version=-1)

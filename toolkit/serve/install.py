@@ -24,6 +24,7 @@ from importlib import metadata
 from pathlib import Path
 
 from contract.errors import MissingDependencyError
+from contract.fileio import atomic_write_bytes
 
 _BACKEND_SOURCE = Path(__file__).resolve().parent / "backends"
 _ARGV_KEY_SOURCE = Path(__file__).resolve().parent / "argv_key.c"
@@ -115,15 +116,7 @@ def _sync_file(src: Path, dst: Path) -> None:
     data = src.read_bytes()
     if dst.is_file() and dst.read_bytes() == data:
         return
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(dst, data)
 
 
 def _sync_backends(root: Path) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from contract.errors import ServerError, UsageError
+from toolkit.repository.options import DEFAULT_REPOSITORY
 from toolkit.serve.container import DockerServer, docker_available, gpu_visible
 from toolkit.serve.embedded import ADMIN_HEADER, EmbeddedServer, check_repository, http_get
 from toolkit.serve.procs import PidHandle, session_handles
@@ -38,7 +39,7 @@ RUNTIMES = ("auto", "docker", "embedded")
 
 @dataclass
 class ServeOptions:
-    repository: str = "model_repository"
+    repository: str = DEFAULT_REPOSITORY
     runtime: str = "auto"
     image: str | None = None
     host: str = "127.0.0.1"

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from contract.errors import ServerError
-from contract.fileio import NotRegularFileError, fsync_path, open_regular
+from contract.fileio import NotRegularFileError, atomic_write_bytes, open_regular
 from toolkit.serve.embedded import EmbeddedServer
 from toolkit.serve.procs import PidHandle, ProcessIdentity, identity_of
 
@@ -125,20 +124,8 @@ def recorded_server(state: dict[str, Any], run_dir: Path) -> PidHandle | None:
 
 
 def write_private(path: Path, text: str, mode: int = 0o600) -> None:
-    """Write ``text`` atomically with ``mode`` set before the rename (the record holds the admin key,
-    so it is never readable by others, not even for a moment; fileio's writer gives umask modes)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    fsync_path(path.parent)
+    """Write ``text`` atomically with ``mode`` set before the rename (the record holds the admin key)."""
+    atomic_write_bytes(path, text.encode(), mode=mode)
 
 
 def same_endpoint(a: str, b: str) -> bool:

@@ -30,25 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from contract.errors import UsageError
+from toolkit.dtypes import config_from_numpy, config_from_onnx, config_from_wire
 from toolkit.repository.validate import fs
 
-# ONNX TensorProto element type -> Triton config data type
-ONNX_TO_TRITON = {
-    1: "TYPE_FP32", 2: "TYPE_UINT8", 3: "TYPE_INT8", 4: "TYPE_UINT16", 5: "TYPE_INT16",
-    6: "TYPE_INT32", 7: "TYPE_INT64", 8: "TYPE_STRING", 9: "TYPE_BOOL", 10: "TYPE_FP16",
-    11: "TYPE_FP64", 12: "TYPE_UINT32", 13: "TYPE_UINT64", 16: "TYPE_BF16",
-}
-
-_RECORD_DTYPES = {
-    "float32": "TYPE_FP32", "float16": "TYPE_FP16", "float64": "TYPE_FP64", "bfloat16": "TYPE_BF16",
-    "int8": "TYPE_INT8", "int16": "TYPE_INT16", "int32": "TYPE_INT32", "int64": "TYPE_INT64",
-    "uint8": "TYPE_UINT8", "uint16": "TYPE_UINT16", "uint32": "TYPE_UINT32", "uint64": "TYPE_UINT64",
-    "bool": "TYPE_BOOL", "object": "TYPE_STRING", "bytes": "TYPE_STRING",
-    # TensorRT DataType names
-    "float": "TYPE_FP32", "half": "TYPE_FP16", "bf16": "TYPE_BF16",
-    # Triton wire names
-    "fp32": "TYPE_FP32", "fp16": "TYPE_FP16", "fp64": "TYPE_FP64",
-}
+# Names numpy and the Triton wire lack: TensorRT's DataType names (float, half, bf16) and bfloat16.
+_TENSORRT_DTYPES = {"float": "TYPE_FP32", "half": "TYPE_FP16", "bf16": "TYPE_BF16", "bfloat16": "TYPE_BF16"}
 
 MAX_ONNX_BYTES = 2 * 1024**3
 MAX_HASH_BYTES = 512 * 1024**2
@@ -81,7 +68,14 @@ def record_dtype(value: object) -> str | None:
     if s.startswith("TYPE_"):
         return s
     s = s.removeprefix("DataType.").lower()
-    return _RECORD_DTYPES.get(s)
+    if s in _TENSORRT_DTYPES:
+        return _TENSORRT_DTYPES[s]
+    for convert, name in ((config_from_numpy, "bytes" if s == "object" else s), (config_from_wire, s.upper())):
+        try:
+            return convert(name)
+        except (UsageError, TypeError):
+            continue
+    return None
 
 
 def read_onnx(path: Path, rel: str) -> tuple[Artifact | None, list[str], Any]:
@@ -104,7 +98,7 @@ def read_onnx(path: Path, rel: str) -> tuple[Artifact | None, list[str], Any]:
 
     def tensor(vi: Any) -> Tensor:
         tt = vi.type.tensor_type if vi.type.HasField("tensor_type") else None
-        dtype = ONNX_TO_TRITON.get(tt.elem_type) if tt is not None else None
+        dtype = config_from_onnx(tt.elem_type) if tt is not None else None
         shape: tuple[int, ...] | None = None
         if tt is not None and tt.HasField("shape"):
             shape = tuple(d.dim_value if d.HasField("dim_value") and d.dim_value > 0 else -1 for d in tt.shape.dim)
