@@ -14,11 +14,16 @@ import pytest
 
 from tests.server.helpers import TRITONKIT, one_error_line, run_tritonkit
 from toolkit.serve.procs import identity_of
-from toolkit.serve.state import admin_headers_for
+from toolkit.serve.state import admin_headers_for, run_dir_for
+
+
+def _run_dir(tmp_path: Path) -> Path:
+    """The run folder `serve` run in ``tmp_path`` uses (its model_repository; XDG_STATE_HOME is the test's)."""
+    return run_dir_for(tmp_path / "model_repository")
 
 
 def _write_state(tmp_path: Path, content: str | bytes) -> Path:
-    run_dir = tmp_path / ".tritonkit" / "serve"
+    run_dir = _run_dir(tmp_path)
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / "server.json"
     (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
@@ -42,13 +47,13 @@ def test_serve_command_refuses_in_one_line_when_state_file_is_corrupt(tmp_path: 
                                                                        content: str | bytes) -> None:
     path = _write_state(tmp_path, content)
     line = one_error_line(run_tritonkit(["serve", command], tmp_path))
-    assert str(Path(".tritonkit") / "serve" / "server.json") in line and "nothing was signalled" in line
+    assert str(path) in line and "nothing was signalled" in line
     assert path.read_bytes() == (content if isinstance(content, bytes) else content.encode())
 
 
 @pytest.mark.parametrize("kind", ["fifo", "symlink", "folder"])
 def test_serve_stop_refuses_in_one_line_when_state_file_is_not_a_regular_file(tmp_path: Path, kind: str) -> None:
-    run_dir = tmp_path / ".tritonkit" / "serve"
+    run_dir = _run_dir(tmp_path)
     run_dir.mkdir(parents=True)
     path = run_dir / "server.json"
     if kind == "fifo":
@@ -82,7 +87,7 @@ def test_serve_stop_refuses_and_signals_nothing_when_pid_is_an_unrelated_live_pr
                 line = one_error_line(run_tritonkit(["serve", command], tmp_path))
                 assert f"pid {victim.pid}" in line and "now another process" in line and "nothing was signalled" in line
             assert victim.poll() is None, "serve stop signalled an unrelated process"
-        assert admin_headers_for("127.0.0.1:1", tmp_path / ".tritonkit" / "serve") == {}
+        assert admin_headers_for("127.0.0.1:1", _run_dir(tmp_path)) == {}
     finally:
         victim.kill()
         victim.wait()

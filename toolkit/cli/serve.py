@@ -8,9 +8,7 @@ import click
 
 from toolkit.cli.options import repository_option
 from toolkit.serve.runner import RUNTIMES, ServeOptions, serve_detached, serve_foreground, server_status, stop_recorded
-from toolkit.serve.state import DEFAULT_RUN_DIR, load_state
-
-RUN_DIR = DEFAULT_RUN_DIR
+from toolkit.serve.state import find_run_dir, load_state
 
 
 @click.group(invoke_without_command=True)
@@ -38,38 +36,51 @@ def serve(ctx: click.Context, repository: str, runtime: str, image: str | None, 
                         grpc_port=grpc_port, metrics_port=metrics_port, model_control=model_control,
                         poll_secs=poll_secs, timeout=timeout)
     if detach:
-        serve_detached(opts, RUN_DIR, echo=click.echo)
+        serve_detached(opts, echo=click.echo)
     else:
         serve_foreground(opts, echo=click.echo)
 
 
+RECORDED_HELP = ("Repository whose server to use (default: model_repository's, else the only server "
+                 "recorded for you).")
+
+
 @serve.command("stop")
+@click.option("--repository", "-r", default=None, type=click.Path(), help=RECORDED_HELP)
 @click.option("--timeout", default=30.0, show_default=True, type=float, help="Seconds before the server is killed.")
-def stop(timeout: float) -> None:
-    """Stop the server started by `tritonkit serve` in this folder (detached or in the foreground)."""
-    state = load_state(RUN_DIR)
-    outcome = stop_recorded(RUN_DIR, timeout=timeout)
+def stop(repository: str | None, timeout: float) -> None:
+    """Stop the server `tritonkit serve` started on a repository (detached or in the foreground), from any folder."""
+    run_dir = find_run_dir(repository)
+    state = load_state(run_dir)
+    outcome = stop_recorded(run_dir, timeout=timeout)
     if outcome == "stopped" and state:
         click.echo(f"stopped the server (pid {state['pid']}, http {state['http_url']})")
     elif outcome == "exited" and state:
-        click.echo(f"the server recorded in {RUN_DIR} (pid {state['pid']}) had already exited; "
+        click.echo(f"the server recorded in {run_dir} (pid {state['pid']}) had already exited; "
                    "its state was removed")
     else:
-        click.echo(f"no server is recorded in {RUN_DIR}; nothing to stop")
+        click.echo(f"no server is recorded for {_which(repository)} (in {run_dir}); nothing to stop")
+
+
+def _which(repository: str | None) -> str:
+    return f"repository {repository}" if repository else "model_repository, nor a single one for you"
 
 
 @serve.command("status")
+@click.option("--repository", "-r", default=None, type=click.Path(), help=RECORDED_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-def status(as_json: bool) -> None:
-    """Say whether the detached server runs and is ready, with its URLs and models."""
-    st = server_status(RUN_DIR)
+def status(repository: str | None, as_json: bool) -> None:
+    """Say whether the server runs and is ready, with its repository, URLs and models (from any folder)."""
+    run_dir = find_run_dir(repository)
+    st = server_status(run_dir)
     if as_json:
         click.echo(json.dumps(st, indent=2, sort_keys=True))
         return
     if not st["running"]:
-        click.echo(f"not running (no live server is recorded in {RUN_DIR})")
+        click.echo(f"not running (no live server is recorded for {_which(repository)}; looked in {run_dir})")
         return
     click.echo(f"running (pid {st['pid']}, {st['runtime']}), {'ready' if st['ready'] else 'not ready'}")
+    click.echo(f"  repository: {st.get('repository')}")
     click.echo(f"  http:    {st['http_url']}")
     click.echo(f"  grpc:    {st['grpc_url']}")
     click.echo(f"  metrics: {st['metrics_url']}")

@@ -2,9 +2,10 @@
 report status, stop.
 
 A running server (detached, or in the foreground until it stops) leaves its state in a run folder
-(``.tritonkit/serve/`` by default; ``server.log`` too when detached). The record is written and
-read in :mod:`toolkit.serve.state`; ``serve stop`` trusts nothing in it: the file must be a regular
-file of this user, and the pid must still be that same process before anything is signalled.
+(per user and repository: :func:`toolkit.serve.state.run_dir_for`; ``server.log`` too when detached).
+The record is written and read in :mod:`toolkit.serve.state`; ``serve stop`` trusts nothing in it:
+the file must be a regular file of this user, and the pid must still be that same process before
+anything is signalled.
 """
 
 from __future__ import annotations
@@ -23,14 +24,15 @@ from toolkit.serve.container import DockerServer, docker_available, gpu_visible
 from toolkit.serve.embedded import ADMIN_HEADER, EmbeddedServer, check_repository, http_get
 from toolkit.serve.procs import PidHandle, session_handles
 from toolkit.serve.state import (
-    DEFAULT_RUN_DIR,
     admin_headers_for,
+    find_run_dir,
     forget_state,
     load_state,
     read_state,
     record_state,
     recorded_server,
     refuse_if_recorded_running,
+    run_dir_for,
     state_path,
 )
 
@@ -73,12 +75,14 @@ def make_server(opts: ServeOptions, log_path: Path | None = None) -> EmbeddedSer
     return EmbeddedServer(repo, **common)
 
 
-def serve_foreground(opts: ServeOptions, echo: Any = print, run_dir: Path = DEFAULT_RUN_DIR) -> None:
+def serve_foreground(opts: ServeOptions, echo: Any = print, run_dir: Path | None = None) -> None:
     """Start, print the URLs, serve until Ctrl-C or SIGTERM, then stop gracefully.
 
     While it serves, its state (with the admin key) is recorded privately in ``run_dir`` like a detached
     server's, so `tritonkit predict --shared-memory on` and `serve status` find it; removed on exit.
+    ``run_dir`` defaults to the repository's (:func:`~toolkit.serve.state.run_dir_for`).
     """
+    run_dir = run_dir or run_dir_for(opts.repository)
     refuse_if_recorded_running(run_dir)
     server = make_server(opts)
     stop = threading.Event()
@@ -124,8 +128,10 @@ def _echo_ready(server: EmbeddedServer, echo: Any) -> None:
     echo(f"  log:     {server.log_path}")
 
 
-def serve_detached(opts: ServeOptions, run_dir: Path = DEFAULT_RUN_DIR, echo: Any = print) -> dict[str, Any]:
-    """Start, wait for readiness, record the server in ``run_dir`` and return its state."""
+def serve_detached(opts: ServeOptions, run_dir: Path | None = None, echo: Any = print) -> dict[str, Any]:
+    """Start, wait for readiness, record the server in ``run_dir`` (the repository's by default) and return
+    its state."""
+    run_dir = run_dir or run_dir_for(opts.repository)
     refuse_if_recorded_running(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     server = make_server(opts, log_path=(run_dir / "server.log").resolve())
@@ -141,7 +147,7 @@ def serve_detached(opts: ServeOptions, run_dir: Path = DEFAULT_RUN_DIR, echo: An
     return state
 
 
-def server_status(run_dir: Path = DEFAULT_RUN_DIR) -> dict[str, Any]:
+def server_status(run_dir: Path) -> dict[str, Any]:
     """running / ready / URLs / models of the server recorded in ``run_dir``.
 
     Raises:
@@ -178,7 +184,7 @@ def _repository_index(http_url: str, headers: dict[str, str]) -> list[dict[str, 
         return []
 
 
-def load_detached(model: str, run_dir: Path = DEFAULT_RUN_DIR, timeout: float = 120) -> dict[str, Any]:
+def load_detached(model: str, run_dir: Path | None = None, timeout: float = 120) -> dict[str, Any]:
     """Ask the detached server (model control ``explicit``) to (re)load ``model``.
 
     Triton keeps the versions it serves when a load fails, so a broken new version leaves the old
@@ -188,6 +194,7 @@ def load_detached(model: str, run_dir: Path = DEFAULT_RUN_DIR, timeout: float = 
     import urllib.parse
     import urllib.request
 
+    run_dir = run_dir or find_run_dir()
     state = load_state(run_dir)
     handle = recorded_server(state, run_dir) if state else None
     if state is None or handle is None:
@@ -227,12 +234,12 @@ def _wait_exit(handle: PidHandle, until: float) -> bool:
     return True
 
 
-def stop_detached(run_dir: Path = DEFAULT_RUN_DIR, timeout: float = 30) -> bool:
+def stop_detached(run_dir: Path, timeout: float = 30) -> bool:
     """Stop the server recorded in ``run_dir``; False when none was running (see :func:`stop_recorded`)."""
     return stop_recorded(run_dir, timeout) == "stopped"
 
 
-def stop_recorded(run_dir: Path = DEFAULT_RUN_DIR, timeout: float = 30) -> str:
+def stop_recorded(run_dir: Path, timeout: float = 30) -> str:
     """Stop the server recorded in ``run_dir``: ``stopped``, ``exited`` (it had already exited; its state
     is removed) or ``none`` (nothing recorded).
 
@@ -278,7 +285,7 @@ def stop_recorded(run_dir: Path = DEFAULT_RUN_DIR, timeout: float = 30) -> str:
 
 
 __all__ = [
-    "ADMIN_HEADER", "DEFAULT_RUN_DIR", "RUNTIMES", "ServeOptions", "admin_headers_for", "choose_runtime",
+    "ADMIN_HEADER", "RUNTIMES", "ServeOptions", "admin_headers_for", "choose_runtime",
     "load_state", "make_server", "read_state", "serve_detached", "serve_foreground", "server_status",
     "stop_detached", "stop_recorded",
 ]

@@ -2,24 +2,74 @@
 
 A running server leaves ``server.json`` (URLs, runtime, repository, the admin header, and the
 process identity: pid, start time, executable; mode 0600) and ``server.pid`` in its run folder.
-The record steers signals, so reading it trusts nothing: a regular file of this user, a JSON
-object of the expected fields, and a pid that is still that same process.
+The run folder belongs to the user and the repository, not to the working folder:
+``$XDG_STATE_HOME/tritonkit/serve/<hash of the resolved repository path>/`` (``~/.local/state``
+when unset; mode 0700), so every command finds the server from any folder. The record steers
+signals, so reading it trusts nothing: a regular file of this user, a JSON object of the expected
+fields, and a pid that is still that same process.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import stat
 import time
 from pathlib import Path
 from typing import Any
 
 from contract.errors import ServerError
 from contract.fileio import NotRegularFileError, atomic_write_bytes, open_regular
+from toolkit.repository.options import DEFAULT_REPOSITORY
 from toolkit.serve.embedded import EmbeddedServer
 from toolkit.serve.procs import PidHandle, ProcessIdentity, identity_of
 
-DEFAULT_RUN_DIR = Path(".tritonkit") / "serve"
+URL_KEYS = {"grpc": "grpc_url", "http": "http_url"}
+
+
+def state_root() -> Path:
+    """This user's folder of recorded servers: ``$XDG_STATE_HOME/tritonkit/serve`` (an absolute
+    ``XDG_STATE_HOME`` only, as the XDG spec says), else ``~/.local/state/tritonkit/serve``."""
+    base = os.environ.get("XDG_STATE_HOME", "")
+    root = Path(base) if os.path.isabs(base) else Path.home() / ".local" / "state"
+    return root / "tritonkit" / "serve"
+
+
+def run_dir_for(repository: str | os.PathLike[str] | None = None) -> Path:
+    """The run folder of the server serving ``repository`` (default ``model_repository``), the same
+    from every working folder: named by a hash of the repository's resolved path."""
+    resolved = Path(repository if repository is not None else DEFAULT_REPOSITORY).resolve()
+    return state_root() / hashlib.sha256(os.fsencode(resolved)).hexdigest()[:16]
+
+
+def make_private_dir(path: Path) -> Path:
+    """Create ``path`` (and its tritonkit parents) with mode 0700 and check it is a real folder of this
+    user that nobody else can enter: the record in it holds the admin key and steers signals."""
+    path.parent.parent.mkdir(parents=True, exist_ok=True)
+    for folder in (path.parent, path):
+        try:
+            folder.mkdir(mode=0o700)
+        except FileExistsError:
+            pass
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        raise ServerError(f"{path} must be a folder of yours (it keeps the server's record and admin key), not a "
+                          "symlink or another user's; remove it and start again")
+    if info.st_mode & 0o077:
+        os.chmod(path, 0o700)
+    return path
+
+
+def check_run_dir(run_dir: Path) -> None:
+    """Refuse a run folder that is a symlink, another user's, or writable by others (a record there may be forged)."""
+    try:
+        info = os.lstat(run_dir)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+        raise ServerError(f"{run_dir} is not a private folder of yours (a symlink, another user's, or writable by "
+                          "others), so nothing in it was trusted or signalled; check who made it, then remove it")
 
 
 def state_path(run_dir: Path) -> Path:
@@ -36,7 +86,7 @@ def refuse_state(path: Path, what: str) -> ServerError:
                        f"stop it yourself, then delete {path}")
 
 
-def load_state(run_dir: Path = DEFAULT_RUN_DIR) -> dict[str, Any] | None:
+def load_state(run_dir: Path) -> dict[str, Any] | None:
     """The server state recorded in ``run_dir``, checked field by field; None when none is recorded.
 
     The file steers signals, so it is read as untrusted input: a regular file (never a FIFO or a
@@ -46,6 +96,7 @@ def load_state(run_dir: Path = DEFAULT_RUN_DIR) -> dict[str, Any] | None:
     Raises:
         ServerError: the file exists but is not such a record (one line saying what and how to fix).
     """
+    check_run_dir(run_dir)
     path = state_path(run_dir)
     try:
         fd = open_regular(path, follow_symlinks=False)
@@ -87,7 +138,7 @@ def load_state(run_dir: Path = DEFAULT_RUN_DIR) -> dict[str, Any] | None:
     return state
 
 
-def read_state(run_dir: Path = DEFAULT_RUN_DIR) -> dict[str, Any] | None:
+def read_state(run_dir: Path) -> dict[str, Any] | None:
     """Like :func:`load_state`, but None for a corrupt file too (for callers that only look)."""
     try:
         return load_state(run_dir)
@@ -138,19 +189,74 @@ def same_endpoint(a: str, b: str) -> bool:
     return norm(a) == norm(b)
 
 
-def admin_headers_for(url: str, run_dir: Path = DEFAULT_RUN_DIR) -> dict[str, str]:
-    """The admin header (HTTP form, ``{"tritonkit-admin-key": ...}``) of the running server recorded in
-    ``run_dir`` when ``url`` (``host:port``) is its HTTP or gRPC address; ``{}`` otherwise.
+def is_live(state: dict[str, Any]) -> bool:
+    """Whether the (checked) state's process is still the recorded server."""
+    return identity_of(state["pid"]) == recorded_identity(state)
+
+
+def live_servers() -> list[tuple[Path, dict[str, Any]]]:
+    """(run folder, state) of every live server recorded for this user; corrupt records are skipped."""
+    try:
+        entries = sorted(os.scandir(state_root()), key=lambda e: e.name)
+    except OSError:
+        return []
+    found = []
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            state = read_state(Path(entry.path))
+            if state is not None and is_live(state):
+                found.append((Path(entry.path), state))
+    return found
+
+
+def find_run_dir(repository: str | os.PathLike[str] | None = None) -> Path:
+    """The run folder to act on: ``repository``'s when given; else the default repository's when it
+    records a live server (or a record that cannot be read, for the caller to refuse); else, when exactly
+    one live server is recorded for this user, that one's."""
+    run_dir = run_dir_for(repository)
+    if repository is not None:
+        return run_dir
+    try:
+        state = load_state(run_dir)
+    except ServerError:
+        return run_dir
+    if state is not None and is_live(state):
+        return run_dir
+    live = live_servers()
+    return live[0][0] if len(live) == 1 else run_dir
+
+
+def recorded_url(protocol: str = "grpc", repository: str | None = None) -> str | None:
+    """``host:port`` of the live server that tritonkit recorded for ``repository`` (see
+    :func:`find_run_dir` for the default), for ``protocol`` (``grpc`` or ``http``); None when none runs.
+
+    Commands call it when the user gives no ``--url``, so a server started with other ports (or from
+    another folder) is the one they reach.
+    """
+    if protocol not in URL_KEYS:
+        raise ValueError(f"protocol {protocol!r} is not one of {', '.join(URL_KEYS)}")
+    state = read_state(find_run_dir(repository))
+    if state is None or not is_live(state):
+        return None
+    return str(state[URL_KEYS[protocol]])
+
+
+def admin_headers_for(url: str, run_dir: Path | None = None) -> dict[str, str]:
+    """The admin header (HTTP form, ``{"tritonkit-admin-key": ...}``) of the live server recorded in
+    ``run_dir`` (any recorded for this user when None) whose HTTP or gRPC address ``url`` is; ``{}`` otherwise.
 
     Clients send it on the restricted APIs (shared memory, logging, trace, model repository). Over gRPC
     each key takes Triton's ``triton-grpc-protocol-`` prefix.
     """
-    state = read_state(run_dir)
-    if not state or not any(same_endpoint(url, state[k]) for k in ("http_url", "grpc_url")):
-        return {}
-    if identity_of(state["pid"]) != recorded_identity(state):
-        return {}
-    return dict(state["admin_headers"])
+    if run_dir is None:
+        candidates = [state for _, state in live_servers()]
+    else:
+        state = read_state(run_dir)
+        candidates = [state] if state is not None and is_live(state) else []
+    for state in candidates:
+        if any(same_endpoint(url, state[k]) for k in URL_KEYS.values()):
+            return dict(state["admin_headers"])
+    return {}
 
 
 def state_record(server: EmbeddedServer) -> dict[str, Any]:
@@ -186,14 +292,14 @@ def refuse_if_recorded_running(run_dir: Path) -> None:
     if handle is not None:
         handle.close()
         raise ServerError(
-            f"a server is already running from this folder (pid {state['pid']}, http {state['http_url']}); "
-            "run `tritonkit serve stop` first"
+            f"a server is already running on repository {state.get('repository')} (pid {state['pid']}, http "
+            f"{state['http_url']}); run `tritonkit serve stop --repository {state.get('repository')}` first"
         )
 
 
 def record_state(server: EmbeddedServer, run_dir: Path) -> dict[str, Any]:
-    """Write the server's state file (0600) and pid file into ``run_dir``; returns the state."""
-    run_dir.mkdir(parents=True, exist_ok=True)
+    """Write the server's state file (0600) and pid file into ``run_dir`` (0700); returns the state."""
+    make_private_dir(run_dir)
     state = state_record(server)
     write_private(state_path(run_dir), json.dumps(state, indent=2))
     write_private(run_dir / "server.pid", f"{server.pid}\n", 0o644)
