@@ -101,7 +101,28 @@ def export_provenance(onnx_path: Path) -> dict[str, Any]:
     out = {"export": record, "parity": record.get("parity")}
     if record.get("checkpoint_sha256"):
         out["checkpoint_sha256"] = record["checkpoint_sha256"]
+        ckpt = Path(str(record.get("checkpoint") or ""))
+        if not ckpt.is_absolute() and record.get("cwd"):
+            ckpt = Path(str(record["cwd"])) / ckpt
+        metrics = checkpoint_metrics(ckpt, record["checkpoint_sha256"])
+        if metrics:
+            out["checkpoint_metrics"] = metrics
     return out
+
+
+def checkpoint_metrics(checkpoint: Path, sha: str) -> dict[str, Any]:
+    """The metrics a checkpoint records (test accuracy...), when the file is still the one exported
+    (same sha256); {} otherwise, so ``repo list`` never shows another training's figures."""
+    if not checkpoint.is_file() or sha256_of(checkpoint) != sha:
+        return {}
+    from contract.errors import TritonkitError
+    from trainers.checkpoint import load_checkpoint  # imports torch
+
+    try:
+        metrics = load_checkpoint(checkpoint).get("metrics", {})
+    except TritonkitError:
+        return {}
+    return metrics if isinstance(metrics, dict) else {}
 
 
 class TrainStep(Step):
@@ -158,11 +179,9 @@ class ExportStep(Step):
 
     def post_run(self, ctx: Context) -> None:
         if self.checkpoint_sha is not None:  # a checkpoint's own figures, as `make repo` always recorded them
-            from trainers.checkpoint import load_checkpoint  # imports torch
-
             record = read_record(record_path(ctx.onnx))
             ctx.provenance.update({"checkpoint_sha256": self.checkpoint_sha,
-                                   "checkpoint_metrics": load_checkpoint(ctx.checkpoint).get("metrics", {}),
+                                   "checkpoint_metrics": checkpoint_metrics(ctx.checkpoint, self.checkpoint_sha),
                                    "export": record, "parity": record.get("parity")})
         else:
             ctx.provenance.update(export_provenance(ctx.onnx))
@@ -186,7 +205,8 @@ class PublishStep(Step):
         before = len(ctx.published)
         if ctx.plans:
             ctx.published.append(publish_plan(ctx.repository, ctx.name, ctx.plans, ctx.records, ctx.options,
-                                              labels=ctx.labels, provenance=ctx.provenance))
+                                              labels=ctx.labels, provenance=ctx.provenance,
+                                              skip_if_unchanged=self.skip_if_unchanged))
         else:
             ctx.published.append(publish_onnx(ctx.repository, ctx.name, ctx.onnx, ctx.options, labels=ctx.labels,
                                               provenance=ctx.provenance, skip_if_unchanged=self.skip_if_unchanged))

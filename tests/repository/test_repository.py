@@ -272,11 +272,14 @@ def test_repo_add_plan_reads_io_from_record_and_refuses_batch_above_profile(tmp_
 
 
 @pytest.mark.server
-def test_repo_add_load_switches_version_and_broken_version_keeps_old_one(tmp_path: Path, digits_onnx: Path) -> None:
+def test_repo_add_load_switches_version_and_broken_version_keeps_old_one(
+        tmp_path: Path, digits_onnx: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from contract.errors import ServerError
     from toolkit.serve.ports import free_port
     from toolkit.serve.runner import load_detached
+    from toolkit.serve.state import run_dir_for
 
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state-home"))  # this test's servers only
     repo = tmp_path / "repo"
     publish_onnx(repo, "m", digits_onnx, ServingOptions(warmup=False))
     ports = [str(free_port()) for _ in range(3)]
@@ -285,8 +288,17 @@ def test_repo_add_load_switches_version_and_broken_version_keeps_old_one(tmp_pat
     started = subprocess.run([*serve, "--detach"], capture_output=True, text=True, cwd=tmp_path, timeout=180)
     assert started.returncode == 0, started.stderr
     try:
+        # another repository than the served one: refused before anything is published (it used to reload
+        # the served repository's model and report success)
+        other = tmp_path / "other"
+        publish_onnx(other, "m", digits_onnx, ServingOptions(warmup=False))
+        wrong = subprocess.run([TRITONKIT, "repo", "add", "m", "--repository", str(other), "--onnx", str(digits_onnx),
+                                "--force", "--load"], capture_output=True, text=True, cwd=tmp_path)
+        assert wrong.returncode != 0 and len(wrong.stderr.strip().splitlines()) == 1, wrong.stderr
+        assert f"serves {repo}, not {other}" in wrong.stderr and "nothing was published" in wrong.stderr
+        assert version_numbers(other / "m") == [1]
         add = subprocess.run([TRITONKIT, "repo", "add", "m", "--repository", str(repo), "--onnx", str(digits_onnx),
-                              "--no-warmup", "--load", "--json"], capture_output=True, text=True, cwd=tmp_path)
+                              "--no-warmup", "--force", "--load", "--json"], capture_output=True, text=True, cwd=tmp_path)
         assert add.returncode == 0, add.stderr
         loaded = json.loads(add.stdout)["loaded"]
         assert (2, "READY") in {(int(m["version"]), m["state"]) for m in loaded}
@@ -297,9 +309,10 @@ def test_repo_add_load_switches_version_and_broken_version_keeps_old_one(tmp_pat
         cfg.version_policy.specific.versions.append(3)
         (repo / "m" / "config.pbtxt").write_text(text_format.MessageToString(cfg))
         with pytest.raises(ServerError, match="was not loaded.*still serving version 2"):
-            load_detached("m", tmp_path / ".tritonkit" / "serve")
+            load_detached("m", run_dir_for(repo))
     finally:
-        subprocess.run([TRITONKIT, "serve", "stop"], cwd=tmp_path, capture_output=True, timeout=60)
+        subprocess.run([TRITONKIT, "serve", "stop", "--repository", str(repo)], cwd=tmp_path, capture_output=True,
+                       timeout=60)
 
 
 def test_rollback_refuses_manifest_naming_files_outside_the_version(tmp_path: Path, digits_onnx: Path) -> None:

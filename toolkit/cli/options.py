@@ -75,3 +75,9 @@ def shape_option(help: str = "Shape (without batch) NAME:D1,D2 of an input with 
 def json_option(help: str = "Print the result as JSON.") -> Callable[[F], F]:  # noqa: A002
     """``--json`` (stored as ``as_json``)."""
     return click.option("--json", "as_json", is_flag=True, help=help)
+
+
+def force_option(help: str = "Publish a new version even when the newest one already holds the same files "  # noqa: A002
+                 "and config.") -> Callable[[F], F]:
+    """``--force``: ``repo add`` and ``rollback`` otherwise add nothing when nothing changed."""
+    return click.option("--force", is_flag=True, help=help)

@@ -8,16 +8,59 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from contract.errors import RepositoryError
-from toolkit.cli.options import IntList, json_option, repository_option
-from toolkit.pipeline import Context, PublishStep, plans_by_capability, run_steps
+from contract.errors import RepositoryError, ServerError
+from toolkit.cli.options import IntList, force_option, json_option, repository_option
+from toolkit.pipeline import Context, PublishStep, export_provenance, plans_by_capability, run_steps
 from toolkit.repository.options import ServingOptions
 from toolkit.repository.sources import read_labels_file
 
+if TYPE_CHECKING:  # publish loads Triton's protobuf, which `tritonkit --help` must not
+    from toolkit.repository.publish import Published
+
 SERVING = ServingOptions()  # the library's defaults, shown by --help
+
+
+def published_line(pub: Published, created: str) -> str:
+    """What a publish printed: ``created`` for a new version, else that the newest already holds it."""
+    if pub.created:
+        return created
+    return (f"unchanged: version {pub.version} of {pub.model} already holds this (same files and config); "
+            "nothing added (--force publishes a new version anyway)")
+
+
+def size_text(size: int) -> str:
+    """Bytes as a person reads them in a table: ``812 B``, ``95.3 KiB``, ``1.2 GiB``."""
+    step = 0
+    value = float(size)
+    while value >= 1024 and step < 4:
+        value, step = value / 1024, step + 1
+    return f"{size} B" if step == 0 else f"{value:.1f} {('KiB', 'MiB', 'GiB', 'TiB')[step - 1]}"
+
+
+def check_load_target(repository: Path) -> Path:
+    """Before publishing with ``--load``: the run folder of a live server of THIS repository, with explicit
+    model control. Why: loading on another repository's server reloads that repository's model."""
+    from toolkit.serve.runner import server_status
+    from toolkit.serve.state import live_servers, run_dir_for
+
+    run_dir = run_dir_for(repository)
+    status = server_status(run_dir)
+    start = (f"start one with `tritonkit serve --repository {repository} --model-control explicit --detach`, "
+             "or drop --load; nothing was published")
+    served = Path(str(status.get("repository") or ""))
+    if not status.get("running") or served.resolve() != repository.resolve():
+        others = sorted({str(state.get("repository")) for _, state in live_servers()})
+        elsewhere = f" (the running server serves {', '.join(others)}, not {repository})" if others else ""
+        raise ServerError(f"repo add --load: no running server is recorded for {repository}{elsewhere}; {start}")
+    if status.get("model_control") != "explicit":
+        raise ServerError(f"repo add --load: the server of {repository} runs with model control "
+                          f"{status.get('model_control')!r}; restart it with --model-control explicit (poll reloads "
+                          "by itself); nothing was published")
+    return run_dir
 
 
 @click.group()
@@ -47,20 +90,24 @@ def repo() -> None:
 @click.option("--warmup/--no-warmup", default=SERVING.warmup, show_default=True)
 @click.option("--labels", "labels_file", type=click.Path(), help="One label per line; default: from the model.")
 @click.option("--load", is_flag=True,
-              help="Then load it on the detached `tritonkit serve --model-control explicit` server.")
+              help="Then load it on the detached `tritonkit serve --model-control explicit` server of this "
+                   "repository (checked before anything is published).")
+@force_option()
 @json_option()
 def add(name: str, repository: str, onnx_path: str | None, plans: tuple[str, ...], plan_records: tuple[str, ...],
         max_batch: int, dynamic_batching: bool, max_queue_delay_us: int, preferred_batch: list[int] | None,
         max_queue_size: int, instances: int, kind: str | None, keep_versions: int, warmup: bool,
         labels_file: str | None,
-        load: bool, as_json: bool) -> None:
+        load: bool, force: bool, as_json: bool) -> None:
     """Publish a NEW version of NAME (never modifies an existing one).
 
     Inputs, outputs, dtypes and dims come from the ONNX graph (--onnx) or the plan record (--plan),
-    never from flags. A TensorRT plan's max batch may not exceed its profile's maximum.
+    never from flags. A TensorRT plan's max batch may not exceed its profile's maximum. When the
+    newest version already holds the same files and config, nothing is added (--force adds it anyway).
     """
     if bool(onnx_path) == bool(plans):
         raise RepositoryError("repo add: give either --onnx FILE or --plan FILE (with its record)")
+    run_dir = check_load_target(Path(repository)) if load else None
     labels = read_labels_file(labels_file) if labels_file else None
     opts = ServingOptions(
         max_batch_size=max_batch, dynamic_batching=dynamic_batching, max_queue_delay_us=max_queue_delay_us,
@@ -68,19 +115,26 @@ def add(name: str, repository: str, onnx_path: str | None, plans: tuple[str, ...
         kind=kind or ("gpu" if plans else "cpu"), keep_versions=keep_versions, warmup=warmup,
     )
     ctx = Context(repository=Path(repository), name=name, options=opts, labels=labels,
-                  onnx=Path(onnx_path) if onnx_path else None)
+                  onnx=Path(onnx_path) if onnx_path else None,
+                  provenance=export_provenance(Path(onnx_path)) if onnx_path else {})
     if plans:
         ctx.plans, ctx.records = plans_by_capability(plans, plan_records)
-    pub = run_steps([PublishStep(label="")], ctx).published[-1]
+    pub = run_steps([PublishStep(label="", skip_if_unchanged=not force)], ctx).published[-1]
     loaded = None
-    if load:
+    if run_dir is not None:
         from toolkit.serve.runner import load_detached
 
-        loaded = load_detached(name)
+        try:
+            loaded = load_detached(name, run_dir)
+        except ServerError as exc:
+            raise ServerError(f"{exc} (version {pub.version} of {name} is in {repository}: the server did not "
+                              f"load it; fix the cause and reload, or `tritonkit repo rollback {name} --to N`)"
+                              ) from None
     if as_json:
-        click.echo(json.dumps({"model": pub.model, "version": pub.version, "path": str(pub.path), "loaded": loaded}))
+        click.echo(json.dumps({"model": pub.model, "version": pub.version, "path": str(pub.path),
+                               "created": pub.created, "loaded": loaded}))
     else:
-        click.echo(f"published {pub.model} version {pub.version} -> {pub.path}")
+        click.echo(published_line(pub, f"published {pub.model} version {pub.version} -> {pub.path}"))
         if loaded is not None:
             ready = sorted(int(m["version"]) for m in loaded if m["state"] == "READY")
             click.echo(f"loaded {name}: ready versions {ready}")
@@ -92,8 +146,10 @@ def add(name: str, repository: str, onnx_path: str | None, plans: tuple[str, ...
 def list_cmd(repository: str, as_json: bool) -> None:
     """Models and versions: platform, size, max batch, metrics, created, status.
 
-    Status says whether the live config serves a version, or that it is unpublished (a publish was
-    killed before its config went live); symlinked folders are flagged and never followed.
+    Platform and max batch are each version's own recorded config. Status says whether the live
+    config serves a version (and which one requests without a version get), or that it is
+    unpublished (a publish was killed before its config went live); symlinked folders are flagged
+    and never followed. --json gives sizes in bytes.
     """
     from toolkit.repository.versions import list_models
 
@@ -109,7 +165,8 @@ def list_cmd(repository: str, as_json: bool) -> None:
         acc = r["metrics"].get("test_accuracy")
         acc_text = f"{acc:.4f}" if isinstance(acc, (int, float)) else ""
         click.echo(
-            f"{clean(r['model']):<24} {str(r['version'] or '-'):>4} {clean(r['platform']):<18} {r['size_bytes']:>10} "
+            f"{clean(r['model']):<24} {str(r['version'] or '-'):>4} {clean(r['platform']):<18} "
+            f"{size_text(r['size_bytes']):>10} "
             f"{str(r['max_batch_size']):>8}  {acc_text:>8}  {clean(r['created'] or ''):<25}  {clean(r['status'])}"
         )
 
@@ -118,16 +175,18 @@ def list_cmd(repository: str, as_json: bool) -> None:
 @click.argument("name")
 @click.option("--to", "to", required=True, type=int, help="Version to serve again.")
 @repository_option()
-def rollback_cmd(name: str, to: int, repository: str) -> None:
+@force_option()
+def rollback_cmd(name: str, to: int, repository: str, force: bool) -> None:
     """Publish a copy of version --to as the newest version (history is kept).
 
     The old version's files, manifest and recorded config are checked first; the new live config
-    serves the copy with that version's own recorded config.
+    serves the copy with that version's own recorded config. When the newest version already holds
+    it, nothing is added (--force adds a copy anyway).
     """
     from toolkit.repository.versions import rollback
 
-    pub = rollback(repository, name, to)
-    click.echo(f"rolled back {name}: version {pub.version} is a copy of version {to}")
+    pub = rollback(repository, name, to, force=force)
+    click.echo(published_line(pub, f"rolled back {name}: version {pub.version} is a copy of version {to}"))
 
 
 @repo.command("prune")

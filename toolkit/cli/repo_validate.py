@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
+
+from contract.errors import UsageError
 
 
 def _check_release(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -36,6 +39,10 @@ def validate(directory: str, as_json: bool, target_triton: str | None, checksums
     """
     from toolkit.repository.validate import summary, validate_repository
 
+    folder = Path(directory)
+    if (folder / "config.pbtxt").is_file() and not folder.is_symlink():
+        raise UsageError(f"{folder}: is a model folder (it holds config.pbtxt); pass the repository (its parent): "
+                         f"tritonkit repo validate {folder.parent}")
     problems = validate_repository(directory, target_triton=target_triton, checksums=checksums)
     if as_json:
         click.echo(json.dumps([p.to_dict() for p in problems], indent=2))

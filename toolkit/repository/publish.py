@@ -172,6 +172,7 @@ def publish_plan(
     *,
     labels: list[str] | None = None,
     provenance: dict[str, Any] | None = None,
+    skip_if_unchanged: bool = False,
 ) -> Published:
     """Publish TensorRT plans as a new version (``tensorrt_plan``).
 
@@ -215,7 +216,8 @@ def publish_plan(
     cfg = build_config(name, spec, PLAN_PLATFORM, options, cc_model_filenames=cc_names)
     prov = {"plan_records": records, **(provenance or {})}
     model_sha = sha256_text("".join(sha256_of(p) for p in files.values()))
-    return _publish(Path(repository), Candidate(name, files, config_to_text(cfg), spec, model_sha, prov), False)
+    return _publish(Path(repository), Candidate(name, files, config_to_text(cfg), spec, model_sha, prov),
+                    skip_if_unchanged)
 
 
 def publish_image_ensemble(

@@ -96,19 +96,42 @@ def list_models(repository: str | os.PathLike[str]) -> list[dict[str, Any]]:
                 continue
             manifest: dict[str, Any] = {}
             status = version_status(model_dir, int(n), named)
+            if named and int(n) == max(named):
+                status += " (default version)"
+            own_platform, own_batch = platform_name, max_batch
             try:
                 manifest = read_manifest(vdir)
+                own = recorded_config(vdir, manifest)  # this version's own config, not the live one
+                own_platform, own_batch = own.platform or own.backend, own.max_batch_size
             except RepositoryError as exc:
                 status += f"; {str(exc).split(': ', 1)[-1]}"
-            row(name, int(n), status, platform=platform_name, max_batch=max_batch, size=tree_size(vdir),
-                metrics=manifest.get("checkpoint_metrics", {}) if isinstance(manifest.get("checkpoint_metrics"),
-                                                                               dict) else {},
-                created=manifest.get("created"))
+            row(name, int(n), status, platform=own_platform, max_batch=own_batch, size=tree_size(vdir),
+                metrics=_metrics(manifest), created=manifest.get("created"))
     return rows
 
 
-def rollback(repository: str | os.PathLike[str], name: str, to: int) -> Published:
+def _metrics(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint's metrics a manifest records (``make repo``), else those of its export record (``repo add``)."""
+    for source in (manifest, manifest.get("export")):
+        metrics = source.get("checkpoint_metrics") if isinstance(source, dict) else None
+        if isinstance(metrics, dict) and metrics:
+            return metrics
+    return {}
+
+
+def require_model(model_dir: Path) -> None:
+    """A model folder (real, not a symlink) that ``prune``/``rollback`` can act on; one error line otherwise."""
+    if not is_real_dir(model_dir):
+        have = [n for n in entry_names(model_dir.parent) if not n.startswith(".") and is_real_dir(model_dir.parent / n)]
+        raise RepositoryError(f"{model_dir}: no such model folder (models here: {', '.join(have) or 'none'}); "
+                              f"see 'tritonkit repo list --repository {model_dir.parent}'")
+
+
+def rollback(repository: str | os.PathLike[str], name: str, to: int, *, force: bool = False) -> Published:
     """Serve an older version again by publishing a copy of it as a new version (history kept).
+
+    When the newest served version already holds the same files and config (``to`` is the newest,
+    or a copy of it), nothing is added (``Published.created`` is False) unless ``force``.
 
     Under the lock: the old version's manifest (a regular file), its config checksum, the config
     itself (parsed and validated like any publish) and every file's sha256 are checked; the copy
@@ -120,6 +143,7 @@ def rollback(repository: str | os.PathLike[str], name: str, to: int) -> Publishe
     src = repository / name / str(to)
     if not repository.is_dir():
         raise RepositoryError(f"{repository}: repository not found; give --repository")
+    require_model(repository / name)
     with repository_lock(repository):
         have = version_numbers(repository / name)
         if to not in have:
@@ -147,7 +171,7 @@ def rollback(repository: str | os.PathLike[str], name: str, to: int) -> Publishe
         prov = {k: v for k, v in manifest.items() if k.startswith("checkpoint") or k in ("parity", "export")}
         prov["rolled_back_from"] = to
         files = {rel: src / rel for rel in listed}
-        return publish_locked(repository, Candidate(name, files, config_text, spec, model_sha, prov), False,
+        return publish_locked(repository, Candidate(name, files, config_text, spec, model_sha, prov), not force,
                               expected=listed)
 
 
@@ -163,8 +187,7 @@ def prune(repository: str | os.PathLike[str], name: str, keep: int) -> list[int]
     repository = Path(repository)
     check_model_name(name)
     model_dir = repository / name
-    if not is_real_dir(model_dir):
-        raise RepositoryError(f"{model_dir}: no such model folder; see 'tritonkit repo list'")
+    require_model(model_dir)
     with repository_lock(repository):
         clean_stale(repository, model_dir)
         live = read_live_config(model_dir)
