@@ -298,7 +298,8 @@ def test_repo_add_load_switches_version_and_broken_version_keeps_old_one(
         assert f"serves {repo}, not {other}" in wrong.stderr and "nothing was published" in wrong.stderr
         assert version_numbers(other / "m") == [1]
         add = subprocess.run([TRITONKIT, "repo", "add", "m", "--repository", str(repo), "--onnx", str(digits_onnx),
-                              "--no-warmup", "--force", "--load", "--json"], capture_output=True, text=True, cwd=tmp_path)
+                              "--no-warmup", "--force", "--load", "--json"], capture_output=True, text=True,
+                             cwd=tmp_path)
         assert add.returncode == 0, add.stderr
         loaded = json.loads(add.stdout)["loaded"]
         assert (2, "READY") in {(int(m["version"]), m["state"]) for m in loaded}
