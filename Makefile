@@ -6,6 +6,14 @@ BIN := $(VENV)/bin
 TK := $(BIN)/tritonkit
 REPO ?= model_repository
 MODEL ?= digits
+# PORT=N: `make serve` listens on HTTP N, gRPC N+1, metrics N+2 (Triton's 8000/8001/8002 layout);
+# predict and bench dial gRPC N+1. URL=host:port names the gRPC endpoint predict and bench dial.
+# With neither, predict and bench dial the server `tritonkit serve` recorded, whatever its ports.
+PORT ?=
+URL ?=
+SERVE_PORTS := $(if $(PORT),--http-port $(PORT) --grpc-port $(shell echo $$(($(PORT)+1))) \
+  --metrics-port $(shell echo $$(($(PORT)+2))))
+DIAL := $(if $(URL),--url $(URL),$(if $(PORT),--url 127.0.0.1:$(shell echo $$(($(PORT)+1)))))
 STAMP := $(VENV)/.installed
 
 .PHONY: help setup repo test serve predict bench benchmarks soak demo lint clean
@@ -31,14 +39,14 @@ test: $(STAMP) ## Run the whole test suite (starts real Triton servers)
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .
 
-serve: $(STAMP) ## Serve model_repository/ with Triton (container if Docker+GPU, else embedded); Ctrl-C stops
-	$(TK) serve --repository $(REPO)
+serve: $(STAMP) ## Serve model_repository/ with Triton (container if Docker+GPU, else embedded); Ctrl-C stops [PORT=8000]
+	$(TK) serve --repository $(REPO) $(SERVE_PORTS)
 
-predict: $(STAMP) ## Classify held-out digits through the running server
-	$(TK) predict $(MODEL) --digits 20
+predict: $(STAMP) ## Classify held-out digits through the running server [URL=host:port or PORT=8000]
+	$(TK) predict $(MODEL) --digits 20 $(DIAL)
 
-bench: $(STAMP) ## perf_analyzer against the running server; report under benchmarks/reports/
-	$(TK) profile $(MODEL) --report
+bench: $(STAMP) ## perf_analyzer against the running server; report under benchmarks/reports/ [URL= or PORT=]
+	$(TK) profile $(MODEL) --report $(DIAL)
 
 benchmarks: $(STAMP) ## All figure scripts under benchmarks/ (several minutes; reports in benchmarks/reports/)
 	$(BIN)/python benchmarks/bench_training.py
@@ -52,11 +60,11 @@ soak: $(STAMP) ## 15-minute soak at 80% of saturation, plus 30 publish crashes
 	$(BIN)/python benchmarks/bench_soak.py --minutes 15
 	$(BIN)/python benchmarks/bench_soak.py --crash-runs 30
 
-demo: repo ## repo -> start server -> predict -> bench -> stop
-	$(TK) serve --repository $(REPO) --detach
-	$(TK) predict $(MODEL) --digits 270 || { $(TK) serve stop; exit 1; }
-	$(TK) profile $(MODEL) --report || { $(TK) serve stop; exit 1; }
-	$(TK) serve stop
+demo: repo ## repo -> start server -> predict -> bench -> stop [PORT=8000]
+	$(TK) serve --repository $(REPO) --detach $(SERVE_PORTS)
+	$(TK) predict $(MODEL) --digits all $(DIAL) || { $(TK) serve stop --repository $(REPO); exit 1; }
+	$(TK) profile $(MODEL) --report $(DIAL) || { $(TK) serve stop --repository $(REPO); exit 1; }
+	$(TK) serve stop --repository $(REPO)
 
 clean: ## Remove generated models, runs and caches (keeps .venv)
 	rm -rf $(REPO)/*/ build checkpoints runs .tritonkit .$(REPO).staging .$(REPO).lock .$(REPO).trash \

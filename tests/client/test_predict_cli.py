@@ -171,9 +171,9 @@ def test_predict_shared_memory_uses_the_admin_header_of_the_server_tritonkit_ser
     shutil.copytree(digits_build["repository"], tmp_path / "model_repository")
     ports = [str(free_port()) for _ in range(3)]
 
-    def tk(*args: str, cwd: Path = tmp_path) -> subprocess.CompletedProcess[str]:
+    def tk(*args: str, cwd: Path = tmp_path, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([TRITONKIT, *args], cwd=cwd, capture_output=True, text=True, timeout=180,
-                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                              env={**os.environ, "PYTHONUNBUFFERED": "1", **env})
 
     started = tk("serve", "--runtime", "embedded", "--detach", "--http-port", ports[0], "--grpc-port", ports[1],
                  "--metrics-port", ports[2])
@@ -185,10 +185,13 @@ def test_predict_shared_memory_uses_the_admin_header_of_the_server_tritonkit_ser
                     "--shared-memory", "on", "--json")
             assert ok.returncode == 0, ok.stderr
             assert json.loads(ok.stdout.splitlines()[-1])["n"] == 12
-        elsewhere = tmp_path / "elsewhere"  # no record of the server here: no header to send
+        elsewhere = tmp_path / "elsewhere"  # the record is the user's, not the folder's: found from here too
         elsewhere.mkdir()
+        assert tk("predict", "digits", str(folder), "--url", f"127.0.0.1:{ports[1]}", "--shared-memory", "on",
+                  cwd=elsewhere).returncode == 0
+        # Another user's view (no record of this server in its state folder): no header to send.
         line = one_error_line(tk("predict", "digits", str(folder), "--url", f"127.0.0.1:{ports[1]}",
-                                 "--shared-memory", "on", cwd=elsewhere))
+                                 "--shared-memory", "on", cwd=elsewhere, XDG_STATE_HOME=str(tmp_path / "other")))
         assert "refused the shared-memory registration" in line and "no admin header was sent" in line, line
     finally:
         tk("serve", "stop")

@@ -5,13 +5,19 @@ in one line before anything starts."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from toolkit.serve.procs import identity_of
+from tests.server.helpers import TRITONKIT, run_tritonkit
+from toolkit.serve.ports import free_port
+from toolkit.serve.procs import ProcessIdentity, identity_of, session_members
 from toolkit.serve.state import make_private_dir, recorded_url, run_dir_for, state_path
 
 
@@ -50,3 +56,126 @@ def test_recorded_url_names_live_server_when_repository_or_only_server_is_record
     assert recorded_url() is None  # two servers, neither on model_repository: no guess
     _record(tmp_path / "model_repository", sleeper.pid, 18031)
     assert recorded_url() == "127.0.0.1:18031"
+
+
+# -- item 5: every way of interrupting start-up stops tritonserver ----------------------------------
+
+SLOW_MODEL = """
+import time
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        time.sleep(120)  # keeps the server not ready while the test interrupts its start-up
+
+    def execute(self, requests):
+        return []
+"""
+
+SLOW_CONFIG = """name: "slow"
+backend: "python"
+max_batch_size: 0
+input [{ name: "x" data_type: TYPE_FP32 dims: [1] }]
+output [{ name: "y" data_type: TYPE_FP32 dims: [1] }]
+instance_group [{ kind: KIND_CPU count: 1 }]
+"""
+
+
+def _slow_repository(tmp_path: Path) -> Path:
+    repo = tmp_path / "model_repository"
+    (repo / "slow" / "1").mkdir(parents=True)
+    (repo / "slow" / "1" / "model.py").write_text(SLOW_MODEL)
+    (repo / "slow" / "config.pbtxt").write_text(SLOW_CONFIG)
+    return repo
+
+
+def _own_tritonserver(repo: Path) -> int | None:
+    """The pid of the tritonserver serving this test's own repository (its path is unique to the test)."""
+    flag = f"--model-repository={repo.resolve()}".encode()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv and argv[0].endswith(b"tritonserver") and flag in argv:
+                return int(entry.name)
+    return None
+
+
+def _wait(check, seconds: float):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.05)
+    return None
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"])
+def test_serve_detach_leaves_no_tritonserver_when_start_up_is_interrupted_by_signal(
+        tmp_path: Path, sig: int, triton_home: Path) -> None:
+    repo = _slow_repository(tmp_path)
+    ports = [str(free_port()) for _ in range(3)]
+    proc = subprocess.Popen([TRITONKIT, "serve", "--runtime", "embedded", "--detach", "--timeout", "300",
+                             "--http-port", ports[0], "--grpc-port", ports[1], "--metrics-port", ports[2]],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    ours: list[ProcessIdentity] = []
+    try:
+        server = _wait(lambda: _own_tritonserver(repo), 120)
+        assert server is not None, "tritonserver never started"
+        # Its python stub (the slow model's, sleeping in initialize) is in the server's own session.
+        members = _wait(lambda: [m for m in session_members(server) if m.pid != server], 120)
+        assert members, "the slow model's stub never started"
+        ours = [m for m in (identity_of(server), *members) if m is not None]
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 128 + sig, err
+    assert err.strip().splitlines() == [
+        f"interrupted by {signal.Signals(sig).name} during start-up; the server was stopped and nothing was recorded"]
+    survivors = [m for m in ours if identity_of(m.pid) == m]
+    for m in survivors:  # never leave them behind, even when the test fails
+        os.kill(m.pid, signal.SIGKILL)
+    assert not survivors, f"left running: {survivors}"
+    assert recorded_url("http", str(repo)) is None and not state_path(run_dir_for(repo)).exists()
+
+
+# -- item 5: the recorded server is found from any folder, whatever its ports -----------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.server
+def test_predict_status_and_stop_reach_detached_server_when_run_from_another_folder_without_url(
+        tmp_path: Path, digits_build: dict[str, Path]) -> None:
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    shutil.copytree(digits_build["repository"], project / "model_repository")
+    elsewhere.mkdir()
+    ports = [str(free_port()) for _ in range(3)]
+    started = run_tritonkit(["serve", "--runtime", "embedded", "--detach", "--http-port", ports[0], "--grpc-port",
+                             ports[1], "--metrics-port", ports[2]], project, timeout=240)
+    try:
+        assert started.returncode == 0, started.stderr
+        status = run_tritonkit(["serve", "status"], elsewhere)
+        assert status.returncode == 0 and status.stdout.startswith("running"), status.stdout
+        assert f"grpc:    127.0.0.1:{ports[1]}" in status.stdout
+        assert str((project / "model_repository").resolve()) in status.stdout
+        predicted = run_tritonkit(["predict", "digits", "--digits", "5", "--json"], elsewhere, timeout=240)
+        assert predicted.returncode == 0, predicted.stderr
+        summary = json.loads(predicted.stdout.splitlines()[-1])
+        assert summary["url"] == f"127.0.0.1:{ports[1]}" and summary["n"] == 5
+        # `make predict` (the setup step skipped: it is done) dials the recorded server too.
+        made = subprocess.run(["make", "-s", "-o", ".venv/.installed", "predict"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=240)
+        assert made.returncode == 0, made.stderr
+        assert f"via grpc://127.0.0.1:{ports[1]}" in made.stdout
+    finally:
+        stopped = run_tritonkit(["serve", "stop"], elsewhere)
+    assert stopped.returncode == 0 and stopped.stdout.startswith("stopped the server"), stopped.stdout
+    assert recorded_url("grpc", str(project / "model_repository")) is None

@@ -19,7 +19,7 @@ import click
 from contract.errors import TritonkitError, UsageError
 from contract.fileio import open_user_file
 from toolkit.client.endpoint import DEFAULT_URLS
-from toolkit.serve.runner import admin_headers_for
+from toolkit.serve.state import admin_headers_for, recorded_url
 
 # The suffixes of toolkit.client.images.IMAGE_FORMATS (what the client decodes).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
@@ -97,7 +97,9 @@ def _load_inputs(pred: Any, files: list[Path]) -> tuple[Any, list[str]]:
 @click.argument("images", nargs=-1)
 @click.option("--digits", "n_digits", type=int, default=None,
               help="Classify N held-out test digits (the default, 10, when no IMAGES are given).")
-@click.option("--url", default=None, help="host:port (default 127.0.0.1:8001 gRPC, :8000 HTTP).")
+@click.option("--url", default=None, help="host:port (default: the server `tritonkit serve` recorded for "
+              "--repository or model_repository, else the only one recorded for you, else 127.0.0.1:8001 gRPC, "
+              ":8000 HTTP).")
 @click.option("--protocol", type=click.Choice(["grpc", "http"]), default="grpc", show_default=True)
 @click.option("--top-k", default=5, show_default=True, help="Labels shown per input.")
 @click.option("--batch-size", default=32, show_default=True, help="Inputs per request (capped at max_batch_size).")
@@ -133,9 +135,11 @@ def predict(model: str, images: tuple[str, ...], n_digits: int | None, url: str 
         raise UsageError(f"--digits {n_digits} must be at least 1")
     spec = load_spec(spec_file) if spec_file else spec_from_repository(repository, model) if repository else None
 
-    # A server `tritonkit serve` started restricts its shared-memory and model-index APIs to its admin
-    # header; it is found (and sent) only when the URL is that verified server's own address.
+    # Without --url: the server `tritonkit serve` recorded (whatever its ports, from any folder). It
+    # restricts its shared-memory and model-index APIs to its admin header; the header is found (and
+    # sent) only when the URL is a verified recorded server's own address.
     try:
+        url = url or recorded_url(protocol, repository)
         admin = admin_headers_for(url or DEFAULT_URLS[protocol])
     except TritonkitError:  # an unreadable run record: restricted calls then say what they miss
         admin = {}

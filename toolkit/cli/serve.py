@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
 from toolkit.cli.options import repository_option
+from toolkit.serve.interrupts import StartInterrupted
 from toolkit.serve.runner import RUNTIMES, ServeOptions, serve_detached, serve_foreground, server_status, stop_recorded
 from toolkit.serve.state import find_run_dir, load_state
 
@@ -35,10 +37,15 @@ def serve(ctx: click.Context, repository: str, runtime: str, image: str | None, 
     opts = ServeOptions(repository=repository, runtime=runtime, image=image, host=host, http_port=http_port,
                         grpc_port=grpc_port, metrics_port=metrics_port, model_control=model_control,
                         poll_secs=poll_secs, timeout=timeout)
-    if detach:
-        serve_detached(opts, echo=click.echo)
-    else:
-        serve_foreground(opts, echo=click.echo)
+    try:
+        if detach:
+            serve_detached(opts, echo=click.echo)
+        else:
+            serve_foreground(opts, echo=click.echo)
+    except StartInterrupted as exc:
+        click.echo(f"interrupted by {exc.name} during start-up; the server was stopped and nothing was recorded",
+                   err=True)
+        sys.exit(128 + exc.signum)
 
 
 RECORDED_HELP = ("Repository whose server to use (default: model_repository's, else the only server "

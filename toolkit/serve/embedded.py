@@ -27,6 +27,7 @@ from typing import Any
 
 from contract.errors import ServerError, UsageError
 from toolkit.serve.install import argv_key_library, prepare_triton, tritonkit_home
+from toolkit.serve.interrupts import interrupts_raise, signals_held
 from toolkit.serve.ports import port_in_use
 from toolkit.serve.procs import ProcessIdentity, identity_of, session_handles
 
@@ -266,6 +267,10 @@ class EmbeddedServer:
     def start(self, timeout: float = 120) -> EmbeddedServer:
         """Start the server and wait until it is ready.
 
+        SIGINT, SIGTERM and SIGHUP during start-up (on the main thread) stop the half-started server and
+        raise :class:`~toolkit.serve.interrupts.StartInterrupted`: tritonserver runs in its own session and
+        would otherwise outlive tritonkit unrecorded.
+
         Raises:
             ServerError: a port is taken, the repository is missing, the server exited (with its
                 reasons per failed model), or it was not ready within ``timeout`` seconds.
@@ -280,20 +285,22 @@ class EmbeddedServer:
             self._log_path = Path(name)
         self._log_path.parent.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
-        with open(self._log_path, "wb") as log:
-            # Own session: stop() finds the server's python stubs as the members of that session.
-            self._proc = subprocess.Popen(
-                cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                env=self.child_env(), start_new_session=True, cwd=self.child_cwd(),
-            )
-        # Unreaped, so the pid is still this child's: its start time dates the stubs stop() may kill.
-        self._identity = identity_of(self._proc.pid)
-        try:
-            self._wait_ready(timeout)
-            self._check_restricted()
-        except BaseException:
-            self.stop(timeout=10)
-            raise
+        with interrupts_raise():
+            try:
+                with signals_held(), open(self._log_path, "wb") as log:
+                    # Own session: stop() finds the server's python stubs as the members of that session.
+                    self._proc = subprocess.Popen(
+                        cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                        env=self.child_env(), start_new_session=True, cwd=self.child_cwd(),
+                    )
+                    # Unreaped, so the pid is still this child's: its start time dates the stubs stop() may kill.
+                    self._identity = identity_of(self._proc.pid)
+                self._wait_ready(timeout)
+                self._check_restricted()
+            except BaseException:
+                with signals_held():  # a second Ctrl-C must not cut the clean-up short
+                    self.stop(timeout=10)
+                raise
         self.ready_seconds = time.monotonic() - t0
         return self
 

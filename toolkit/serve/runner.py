@@ -22,12 +22,14 @@ from contract.errors import ServerError, UsageError
 from toolkit.repository.options import DEFAULT_REPOSITORY
 from toolkit.serve.container import DockerServer, docker_available, gpu_visible
 from toolkit.serve.embedded import ADMIN_HEADER, EmbeddedServer, check_repository, http_get
+from toolkit.serve.interrupts import interrupts_raise, signals_held
 from toolkit.serve.procs import PidHandle, session_handles
 from toolkit.serve.state import (
     admin_headers_for,
     find_run_dir,
     forget_state,
     load_state,
+    make_private_dir,
     read_state,
     record_state,
     recorded_server,
@@ -86,7 +88,8 @@ def serve_foreground(opts: ServeOptions, echo: Any = print, run_dir: Path | None
     refuse_if_recorded_running(run_dir)
     server = make_server(opts)
     stop = threading.Event()
-    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # SIGHUP (the terminal closed) stops it too: tritonserver has its own session and would outlive tritonkit.
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGHUP)}
     recorded: dict[str, Any] | None = None
     try:
         server.start(timeout=opts.timeout)
@@ -105,7 +108,8 @@ def serve_foreground(opts: ServeOptions, echo: Any = print, run_dir: Path | None
         echo("stopping")
     finally:
         server.stop()
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if recorded is not None:
             forget_state(run_dir, recorded["pid"])
 
@@ -130,19 +134,27 @@ def _echo_ready(server: EmbeddedServer, echo: Any) -> None:
 
 def serve_detached(opts: ServeOptions, run_dir: Path | None = None, echo: Any = print) -> dict[str, Any]:
     """Start, wait for readiness, record the server in ``run_dir`` (the repository's by default) and return
-    its state."""
+    its state.
+
+    Until the server is recorded and let go, SIGINT, SIGTERM and SIGHUP stop it and raise
+    :class:`~toolkit.serve.interrupts.StartInterrupted`: nothing keeps running unrecorded.
+    """
     run_dir = run_dir or run_dir_for(opts.repository)
     refuse_if_recorded_running(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(run_dir)
     server = make_server(opts, log_path=(run_dir / "server.log").resolve())
-    server.start(timeout=opts.timeout)
-    try:
-        state = record_state(server, run_dir)
-    except BaseException:
-        server.stop()
-        raise
-    _echo_ready(server, echo)
-    server.detach()  # leave the process running
+    with interrupts_raise():
+        server.start(timeout=opts.timeout)
+        try:
+            state = record_state(server, run_dir)
+            _echo_ready(server, echo)
+            server.detach()  # leave the process running
+        except BaseException:
+            with signals_held():  # a second signal must not cut the clean-up short
+                pid = server.pid
+                server.stop()
+                forget_state(run_dir, pid)
+            raise
     echo(f"detached; stop with `tritonkit serve stop` (state in {run_dir})")
     return state
 
