@@ -24,6 +24,7 @@ from toolkit.export.defaults import (
     PARITY_PRECISIONS,
     PLAN_PRECISIONS,
     QUANTIZE_PRECISIONS,
+    check_calibration_samples,
 )
 
 
@@ -57,31 +58,27 @@ def _print_parity_failure(exc: Exception) -> None:
 @click.option("-o", "--output", "out", required=True, type=click.Path(), help="ONNX file to write.")
 @click.option("--opset", default=DEFAULT_OPSET, show_default=True, type=int,
               help=f"ONNX opset ({MIN_OPSET}..{MAX_OPSET}).")
-@click.option("--dynamic-batch/--static", default=True, show_default=True, help="Dynamic batch dimension.")
+@click.option("--dynamic-batch/--static", default=True, show_default=True,
+              help="Dynamic batch dimension, or a fixed one (--static; its size is --batch).")
+@click.option("--batch", "batch", type=int, default=None,
+              help="With --static: the fixed batch size every stage then runs at (default 1).")
 @click.option("--dynamic-hw", is_flag=True, help="Also make height and width dynamic.")
 @click.option("--optimize/--no-optimize", default=True, show_default=True, help="Fold Conv+BatchNorm first.")
 @click.option("--parity/--no-parity", "check_parity", default=True, show_default=True,
               help="Fail when torch and ONNX Runtime disagree beyond fp32 tolerance.")
 @click.option("--external-data/--no-external-data", default=None,
               help="Weights in <out>.data (default: only for models over ~2 GB).")
-@click.option("--format", "fmt", type=click.Choice(["onnx", "torchscript"]), default="onnx", show_default=True,
-              help="torchscript: a traced model.pt for Triton's pytorch_libtorch backend.")
-def export(checkpoint: str, out: str, opset: int, dynamic_batch: bool, dynamic_hw: bool, optimize: bool,
-           check_parity: bool, external_data: bool | None, fmt: str) -> None:
+def export(checkpoint: str, out: str, opset: int, dynamic_batch: bool, batch: int | None, dynamic_hw: bool,
+           optimize: bool, check_parity: bool, external_data: bool | None) -> None:
     """Export a tritonkit CHECKPOINT to a verified ONNX model (record in <out>.export.json)."""
-    from toolkit.export.onnx import onnx_from_checkpoint
+    from toolkit.export.onnx import check_static_batch, onnx_from_checkpoint
+
+    check_static_batch(dynamic_batch, batch)  # before the checkpoint is read
     from toolkit.export.parity import ParityError
     from toolkit.export.records import record_path
 
     try:
-        if fmt == "torchscript":
-            from toolkit.export.torchscript import torchscript_from_checkpoint
-
-            path = torchscript_from_checkpoint(checkpoint, out, optimize=optimize, check_parity=check_parity,
-                                               command=_argv())
-            click.echo(f"wrote {path} (TorchScript); call in {record_path(path)}")
-            return
-        path = onnx_from_checkpoint(checkpoint, out, opset=opset, dynamic_batch=dynamic_batch,
+        path = onnx_from_checkpoint(checkpoint, out, opset=opset, dynamic_batch=dynamic_batch, batch=batch,
                                     dynamic_hw=dynamic_hw, optimize=optimize, check_parity=check_parity,
                                     external_data=external_data, command=_argv())
     except ParityError as exc:
@@ -89,8 +86,24 @@ def export(checkpoint: str, out: str, opset: int, dynamic_batch: bool, dynamic_h
         raise
     rec = json.loads(record_path(path).read_text())
     worst = max((s["max_abs"] for s in (rec.get("parity") or {}).values()), default=None)
-    parity = f", parity max abs {worst:.2g}" if worst is not None else ""
+    parity = f", parity max abs {worst:.2g}" if worst is not None else ", parity not checked"
     click.echo(f"wrote {path} (opset {opset}{parity}, {rec.get('seconds')} s); call in {record_path(path)}")
+    _print_summary(path, rec.get("batch"))
+
+
+def _print_summary(path: Path, batch: int | None) -> None:
+    """What the file takes and gives, its size, and the command that publishes it."""
+    from toolkit.export.onnx import io_shapes
+
+    inputs, outputs = io_shapes(path)
+    data = path.with_name(f"{path.name}.data")
+    size = path.stat().st_size + (data.stat().st_size if data.exists() else 0)
+    for kind, items in (("input", inputs), ("output", outputs)):
+        for name, shown in items.items():
+            click.echo(f"  {kind:<6} {name}: {shown}")
+    click.echo(f"  batch  {f'fixed at {batch} (every stage runs at this size)' if batch else 'dynamic'}")
+    click.echo(f"  size   {size / 2**20:.2f} MiB" + (f" (with {data.name})" if data.exists() else ""))
+    click.echo(f"next: tritonkit repo add {path.stem} --onnx {path}")
 
 
 @click.command()
@@ -130,6 +143,7 @@ def parity(a: str, b: str, precision: str, atol: float | None, rtol: float | Non
 def quantize(model: str, precision: str, calibration_data: str, calibration_samples: int, out: str,
              check: bool) -> None:
     """Write an FP16 or INT8 (Q/DQ) ONNX of MODEL; accuracy per precision in <out>.quantize.json."""
+    check_calibration_samples(calibration_samples)  # before the heavy imports
     from toolkit.export.parity import ParityError
     from toolkit.export.precision import quantize_onnx
 
@@ -139,6 +153,8 @@ def quantize(model: str, precision: str, calibration_data: str, calibration_samp
     except ParityError as exc:
         _print_parity_failure(exc)
         raise
+    for warning in record.get("warnings") or []:
+        click.echo(f"warning: {warning}", err=True)
     acc = record.get("accuracy") or {}
     if acc:
         parts = ", ".join(f"{k} {v:.4f}" for k, v in acc.items() if v is not None)

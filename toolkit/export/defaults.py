@@ -6,6 +6,8 @@ The CLI's options name these values instead of copying them as literals, and ``t
 
 from __future__ import annotations
 
+from contract.errors import UsageError
+
 DEFAULT_OPSET = 17  # parsed by ONNX Runtime >= 1.14 and TensorRT 10.x/11.x (opsets 9-20+)
 MIN_OPSET = 9
 MAX_OPSET = 20  # the TorchScript exporter's maximum, and TensorRT 10.0's
@@ -20,3 +22,11 @@ QUANTIZE_PRECISIONS = ("fp16", "int8")  # what an fp32 ONNX can be converted to
 PLAN_PRECISIONS = ("auto", "fp32", "fp16", "int8")  # auto: what the ONNX carries
 HARDWARE_COMPAT = ("none", "ampere_plus", "same_compute_capability")
 CALIBRATION_SAMPLES = 256
+
+
+def check_calibration_samples(samples: int) -> int:
+    """INT8 calibration needs at least one sample; refused before any model or data is read."""
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise UsageError(f"--calibration-samples {samples!r} must be 1 or more (default {CALIBRATION_SAMPLES}); "
+                         "MinMax calibration needs samples to measure ranges on")
+    return samples

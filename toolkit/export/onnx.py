@@ -46,7 +46,8 @@ from toolkit.runners import OnnxRunner, TorchRunner
 from trainers.checkpoint import load_checkpoint, model_from_checkpoint, model_spec_of
 
 __all__ = [
-    "DEFAULT_OPSET", "METADATA_SPEC_KEY", "onnx_from_checkpoint", "onnx_from_module", "spec_from_onnx",
+    "DEFAULT_OPSET", "METADATA_SPEC_KEY", "check_static_batch", "io_shapes", "onnx_from_checkpoint",
+    "onnx_from_module", "spec_from_onnx",
     "run_onnx", "optimize_for_inference", "metadata_of", "example_input",
 ]
 
@@ -68,6 +69,23 @@ def _check_opset(opset: int) -> None:
             f"opset {opset} is outside {MIN_OPSET}..{MAX_OPSET} (what the exporter, ONNX Runtime and "
             f"TensorRT 10 all handle); use --opset {DEFAULT_OPSET}"
         )
+
+
+def check_static_batch(dynamic_batch: bool, batch: int | None) -> int | None:
+    """The fixed batch size of a static export (1 unless given); None for a dynamic one.
+
+    A batch size only means something for a static export, so asking for one with a dynamic batch
+    is refused rather than silently traced at another size."""
+    if dynamic_batch:
+        if batch is not None:
+            raise UsageError(f"batch {batch} fixes the batch size but the export has a dynamic batch; add --static "
+                             "(dynamic_batch=False), or drop --batch")
+        return None
+    if batch is None:
+        return 1
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise UsageError(f"batch {batch!r} is not a batch size; give --static --batch N with N >= 1")
+    return batch
 
 
 def _export_error(exc: Exception, model: torch.nn.Module, opset: int) -> ExportError:
@@ -110,7 +128,7 @@ def _quiet_fds():
 
 def _torch_export(
     model: torch.nn.Module, spec: ModelSpec, workdir: Path, *, opset: int, dynamic_batch: bool,
-    dynamic_hw: bool, large: bool,
+    dynamic_hw: bool, large: bool, batch: int,
 ) -> onnx.ModelProto:
     in_names = [t.name for t in spec.inputs]
     out_names = [t.name for t in spec.outputs]
@@ -128,7 +146,7 @@ def _torch_export(
     try:
         with _quiet_fds(), torch.no_grad():
             torch.onnx.export(
-                model, example_input(spec), dest, dynamo=False, opset_version=opset,
+                model, example_input(spec, batch), dest, dynamo=False, opset_version=opset,
                 input_names=in_names, output_names=out_names, dynamic_axes=axes or None,
                 do_constant_folding=True,
             )
@@ -162,6 +180,7 @@ def onnx_from_module(
     opset: int = DEFAULT_OPSET,
     dynamic_batch: bool = True,
     dynamic_hw: bool = False,
+    batch: int | None = None,
     metadata: dict[str, str] | None = None,
     optimize: bool = True,
     cleanup: bool = True,
@@ -177,6 +196,7 @@ def onnx_from_module(
     Args:
         optimize: fold Conv+BN and drop training-only ops first (:func:`optimize_for_inference`).
         dynamic_hw: also make height/width dynamic (the spec in the metadata then says -1).
+        batch: the fixed batch size of a static export (``dynamic_batch=False``; default 1).
         check_parity: compare torch (the model as given) with ONNX Runtime at fp32 tolerance
             (``tolerance`` overrides); real samples are used when ``dataset`` names a known set.
         external_data: None = automatic above ``external_data_threshold`` bytes of weights.
@@ -188,6 +208,7 @@ def onnx_from_module(
     """
     out = ensure_writable(Path(out))
     _check_opset(opset)
+    batch = check_static_batch(dynamic_batch, batch)
     reference = model.eval()
     exported = optimize_for_inference(reference) if optimize else reference
     n_bytes = sum(p.numel() * p.element_size() for p in exported.state_dict().values())
@@ -195,7 +216,7 @@ def onnx_from_module(
     workdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         proto = _torch_export(exported, spec, workdir, opset=opset, dynamic_batch=dynamic_batch,
-                              dynamic_hw=dynamic_hw, large=large)
+                              dynamic_hw=dynamic_hw, large=large, batch=batch or 2)
         onnx_spec = _dynamic_spec(spec, dynamic_hw)
         meta = {
             "tritonkit.version": toolkit.__version__,
@@ -243,6 +264,7 @@ def onnx_from_module(
                 "sha256": sha256_of(out),
                 "opset": opset,
                 "dynamic_batch": dynamic_batch,
+                "batch": batch,
                 "dynamic_hw": dynamic_hw,
                 "optimized": optimize,
                 "external_data": out.with_name(f"{out.name}.data").exists(),
@@ -273,6 +295,7 @@ def onnx_from_checkpoint(
     opset: int = DEFAULT_OPSET,
     dynamic_batch: bool = True,
     dynamic_hw: bool = False,
+    batch: int | None = None,
     optimize: bool = True,
     check_parity: bool = True,
     external_data: bool | None = None,
@@ -284,13 +307,14 @@ def onnx_from_checkpoint(
     Raises the same errors as :func:`onnx_from_module`, plus CheckpointError for a bad checkpoint.
     """
     t0 = time.perf_counter()
+    check_static_batch(dynamic_batch, batch)
     ensure_writable(out, create=False)  # made by onnx_from_module, once the checkpoint is accepted
     payload = load_checkpoint(checkpoint)
     spec = model_spec_of(payload, where=str(checkpoint))
     model = model_from_checkpoint(payload, where=str(checkpoint))
     sha = sha256_of(checkpoint)
     call = (f"toolkit.export.onnx.onnx_from_checkpoint({str(checkpoint)!r}, {str(out)!r}, opset={opset}, "
-            f"dynamic_batch={dynamic_batch}, dynamic_hw={dynamic_hw}, optimize={optimize}, "
+            f"dynamic_batch={dynamic_batch}, dynamic_hw={dynamic_hw}, batch={batch}, optimize={optimize}, "
             f"check_parity={check_parity}, external_data={external_data})")
     record: dict[str, Any] = {
         "call": call,
@@ -300,7 +324,8 @@ def onnx_from_checkpoint(
         "checkpoint_sha256": sha,
     }
     path = onnx_from_module(
-        model, spec, out, opset=opset, dynamic_batch=dynamic_batch, dynamic_hw=dynamic_hw, optimize=optimize,
+        model, spec, out, opset=opset, dynamic_batch=dynamic_batch, dynamic_hw=dynamic_hw, batch=batch,
+        optimize=optimize,
         check_parity=check_parity, dataset=payload.get("dataset"), external_data=external_data,
         metadata={"tritonkit.checkpoint_sha256": sha,
                   "tritonkit.architecture": json.dumps(payload["architecture"], sort_keys=True)},
@@ -328,6 +353,23 @@ def spec_from_onnx(path: str | os.PathLike[str]) -> ModelSpec:
         return ModelSpec.from_json(meta[METADATA_SPEC_KEY], where=f"{path}: metadata {METADATA_SPEC_KEY}")
     except UsageError as exc:
         raise ExportError(str(exc)) from None
+
+
+def io_shapes(path: str | os.PathLike[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """``({input: "float32 [batch, 1, 8, 8]"}, {output: ...})`` of an ONNX file, for summaries."""
+    proto = load_onnx(path, load_external_data=False)
+    initializers = {i.name for i in proto.graph.initializer}
+
+    def shown(values: Any) -> dict[str, str]:
+        out = {}
+        for v in values:
+            t = v.type.tensor_type
+            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(t.elem_type)).name if t.elem_type else "?"
+            dims = [str(d.dim_value) if d.HasField("dim_value") else (d.dim_param or "?") for d in t.shape.dim]
+            out[v.name] = f"{dtype} [{', '.join(dims)}]"
+        return out
+
+    return shown(i for i in proto.graph.input if i.name not in initializers), shown(proto.graph.output)
 
 
 def run_onnx(path: str | os.PathLike[str], batch: np.ndarray) -> np.ndarray:

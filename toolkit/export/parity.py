@@ -30,12 +30,13 @@ from contract.errors import ExportError, UsageError
 from contract.spec import ModelSpec, check_batch_budget
 from toolkit.export.defaults import MAX_BATCH, OPT_BATCH
 from toolkit.runners import BaseRunner, Feeds, as_runner
+from toolkit.runners.base import wrap_rows
 from trainers.data import embedded_split, normalize
 
 comparator = mod.lazy_import("polygraphy.comparator")  # loaded by the first comparison
 
 __all__ = ["PRESETS", "Case", "ParityError", "ParityReport", "ParityRow", "Tolerance",
-           "compare", "full_split_case", "parity_cases", "raise_if_failed", "real_samples",
+           "common_fixed_batch", "compare", "full_split_case", "parity_cases", "raise_if_failed", "real_samples",
            "tolerance_for"]
 
 
@@ -110,7 +111,7 @@ def parity_cases(
     if real is not None:
         x, y = real
         for bs in batch_sizes:
-            cases.append(Case(f"real b{bs}", {spec.input.name: x[:bs]}, y[:bs]))
+            cases.append(Case(f"real b{bs}", {spec.input.name: wrap_rows(x, bs)}, wrap_rows(y, bs)))
     for bs in batch_sizes:
         feeds: Feeds = {}
         for t in spec.inputs:
@@ -164,6 +165,7 @@ class ParityReport:
     accuracy_a: float | None = None
     accuracy_b: float | None = None
     failures: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -193,7 +195,7 @@ class ParityReport:
             "a": self.a, "b": self.b, "precision": self.precision, "tolerance": asdict(self.tolerance),
             "passed": self.passed, "failures": self.failures, "summary": self.summary(),
             "accuracy_a": self.accuracy_a, "accuracy_b": self.accuracy_b, "accuracy_drop": self.accuracy_drop,
-            "rows": [asdict(r) for r in self.rows],
+            "notes": self.notes, "rows": [asdict(r) for r in self.rows],
         }
 
     def table(self) -> str:
@@ -202,7 +204,7 @@ class ParityReport:
                 f"min_top1={t.min_top1_agreement} max_acc_drop={t.max_accuracy_drop})")
         cols = (f"{'case':<18} {'output':<10} {'batch':>5} {'max_abs':>10} {'max_rel':>10} {'p99_abs':>10} "
                 f"{'top1':>7}  ok")
-        lines = [head, cols, "-" * len(cols)]
+        lines = [head, *(f"note: {n}" for n in self.notes), cols, "-" * len(cols)]
         for r in self.rows:
             top1 = "-" if r.top1_agreement is None else f"{r.top1_agreement:.4f}"
             lines.append(f"{r.case:<18} {r.output:<10} {r.batch:>5} {r.max_abs:>10.3g} {r.max_rel:>10.3g} "
@@ -254,10 +256,24 @@ def _rows(case: Case, oa: Feeds, ob: Feeds, tol: Tolerance, names: tuple[str, st
     return rows
 
 
-def _run_chunked(runner: BaseRunner, feeds: Feeds, chunk: int) -> Feeds:
+def _run_chunked(runner: BaseRunner, feeds: Feeds, chunk: int, fixed: int | None = None) -> Feeds:
+    """All rows in chunks; at a fixed batch the last chunk is padded (:func:`wrap_rows`) and cut after."""
     n = len(next(iter(feeds.values())))
+    if fixed:
+        chunk = fixed
+        feeds = {k: wrap_rows(v, -(-n // fixed) * fixed) for k, v in feeds.items()}
     parts = [runner.infer({k: v[i:i + chunk] for k, v in feeds.items()}) for i in range(0, n, chunk)]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    return {k: np.concatenate([p[k] for p in parts])[:n] for k in parts[0]}
+
+
+def common_fixed_batch(*runners: BaseRunner) -> int | None:
+    """The fixed batch of the (active) runners, None when all are dynamic; two different ones are refused."""
+    fixed = {r.name: b for r in runners if (b := r.fixed_batch()) is not None}
+    if len(set(fixed.values())) > 1:
+        shown = ", ".join(f"{n} {b}" for n, b in fixed.items())
+        raise UsageError(f"the models have different fixed batch sizes ({shown}); compare models exported with "
+                         "the same --static --batch N, or with a dynamic batch")
+    return next(iter(fixed.values()), None)
 
 
 def compare(
@@ -291,31 +307,36 @@ def compare(
     tol = tolerance or tolerance_for(precision)
     if max_batch < 1 or opt_batch < 1 or opt_batch > max_batch:
         raise UsageError(f"batch sizes must satisfy 1 <= opt ({opt_batch}) <= max ({max_batch})")
-    if inputs is None:
-        if spec is None:
-            raise UsageError("no model spec found in either artifact; pass spec=... or explicit inputs")
-        cases = parity_cases(spec, dataset=dataset, batch_sizes=sorted({1, opt_batch, max_batch}), seed=seed)
-    elif isinstance(inputs, np.ndarray):
-        name = spec.input.name if spec else "input"
-        cases = [Case(f"given b{len(inputs)}", {name: inputs})]
-    elif isinstance(inputs, Mapping):
-        cases = [Case("given", dict(inputs))]
-    else:
-        cases = list(inputs)
+    if inputs is None and spec is None:
+        raise UsageError("no model spec found in either artifact; pass spec=... or explicit inputs")
     report = ParityReport(ra.name, rb.name, precision, tol)
     names = (ra.name, rb.name)
     with contextlib.ExitStack() as active:
         for r in (ra, rb):
             if not r.is_active:  # a runner the caller activated stays active
                 active.enter_context(r)
+        fixed = common_fixed_batch(ra, rb)  # TensorRT and Triton tell their shapes only once active
+        if inputs is None:
+            sizes = sorted({1, opt_batch, max_batch})
+            if fixed is not None:
+                report.notes.append(f"fixed batch {fixed}: compared at batch {fixed} only (asked {sizes})")
+                sizes = [fixed]
+            cases = parity_cases(spec, dataset=dataset, batch_sizes=sizes, seed=seed)
+        elif isinstance(inputs, np.ndarray):
+            name = spec.input.name if spec else "input"
+            cases = [Case(f"given b{len(inputs)}", {name: inputs})]
+        elif isinstance(inputs, Mapping):
+            cases = [Case("given", dict(inputs))]
+        else:
+            cases = list(inputs)
         for case in cases:
             report.rows.extend(_rows(case, ra.infer(case.feeds), rb.infer(case.feeds), tol, names))
         if accuracy and spec is not None and inputs is None:
             full = full_split_case(spec, dataset)
             if full is not None and full.labels is not None:
                 out = spec.output.name
-                oa = {out: _run_chunked(ra, full.feeds, max_batch)[out]}
-                ob = {out: _run_chunked(rb, full.feeds, max_batch)[out]}
+                oa = {out: _run_chunked(ra, full.feeds, max_batch, fixed)[out]}
+                ob = {out: _run_chunked(rb, full.feeds, max_batch, fixed)[out]}
                 report.rows.extend(_rows(full, oa, ob, tol, names))
                 report.accuracy_a = float(np.mean(oa[out].argmax(1) == full.labels))
                 report.accuracy_b = float(np.mean(ob[out].argmax(1) == full.labels))

@@ -40,12 +40,13 @@ import onnx
 from contract.errors import ExportError, UsageError
 from contract.fileio import NotRegularFileError, open_regular, sha256_of
 from contract.spec import MAX_BATCH_BYTES, ModelSpec
-from toolkit.export.defaults import CALIBRATION_SAMPLES, QUANTIZE_PRECISIONS
+from toolkit.export.defaults import CALIBRATION_SAMPLES, QUANTIZE_PRECISIONS, check_calibration_samples
 from toolkit.export.onnx import spec_from_onnx
 from toolkit.export.parity import compare, raise_if_failed
 from toolkit.export.records import write_record
 from toolkit.export.safety import ensure_writable, load_onnx, publish_onnx, save_onnx
 from toolkit.runners import OnnxRunner
+from toolkit.runners.base import wrap_rows
 from trainers.data import DEFAULT_DATASET, embedded_split, normalize
 
 MAX_CALIBRATION_IMAGE_PIXELS = 16_777_216
@@ -196,9 +197,15 @@ def quantize_fp16(src: str | os.PathLike[str], out: str | os.PathLike[str]) -> P
 
 
 class _Reader:
-    """ONNX Runtime CalibrationDataReader over an array, in batches."""
+    """ONNX Runtime CalibrationDataReader over an array, in batches.
 
-    def __init__(self, name: str, x: np.ndarray, batch: int = 32):
+    ``fixed``: the model's fixed batch size; every chunk then has exactly that many rows (the
+    last one padded by repeating samples, which leaves MinMax ranges unchanged)."""
+
+    def __init__(self, name: str, x: np.ndarray, batch: int = 32, fixed: int | None = None):
+        if fixed:
+            batch = fixed
+            x = wrap_rows(x, -(-len(x) // fixed) * fixed)
         self._it: Iterator[dict[str, np.ndarray]] = iter(
             [{name: x[i:i + batch]} for i in range(0, len(x), batch)]
         )
@@ -223,11 +230,12 @@ def first_layers(proto: Any) -> list[str]:
 
 def quantize_int8(
     src: str | os.PathLike[str], out: str | os.PathLike[str], calibration: np.ndarray, *,
-    keep_fp32: list[str] | None = None,
+    keep_fp32: list[str] | None = None, fixed_batch: int | None = None,
 ) -> Path:
     """Explicit Q/DQ INT8 (symmetric, per-channel weights) calibrated on ``calibration``.
 
     ``keep_fp32``: node names left unquantized; None = :func:`first_layers`.
+    ``fixed_batch``: the model's fixed batch size (calibration runs in chunks of it).
     """
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -239,7 +247,7 @@ def quantize_int8(
 
     src_proto = load_onnx(src)
     name = src_proto.graph.input[0].name
-    reader = type("Reader", (_Reader, CalibrationDataReader), {})(name, calibration)
+    reader = type("Reader", (_Reader, CalibrationDataReader), {})(name, calibration, fixed=fixed_batch)
     work = Path(tempfile.mkdtemp(prefix=".quantize.", dir=Path(out).parent))
     try:
         onnx.save_model(src_proto, str(work / "src.onnx"))
@@ -312,16 +320,22 @@ def quantize_onnx(
     if precision not in PRECISIONS:
         raise UsageError(f"unknown precision {precision!r}; choose one of: {', '.join(PRECISIONS)}")
     t0 = time.perf_counter()
+    check_calibration_samples(calibration_samples)
     out = ensure_writable(Path(out), create=False)  # the folder is made only once the inputs are accepted
     src = OnnxRunner(model)  # refuses missing/corrupt/unsafe models first
     spec = spec_from_onnx(model)
     cal_info: dict[str, Any] | None = None
+    warnings: list[str] = []
     if precision == "int8":
         if isinstance(calibration, np.ndarray):
             x, cal_name = _check_shape(calibration, spec, "array"), "array"
         else:
             x = load_calibration(calibration, spec, samples=calibration_samples, dataset=src.dataset)
             cal_name = str(calibration)
+            if len(x) < calibration_samples:
+                warnings.append(f"calibration data {cal_name} holds {len(x)} samples, fewer than the "
+                                f"{calibration_samples} asked; calibrated on {len(x)} (give more data or a lower "
+                                "--calibration-samples)")
         cal_info = {"source": cal_name, "samples": int(len(x)), "method": "MinMax",
                     "split": "train" if cal_name == DEFAULT_DATASET else None,
                     "nodes_kept_fp32": first_layers(load_onnx(model, load_external_data=False))}
@@ -332,7 +346,7 @@ def quantize_onnx(
         if precision == "fp16":
             quantize_fp16(model, tmp)
         else:
-            quantize_int8(model, tmp, x)
+            quantize_int8(model, tmp, x, fixed_batch=src.fixed_batch())
         _set_meta(tmp, {"tritonkit.precision": precision})
         report = compare(src, OnnxRunner(tmp), precision=precision, spec=spec)
         if check:
@@ -351,6 +365,7 @@ def quantize_onnx(
             "accuracy_drop_points": None if report.accuracy_drop is None else round(100 * report.accuracy_drop, 3),
             "evaluated_on": "held-out test split (ONNX Runtime, CPU)" if report.accuracy_a is not None else None,
             "parity": {"passed": report.passed, "failures": report.failures, "summary": report.summary()},
+            "warnings": warnings,
             "seconds": None,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }

@@ -141,6 +141,13 @@ def ensure_writable(out: str | os.PathLike[str], *, what: str = "output", create
         raise UsageError(f"cannot write {what} {out}: {probe} is a file, not a folder; choose another -o")
     if not os.access(probe, os.W_OK | os.X_OK):
         raise UsageError(f"cannot write {what} {out}: {probe} is not writable; choose another -o")
+    try:  # access() says yes to root everywhere; a file made and removed is the real answer
+        fd, name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".probe", dir=probe)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        raise UsageError(f"cannot write {what} {out}: {probe} refuses new files ({exc.strerror}); "
+                         "choose another -o") from None
     if not create:
         return out
     try:

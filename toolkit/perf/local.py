@@ -69,6 +69,7 @@ class LocalProfile:
     memory_method: str
     warmup: int
     rows: list[LocalRow] = field(default_factory=list)
+    note: str | None = None  # e.g. a fixed-batch model profiled at its batch only
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,6 +87,7 @@ class LocalProfile:
 
     def table(self) -> str:
         lines = [f"{self.model} ({self.runtime}, threads {self.threads or 'default'}; memory: {self.memory_method})",
+                 *([f"note: {self.note}"] if self.note else []),
                  f"{'batch':>5} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'samples/s':>11} {'peak MiB':>9}"]
         for r in self.rows:
             lines.append(f"{r.batch_size:>5} {r.p50_ms:>8.3f} {r.p90_ms:>8.3f} {r.p99_ms:>8.3f} "
@@ -127,7 +129,14 @@ _BUDGET_HINT = "; use smaller --batch/--shape values, or raise the budget with -
 def _concrete(name: str, dims: list[Any], shapes: dict[str, list[int]], where: str) -> list[int]:
     """Dims without batch, variable ones taken from ``shapes``; one clear line when missing."""
     if name in shapes:
-        return list(shapes[name])
+        given = list(shapes[name])
+        wrong = len(given) != len(dims) or any(isinstance(d, int) and d > 0 and d != g for d, g in zip(dims, given))
+        if wrong:
+            fixed = ",".join(str(d) if isinstance(d, int) and d > 0 else "N" for d in dims)
+            raise UsageError(f"{where}: --shape {name}:{','.join(map(str, given))} contradicts the model's dims "
+                             f"{dims} (without the batch dimension); give --shape {name}:{fixed} with N for the "
+                             "variable dims only, or drop --shape")
+        return given
     if any(not isinstance(d, int) or d < 0 for d in dims):
         example = ",".join(str(d) if isinstance(d, int) and d >= 0 else "N" for d in dims)
         raise UsageError(f"{where}: input {name!r} has variable dims {dims}; pass --shape {name}:{example} "
@@ -175,6 +184,7 @@ class PerformanceProfiler:
                 f"{', '.join(ONNX_SUFFIXES + PLAN_SUFFIXES + CHECKPOINT_SUFFIXES)}"
             )
         self._device_memory = 0
+        self.fixed_batch: int | None = None  # known once the runner is made
         self._runner: Callable[[int], Callable[[], float]] | None = None
         self.runtime = ""
 
@@ -197,6 +207,7 @@ class PerformanceProfiler:
         if self._runner is not None:
             return self._runner
         runner = self._activate()
+        self.fixed_batch = runner.fixed_batch()
         rng = np.random.default_rng(0)
         inputs = []
         for name, (dtype, shape) in runner.get_input_metadata().items():
@@ -235,13 +246,18 @@ class PerformanceProfiler:
             raise UsageError("batch sizes must be >= 1, iterations >= 1 and warm-up >= 0, e.g. --batch 1,8 "
                              "--iterations 100")
         make = self._make()
+        note = None
+        if self.fixed_batch is not None and list(batch_sizes) != [self.fixed_batch]:
+            note = (f"the model's batch is fixed at {self.fixed_batch}: profiled at {self.fixed_batch} only "
+                    f"(asked {', '.join(map(str, batch_sizes))})")
+            batch_sizes = [self.fixed_batch]
         for batch in batch_sizes:  # every size before the first allocation
             self._check_budget(int(batch))
         if self.kind == "plan":
             method = MEM_TRT
         else:
             method = MEM_HWM if _reset_hwm() else MEM_MAXRSS
-        result = LocalProfile(str(self.model_path), self.runtime, self.threads, method, warmup)
+        result = LocalProfile(str(self.model_path), self.runtime, self.threads, method, warmup, note=note)
         for batch in batch_sizes:
             # Memory is counted from before the warm-up: the first calls allocate the arenas.
             rss0 = _rss_bytes()

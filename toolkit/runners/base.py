@@ -79,6 +79,14 @@ class BaseRunner:
         The Triton and TensorRT runners read it from the runtime, so they must be active."""
         return self.get_input_metadata_impl()
 
+    def fixed_batch(self) -> int | None:
+        """The batch size every input is fixed to (a static-batch export), or None when it varies.
+
+        Stages that choose batch sizes (parity, profile-local, calibration) must then run this one."""
+        firsts = {shape[0] if shape else None for _, shape in self.get_input_metadata().values()}
+        first = firsts.pop() if len(firsts) == 1 else None
+        return first if isinstance(first, int) and not isinstance(first, bool) and first > 0 else None
+
     def require_active(self, what: str) -> None:
         """UsageError unless active: runtimes (sessions, engines, connections) exist only then."""
         if not self.is_active:
@@ -115,6 +123,14 @@ def first_line(exc: BaseException) -> str:
     """The first non-empty line of an exception's message (runtimes raise pages of text)."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     return (lines[0] if lines else type(exc).__name__)[:200]
+
+
+def wrap_rows(arr: np.ndarray, rows: int) -> np.ndarray:
+    """``arr`` with exactly ``rows`` rows: cut, or padded by repeating its rows from the start
+    (a fixed-batch model takes only full batches; repeated real rows keep statistics honest)."""
+    if len(arr) == rows:
+        return arr
+    return arr[np.arange(rows) % len(arr)]
 
 
 def shapes_of(feeds: Feeds) -> str:
