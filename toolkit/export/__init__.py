@@ -1,1 +1,1 @@
-"""Checkpoint -> ONNX / TorchScript -> precision variants -> TensorRT plan, with file safety and parity."""
+"""Checkpoint -> ONNX -> precision variants -> TensorRT plan, with file safety and parity."""
