@@ -143,6 +143,16 @@ class TrainStep(Step):
 
         ctx.log(f"{self.label} training the default digits model -> {ctx.checkpoint}")
         train_digits_default(ctx.checkpoint, epochs=self.epochs, quiet=False)
+        ctx.log(f"{self.label} {accuracy_line(checkpoint_metrics(ctx.checkpoint, sha256_of(ctx.checkpoint)))}")
+
+
+def accuracy_line(metrics: dict[str, Any]) -> str:
+    """What training achieved, in one line (``make repo`` prints it: the figure a newcomer checks first)."""
+    parts = [f"{key.removesuffix('_accuracy')} accuracy {metrics[key]:.4f}"
+             for key in ("test_accuracy", "val_accuracy") if isinstance(metrics.get(key), (int, float))]
+    if isinstance(metrics.get("train_seconds"), (int, float)):
+        parts.append(f"trained in {metrics['train_seconds']:.1f} s")
+    return ", ".join(parts) or "the checkpoint records no accuracy"
 
 
 class ExportStep(Step):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +90,13 @@ def test_cli_defaults_are_the_library_constants() -> None:
     assert CliRunner().invoke(cmd, []).output.strip() == DEFAULT_REPOSITORY
     help_text = subprocess.run([TRITONKIT, "profile", "--help"], capture_output=True, text=True, timeout=60).stdout
     assert ",".join(map(str, DEFAULT_CONCURRENCY)) in help_text
+
+
+def test_pipeline_prints_test_accuracy_when_it_trains(tmp_path: Path) -> None:
+    """``make repo`` runs ``tritonkit pipeline``: after training it says what the model achieved."""
+    r = subprocess.run([TRITONKIT, "pipeline", "--repository", str(tmp_path / "repo"), "--checkpoint",
+                        str(tmp_path / "c.pt"), "--onnx", str(tmp_path / "m.onnx"), "--epochs", "1", "--no-validate"],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    line = next(x for x in r.stdout.splitlines() if "test accuracy" in x)
+    assert re.fullmatch(r"\[1/3\] test accuracy 0\.\d{4}, val accuracy [01]\.\d{4}, trained in \d+\.\d s", line), line
