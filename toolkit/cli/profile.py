@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import click
 
@@ -33,9 +34,44 @@ def _shapes(values: tuple[str, ...]) -> dict[str, list[int]]:
     return dict(parse_shape(v) for v in values)
 
 
+def check_measurement(measurement_ms: int, stability_pct: int, max_trials: int | None = None) -> None:
+    """Refuse settings perf_analyzer would choke on, in one line, before any server is dialled."""
+    from contract.errors import UsageError
+
+    if measurement_ms <= 0:
+        raise UsageError(f"--measurement-ms {measurement_ms} must be above 0 (e.g. {DEFAULT_MEASUREMENT_MS})")
+    if stability_pct <= 0:
+        raise UsageError(f"--stability-pct {stability_pct} must be above 0 (e.g. {DEFAULT_STABILITY_PCT})")
+    if max_trials is not None and max_trials < 1:
+        raise UsageError(f"--max-trials {max_trials} must be 1 or more (e.g. {DEFAULT_MAX_TRIALS})")
+
+
+def _progress(total: int) -> tuple[Any, Any]:
+    """(step, close): a tqdm bar on a terminal; elsewhere (CI logs, pipes) one plain line per level."""
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc="perf_analyzer", unit="level", file=sys.stderr, leave=False)
+
+        def step(name: str, b: int, c: int) -> None:
+            if bar.n or bar.postfix:
+                bar.update(1)  # the previous level is done
+            bar.set_postfix_str(f"{name} batch {b} concurrency {c}")
+
+        return step, bar.close
+    done = [0]
+
+    def line(name: str, b: int, c: int) -> None:
+        done[0] += 1
+        click.echo(f"perf_analyzer {done[0]}/{total}: {name} batch {b} concurrency {c}", err=True)
+
+    return line, lambda: None
+
+
 @click.command()
 @click.argument("models", nargs=-1)
-@click.option("--url", default="127.0.0.1:8001", show_default=True, help="Server host:port for --protocol.")
+@click.option("--url", default=None, help="Server host:port for --protocol (default: the server 'tritonkit serve' "
+              "recorded for --repository, else 127.0.0.1:8001).")
 @click.option("--protocol", type=click.Choice(["grpc", "http"]), default="grpc", show_default=True)
 @click.option("--concurrency", type=IntList(1), default=int_list_text(DEFAULT_CONCURRENCY), show_default=True,
               help="Requests in flight, per level.")
@@ -49,59 +85,68 @@ def _shapes(values: tuple[str, ...]) -> dict[str, list[int]]:
 @click.option("--max-trials", default=DEFAULT_MAX_TRIALS, show_default=True,
               help="Windows tried before a level counts as unstable.")
 @click.option("--local", "local", multiple=True, metavar="[MODEL=]FILE",
-              help="Model file for the in-process baseline (serving efficiency), run at the formed batch size.")
-@click.option("--out", default="benchmarks/reports", show_default=True, type=click.Path())
+              help="Model file for the in-process baseline (serving efficiency), run at the formed batch size; "
+                   "default: the served version's file in --repository.")
+@repository_option(help="Local repository: where the served model's file is found (serving efficiency) and "
+                        "whose recorded server is dialled when no --url is given.")
+@click.option("--efficiency/--no-efficiency", default=True, show_default=True,
+              help="Compute the serving efficiency (an in-process run of the served model file).")
+@click.option("--out", default="benchmarks/reports", show_default=True, type=click.Path(),
+              help="Reports go to a new folder OUT/<date>-<time>-<model>/ per run.")
 @click.option("--report/--no-report", default=True, show_default=True)
 @json_option("Print {report, runs, headline} as JSON.")
-def profile(models: tuple[str, ...], url: str, protocol: str, concurrency: list[int], batch: list[int],
-            shape: tuple[str, ...],
-            measurement_ms: int, stability_pct: int, max_trials: int, local: tuple[str, ...], out: str, report: bool,
-            as_json: bool) -> None:
+def profile(models: tuple[str, ...], url: str | None, protocol: str, concurrency: list[int], batch: list[int],
+            shape: tuple[str, ...], measurement_ms: int, stability_pct: int, max_trials: int, local: tuple[str, ...],
+            repository: str, efficiency: bool, out: str, report: bool, as_json: bool) -> None:
     """Sweep MODEL[:VERSION]... with perf_analyzer on a running server; keep CSVs and logs; write a report.
 
     Every concurrency x batch configuration is measured; failed and unstable ones are reported as
     such, each configuration gets a one-sentence bottleneck.
     """
-    from tqdm import tqdm
-
-    from toolkit.perf.analyzer import check_perf_analyzer, explain
+    check_measurement(measurement_ms, stability_pct, max_trials)
+    from contract.errors import ProfileError
+    from toolkit.perf.analyzer import check_perf_analyzer
+    from toolkit.perf.explain import explain, status
     from toolkit.perf.report import environment, load_results, report_dir, write_perf_report
-    from toolkit.perf.sweep import local_baselines, model_version, sweep
+    from toolkit.perf.sweep import local_baselines, preflight, served_file, sweep
+    from toolkit.serve.state import recorded_url
 
     check_perf_analyzer()  # before anything else: one line saying how to install it
+    url = url or recorded_url(protocol, repository) or ("127.0.0.1:8001" if protocol == "grpc" else "127.0.0.1:8000")
     models = models or ("digits",)
-    first = model_version(models[0])[0]
-    folder = report_dir(out, first)
-    # On stderr and only on a terminal (disable=None), so --json output stays clean.
-    bar = tqdm(total=len(models) * len(batch) * len(concurrency), desc="perf_analyzer", unit="level",
-               file=sys.stderr, disable=None, leave=False)
-    started: list[int] = []
-
-    def step(name: str, b: int, c: int) -> None:
-        if started:
-            bar.update(1)  # the previous level is done
-        started.append(c)
-        bar.set_postfix_str(f"{name} batch {b} concurrency {c}")
-
-    runs, max_batch = sweep(models, url, folder / "perf", protocol=protocol, concurrency=concurrency, batches=batch,
-                            shapes=_shapes(shape), measurement_ms=measurement_ms, stability_pct=stability_pct,
-                            max_trials=max_trials, progress=step)
-    bar.update(bar.total - bar.n)
-    bar.close()
-    profiles = local_baselines(local, runs, first)
-    path = (write_perf_report(runs, folder, f"perf_analyzer report: {', '.join(models)}", local=profiles,
-                              env=environment(url, protocol)) if report else None)
+    targets = preflight(models, url, protocol=protocol, shapes=_shapes(shape))  # fails before any folder exists
+    folder = report_dir(out, targets[0].name)
+    step, close = _progress(len(targets) * len(batch) * len(concurrency))
+    try:
+        runs = sweep(targets, url, folder / "perf", protocol=protocol, concurrency=concurrency, batches=batch,
+                     measurement_ms=measurement_ms, stability_pct=stability_pct, max_trials=max_trials,
+                     progress=step)
+    finally:
+        close()
+    given = {item.rpartition("=")[0] or targets[0].name for item in local}
+    found = [(t.name, served_file(repository, t)) for t in targets if efficiency and t.name not in given]
+    local = local + tuple(f"{name}={path}" for name, path in found if path is not None)
+    measured = [r for r in runs if r.rows]
+    profiles = local_baselines(local, runs, targets[0].name) if measured else {}
+    path = None
+    if report and measured:
+        path = write_perf_report(runs, folder, f"perf_analyzer report: {', '.join(models)}", local=profiles,
+                                 env=environment(url, protocol))
     if as_json:
         heads = load_results(folder)["headline"] if path else []
         click.echo(json.dumps({"report": str(path) if path else None, "runs": [r.to_dict() for r in runs],
                                "headline": heads}))
     else:
         for run in runs:
-            click.echo(f"{run.label}: {'ok' if run.ok else 'FAILED'}" + (f" ({run.error})" if run.error else ""))
+            click.echo(f"{run.label}: {status(run)}" + (f" ({run.error})" if run.error else ""))
             for r in run.rows:
-                click.echo(f"  {explain(r, max_batch.get(run.model, 0))}")
+                click.echo(f"  {explain(r, next(t.max_batch for t in targets if t.name == run.model), run)}")
         if path:
             click.echo(f"report: {path} (and {path.with_suffix('.html')})")
+    if not measured:
+        first = next((r for r in runs if r.error), runs[0])
+        raise ProfileError(f"nothing was measured ({first.label}: {first.error}); no report written; "
+                           f"perf_analyzer logs are in {folder / 'perf'}")
     if not all(r.ok for r in runs):
         raise SystemExit(1)
 
@@ -143,12 +188,21 @@ def report(folder: str | None, old: str | None, threshold: float, csvs: tuple[st
            out: str) -> None:
     """(Re)write report.md and report.html of FOLDER; with --compare, exit 1 on a regression."""
     from contract.errors import UsageError
-    from toolkit.perf.report import compare, load_results, report_dir, runs_from_csvs, write_perf_report, write_report
+    from toolkit.perf.report import (
+        compare,
+        csv_environment,
+        load_results,
+        report_dir,
+        runs_from_csvs,
+        write_perf_report,
+        write_report,
+    )
 
     if csvs:
-        runs = runs_from_csvs(list(csvs), batch)
+        runs, created = runs_from_csvs(list(csvs), batch)
         target = folder or str(report_dir(out, runs[0].model))
-        path = write_perf_report(runs, target, f"perf_analyzer report: {', '.join(r.model for r in runs)}")
+        path = write_perf_report(runs, target, f"perf_analyzer report: {', '.join(r.model for r in runs)}",
+                                 env=csv_environment(), created=created)
         folder = target
     elif folder is None:
         raise UsageError("give a report FOLDER (e.g. benchmarks/reports/2026-01-01-digits) or --csv FILE")
@@ -192,6 +246,7 @@ def tune(name: str, repository: str, latency_budget_ms: float, max_instances: in
     Each variant is served by a temporary embedded Triton and measured with perf_analyzer; the
     winner is the highest samples/s whose p99 stays within the budget.
     """
+    check_measurement(measurement_ms, stability_pct)
     from toolkit.perf.tune import apply_winner
     from toolkit.perf.tune import tune as run_tune
 

@@ -146,6 +146,7 @@ class PerfRun:
     label: str = ""
     shapes: dict[str, list[int]] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
+    commands: list[list[str]] = field(default_factory=list)  # one per concurrency level, in order
 
     def __post_init__(self) -> None:
         if not self.label:
@@ -234,7 +235,12 @@ def unstable_row(output: str, concurrency: int, batch_size: int) -> PerfRow | No
 
 
 def _first_error(out: str) -> str:
+    """The line that says why: the server's own error (``Thread [0] had error: ...``) before
+    perf_analyzer's generic ones such as "No valid requests recorded"."""
     lines = [ln.strip() for ln in out.splitlines() if ln.strip()]
+    for ln in lines:
+        if "had error:" in ln:
+            return "server error: " + ln.split("had error:", 1)[1].strip()
     for ln in lines:
         low = ln.lower()
         if "error" in low or "failed" in low or "unable" in low:
@@ -260,10 +266,13 @@ def run_perf_analyzer(
     headers: dict[str, str] | None = None,
     label: str = "",
     progress: Any = None,
+    input_data: str | os.PathLike[str] | None = None,
 ) -> PerfRun:
     """One perf_analyzer sweep over concurrency levels at one batch size; CSVs and log kept.
 
     ``progress(concurrency)`` is called as each level starts (for a progress bar).
+    ``input_data`` is a perf_analyzer ``--input-data`` JSON file naming exactly the inputs to send
+    (a model whose inputs are all optional, such as the image ensemble, wants exactly one).
 
     Every level is attempted; an unstable level becomes an ``stable=False`` row, a failed one an
     entry in ``failures`` (and ``ok=False``). Nothing is dropped.
@@ -296,11 +305,15 @@ def run_perf_analyzer(
         ]
         if version:
             cmd += ["-x", version]
-        for name, dims in (shapes or {}).items():
-            cmd += ["--shape", f"{name}:{','.join(str(d) for d in dims)}"]
+        if input_data is not None:
+            cmd += ["--input-data", str(input_data)]
+        else:
+            for name, dims in (shapes or {}).items():
+                cmd += ["--shape", f"{name}:{','.join(str(d) for d in dims)}"]
         for key, value in (headers or {}).items():
             cmd += ["-H", f"{key}:{value}"]
         run.command = cmd
+        run.commands.append(cmd)
         try:
             proc = subprocess.run(cmd, env=perf_env(), capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -344,59 +357,3 @@ def run_perf_analyzer(
                      "unstable); raise --measurement-ms or --stability-pct")
     run.error = " | ".join(notes)
     return run
-
-
-# -- explanations -------------------------------------------------------------------------------
-def time_split(row: PerfRow) -> dict[str, float]:
-    """Where one request's time goes (us): queue, compute input, infer, output, client+network."""
-    return {
-        "queue": row.server_queue_us,
-        "compute input": row.server_compute_input_us,
-        "compute infer": row.server_compute_infer_us,
-        "compute output": row.server_compute_output_us,
-        "client+network": row.client_send_us + row.network_us + row.client_recv_us,
-    }
-
-
-def bottleneck_sentence(row: PerfRow, max_batch: int = 0) -> str:
-    """The bottleneck of one configuration in one sentence."""
-    if not row.stable:
-        return ("unknown: the level did not stabilize (the machine was busy); only its last window's "
-                "throughput and mean latency are shown")
-    split = time_split(row)
-    total = sum(split.values()) or 1.0
-    share = {k: v / total for k, v in split.items()}
-    io = share["compute input"] + share["compute output"]
-    if share["queue"] >= 0.4:
-        full = max_batch and row.formed_batch >= 0.9 * max_batch
-        return (f"the model instance is saturated: requests spend {share['queue']:.0%} of their time queued"
-                + (" even with full batches" if full else "")
-                + ", so more concurrency adds latency, not throughput (more cores/instances or a faster model help)")
-    if share["compute infer"] >= 0.4:
-        return (f"model compute dominates ({share['compute infer']:.0%}): the model itself is the limit"
-                + (f"; batching (formed batch {row.formed_batch:.1f}) is what amortizes it" if row.formed_batch
-                   else ""))
-    if io >= 0.3:
-        return (f"moving tensors into and out of the backend ({io:.0%}) dominates: per-request overhead in "
-                "the serving path, not the model")
-    if share["client+network"] >= 0.4:
-        return (f"client, network and serialization ({share['client+network']:.0%}) dominate: the server is "
-                "waiting for work; raise concurrency or the batch size")
-    top = max(share, key=share.get)  # type: ignore[arg-type]
-    return f"no single stage dominates; the largest is {top} ({share[top]:.0%})"
-
-
-def explain(row: PerfRow, max_batch: int = 0) -> str:
-    """Samples/s vs requests/s, where the time goes, and the bottleneck, for one configuration."""
-    head = (f"concurrency {row.concurrency}, batch {row.batch_size}: {row.infer_per_sec:.0f} samples/s = "
-            f"{row.requests_per_sec:.0f} requests/s x {row.batch_size} sample(s)")
-    if row.formed_batch:
-        head += f"; the server ran batches of {row.formed_batch:.1f} samples on average"
-    if not row.stable:
-        lat = (f"p99 {row.p99_us / 1000:.2f} ms" if not math.isnan(row.p99_us)
-               else f"mean latency {row.avg_latency_us / 1000:.2f} ms")
-        return f"{head}. UNSTABLE (last window): {lat}. Bottleneck: {bottleneck_sentence(row)}."
-    split = time_split(row)
-    total = sum(split.values()) or 1.0
-    parts = ", ".join(f"{k} {v / 1000:.2f} ms ({v / total:.0%})" for k, v in split.items())
-    return f"{head}. Per request: {parts}. Bottleneck: {bottleneck_sentence(row, max_batch)}."

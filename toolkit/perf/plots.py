@@ -9,7 +9,64 @@ import math
 from pathlib import Path
 from typing import Any
 
-from toolkit.perf.analyzer import PerfRun, time_split
+from toolkit.perf.analyzer import PerfRun
+from toolkit.perf.explain import time_split
+
+PERCENTILES = (("p50_us", "p50", "o"), ("p90_us", "p90", "s"), ("p99_us", "p99", "^"))
+
+
+def _levels_axis(ax: Any, levels: list[int]) -> None:
+    """A log2 axis labelled with the measured levels themselves (1, 2, 4 ... not 2^0, 2^1 ...)."""
+    from matplotlib.ticker import NullFormatter, NullLocator
+
+    ax.set_xscale("log", base=2)
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xticks(levels)
+    ax.set_xticklabels([str(c) for c in levels])
+
+
+def throughput_figure(plt: Any, runs: list[PerfRun]) -> Any:
+    """Throughput vs concurrency (unstable points marked, not joined) and latency vs throughput; None: no rows."""
+    from matplotlib.lines import Line2D
+
+    drawn = [run for run in runs if run.rows]
+    if not drawn:
+        return None
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.8))
+    levels: set[int] = set()
+    unstable_shown = False
+    for run in drawn:
+        xs = [r.concurrency for r in run.rows]
+        levels |= set(xs)
+        # NaN breaks the line: an unstable level is never joined to its neighbours.
+        ys = [r.infer_per_sec if r.stable else math.nan for r in run.rows]
+        line = ax1.plot(xs, ys, marker="o", label=run.label)[0]
+        bad = [r for r in run.rows if not r.stable]
+        if bad:
+            ax1.scatter([r.concurrency for r in bad], [r.infer_per_sec for r in bad], marker="x", s=80,
+                        color=line.get_color(), zorder=3, label=None if unstable_shown else "unstable (last window)")
+            unstable_shown = True
+        stable = [r for r in run.rows if r.stable]  # already in concurrency order
+        for attr, _, marker in PERCENTILES:
+            ax2.scatter([r.infer_per_sec for r in stable], [getattr(r, attr) / 1000 for r in stable], marker=marker,
+                        color=line.get_color(), alpha=0.85)
+        for r in stable:
+            ax2.annotate(f"c{r.concurrency}", (r.infer_per_sec, r.p99_us / 1000), textcoords="offset points",
+                         xytext=(4, 4), fontsize=7, color=line.get_color())
+    _levels_axis(ax1, sorted(levels))
+    ax1.set(xlabel="concurrency (requests in flight)", ylabel="samples/s", title="Throughput vs concurrency")
+    ax2.set(xlabel="samples/s", ylabel="latency (ms)",
+            title="Latency percentiles vs throughput (cN: concurrency N)")
+    # One legend entry per run (colour) and per percentile (marker), not one per combination.
+    handles = [Line2D([], [], color=ln.get_color(), marker="o", label=ln.get_label()) for ln in ax1.lines]
+    handles += [Line2D([], [], color="black", marker=m, linestyle="none", label=n) for _, n, m in PERCENTILES]
+    ax2.legend(handles=handles, fontsize=7)
+    ax1.legend(fontsize=7)
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
 
 
 def write_plots(results: dict[str, Any], out: Path) -> list[tuple[str, str]]:
@@ -21,58 +78,46 @@ def write_plots(results: dict[str, Any], out: Path) -> list[tuple[str, str]]:
 
     runs = [PerfRun.from_dict(d) for d in results.get("runs", [])]
     made: list[tuple[str, str]] = []
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    for run in runs:
-        if not run.rows:
-            continue
-        line = ax1.plot([r.concurrency for r in run.rows], [r.infer_per_sec for r in run.rows], marker="o",
-                        label=run.label)[0]
-        bad = [r for r in run.rows if not r.stable]
-        if bad:
-            ax1.scatter([r.concurrency for r in bad], [r.infer_per_sec for r in bad], marker="x", s=80,
-                        color="red", zorder=3)
-        stable = [r for r in run.rows if r.stable]
-        x = [r.infer_per_sec for r in stable]
-        for attr, style in (("p50_us", ":"), ("p90_us", "--"), ("p99_us", "-")):
-            ax2.plot(x, [getattr(r, attr) / 1000 for r in stable], style, marker=".", color=line.get_color(),
-                     label=f"{run.label} {attr[:3]}")
-    ax1.set(xlabel="concurrency (requests in flight)", ylabel="samples/s", title="Throughput vs concurrency "
-            "(x = unstable)")
-    ax1.set_xscale("log", base=2)
-    ax2.set(xlabel="samples/s", ylabel="latency (ms)", title="Latency p50 (:) p90 (--) p99 (-) vs throughput")
-    for ax in (ax1, ax2):
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "throughput_latency.png", dpi=100)
-    plt.close(fig)
-    made.append(("throughput_latency.png", "Throughput vs concurrency; latency percentiles vs throughput"))
+    fig = throughput_figure(plt, runs)
+    if fig is not None:
+        fig.savefig(out / "throughput_latency.png", dpi=100)
+        plt.close(fig)
+        made.append(("throughput_latency.png", "Throughput vs concurrency (x: unstable level, not joined); "
+                                               "latency percentiles vs throughput, each point labelled with its "
+                                               "concurrency"))
 
-    with_rows = [r for r in runs if any(row.stable for row in r.rows)]
+    with_rows = [r for r in runs if r.rows and any(row.stable for row in r.rows)]
     if with_rows:
         n = len(with_rows)
         cols = min(n, 3)
         nrows = math.ceil(n / cols)
-        fig, axes = plt.subplots(nrows, cols, figsize=(4.5 * cols, 3.6 * nrows), squeeze=False)
+        fig, axes = plt.subplots(nrows, cols, figsize=(max(4.5 * cols, 6.5), 3.6 * nrows + 0.4), squeeze=False)
         colors = ["#d62728", "#9467bd", "#1f77b4", "#8c564b", "#7f7f7f"]
         for ax, run in zip(axes.flat, with_rows):
-            rows = [r for r in run.rows if r.stable]
-            labels = [str(r.concurrency) for r in rows]
+            rows = run.rows
+            labels = [str(r.concurrency) + ("\nunstable" if not r.stable else "") for r in rows]
             bottom = [0.0] * len(rows)
-            for (stage, _), color in zip(time_split(rows[0]).items(), colors):
-                vals = [time_split(r)[stage] / 1000 for r in rows]
+            first = next(r for r in rows if r.stable)
+            for (stage, _), color in zip(time_split(first).items(), colors):
+                vals = [time_split(r)[stage] / 1000 if r.stable else 0.0 for r in rows]
                 ax.bar(labels, vals, bottom=bottom, color=color, label=stage)
                 bottom = [b + v for b, v in zip(bottom, vals)]
+            top = max(bottom) or 1.0
+            for i, r in enumerate(rows):
+                if not r.stable:  # no breakdown is known for it: an empty hatched bar says so
+                    ax.bar(labels[i], top, color="none", edgecolor="grey", hatch="//", label=None)
+                    ax.text(i, top / 2, "unstable:\nno breakdown", ha="center", va="center", fontsize=7,
+                            rotation=90)
             ax.set(title=run.label, xlabel="concurrency", ylabel="ms per request")
         for ax in list(axes.flat)[n:]:
             ax.axis("off")
         axes.flat[0].legend(fontsize=7)
-        fig.suptitle("Where a request's time goes (server queue / compute input / infer / output; client+network)")
+        fig.suptitle("Where a request's time goes, per concurrency level", fontsize=11)
         fig.tight_layout()
         fig.savefig(out / "breakdown.png", dpi=100)
         plt.close(fig)
-        made.append(("breakdown.png", "Server time breakdown per concurrency (stacked)"))
+        made.append(("breakdown.png", "Server time breakdown per concurrency (stacked; hatched: unstable level, "
+                                      "breakdown unknown)"))
 
     heads = [h for h in results.get("headline", []) if "samples_per_sec" in h]
     if len(heads) >= 2:

@@ -9,8 +9,6 @@ Headline figures per variant: peak samples/s, p99 at that point, and the serving
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
 import os
@@ -23,13 +21,15 @@ from typing import Any
 
 from contract.errors import ProfileError
 from contract.fileio import atomic_write_text
-from toolkit.perf.analyzer import PerfRow, PerfRun, explain, parse_csv, time_split
+from toolkit.perf.analyzer import PerfRow, PerfRun, parse_csv
+from toolkit.perf.document import Block, markdown, page
+from toolkit.perf.explain import explain, status, time_split
 from toolkit.perf.local import LocalProfile
 from toolkit.perf.plots import write_plots
 from toolkit.perf.server import server_client
 
 RESULTS = "results.json"
-Block = tuple[str, Any]
+
 
 
 # -- environment -----------------------------------------------------------------------------
@@ -82,8 +82,30 @@ def _server_version(url: str, protocol: str) -> str | None:
 
 
 def report_dir(root: str | os.PathLike[str], model: str) -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d")
-    return Path(root) / f"{stamp}-{model}"
+    """Create and return a new, empty folder ``<root>/<date>-<HHMMSS>-<model>`` for one run.
+
+    A counter (``-2``, ``-3``...) is added when two runs start in the same second, so one run's
+    files never mix with, replace or empty another's.
+    """
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d-%H%M%S")
+    try:
+        Path(root).mkdir(parents=True, exist_ok=True)
+        for n in range(1, 1000):
+            path = Path(root) / (f"{stamp}-{model}" + (f"-{n}" if n > 1 else ""))
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                continue
+    except OSError as exc:
+        raise ProfileError(f"cannot create a report folder under {root} ({exc.strerror}); pass --out DIR "
+                           "with a writable folder") from None
+    raise ProfileError(f"{root}: 999 reports named {stamp}-{model} already; remove some or pass --out DIR")
+
+
+def csv_environment() -> dict[str, Any]:
+    """The environment of a report built from CSV files: unknown (perf_analyzer's CSV does not record it)."""
+    return {"source": "csv", "cpu": "unknown", "cores": None}
 
 
 # -- headline figures --------------------------------------------------------------------------
@@ -94,10 +116,12 @@ def headline(results: dict[str, Any]) -> list[dict[str, Any]]:
     for d in results.get("runs", []):
         run = PerfRun.from_dict(d)
         peak = run.saturation()
-        item: dict[str, Any] = {"label": run.label, "model": run.model, "ok": run.ok, "error": run.error}
+        item: dict[str, Any] = {"label": run.label, "model": run.model, "ok": run.ok, "error": run.error,
+                                "status": status(run), "levels": [r.concurrency for r in run.rows if r.stable]}
         if peak is not None:
             item.update(samples_per_sec=peak.infer_per_sec, concurrency=peak.concurrency,
-                        p99_ms=peak.p99_us / 1000, stable=peak.stable, formed_batch=peak.formed_batch)
+                        p99_ms=peak.p99_us / 1000, stable=peak.stable,
+                        formed_batch=peak.formed_batch if peak.stable else None)
             prof = local.get(run.model)
             if prof and prof.rows and peak.formed_batch:
                 base = prof.at_batch(peak.formed_batch)
@@ -118,18 +142,24 @@ def _fmt(v: Any, digits: int = 1) -> str:
 def _blocks(results: dict[str, Any], plots: list[tuple[str, str]]) -> list[Block]:
     env = results["environment"]
     b: list[Block] = [("h1", results.get("title", "Benchmark report"))]
-    b.append(("p", f"Measured {results.get('created', '')} on {env['cpu']} ({env['cores']} cores), GPU: "
-                   f"{env.get('gpu', 'none')}. Triton server {env.get('triton_server') or 'unknown'} "
-                   f"(nvidia-pytriton {env.get('nvidia-pytriton')}), ONNX Runtime {env.get('onnxruntime')}, "
-                   f"torch {env.get('torch')}, tritonclient/perf_analyzer {env.get('tritonclient')}, "
-                   f"TensorRT {env.get('tensorrt') or 'not installed'}, Python {env.get('python')}."))
+    if env.get("source") == "csv":
+        b.append(("p", f"Built from perf_analyzer CSV files last written {results.get('created', '')}. The "
+                       "environment is unknown: a CSV does not record the machine, GPU, Triton or library "
+                       "versions it was measured with."))
+    else:
+        b.append(("p", f"Measured {results.get('created', '')} on {env['cpu']} ({env['cores']} cores), GPU: "
+                       f"{env.get('gpu', 'none')}. Triton server {env.get('triton_server') or 'unknown'} "
+                       f"(nvidia-pytriton {env.get('nvidia-pytriton')}), ONNX Runtime {env.get('onnxruntime')}, "
+                       f"torch {env.get('torch')}, tritonclient/perf_analyzer {env.get('tritonclient')}, "
+                       f"TensorRT {env.get('tensorrt') or 'not installed'}, Python {env.get('python')}."))
     b.append(("p", "samples/s (perf_analyzer's Inferences/Second) counts batch x requests; requests/s = "
                    "samples/s / batch. 'formed batch' = Triton's inference count / execution count: the batch "
                    "size the server actually ran."))
     heads = headline(results)
     if heads:
         b.append(("h2", "Headline"))
-        rows = [[h["label"], "ok" if h["ok"] else "FAILED", _fmt(h.get("samples_per_sec")), _fmt(h.get("concurrency")),
+        rows = [[h["label"], h.get("status") or ("ok" if h["ok"] else "FAILED"),
+                 _fmt(h.get("samples_per_sec")), _fmt(h.get("concurrency")),
                  _fmt(h.get("p99_ms"), 2), _fmt(h.get("formed_batch")), _fmt(h.get("local_samples_per_sec")),
                  _fmt(h.get("efficiency"), 2)] for h in heads]
         b.append(("table", (["variant", "status", "peak samples/s", "at concurrency", "p99 ms", "formed batch",
@@ -144,8 +174,10 @@ def _blocks(results: dict[str, Any], plots: list[tuple[str, str]]) -> list[Block
         b.append(("img", (name, caption)))
     for d in results.get("runs", []):
         run = PerfRun.from_dict(d)
-        b.append(("h2", f"{run.label}" + ("" if run.ok else " (FAILED)")))
-        b.append(("code", " ".join(run.command)))
+        state = status(run)
+        b.append(("h2", f"{run.label}" + ("" if state == "ok" else f": {state}")))
+        b.append(("code", "\n".join(" ".join(c) for c in (run.commands or [run.command]) if c)
+                  or "(not run)"))
         b.append(("p", f"CSV: {run.csv_path or 'none'}; log: {run.log_path}"))
         if run.error:
             b.append(("p", f"{'Failed' if not run.ok else 'Warning'}: {run.error}"))
@@ -158,11 +190,11 @@ def _blocks(results: dict[str, Any], plots: list[tuple[str, str]]) -> list[Block
                              _fmt(r.p90_us / 1000, 2), _fmt(r.p99_us / 1000, 2), _fmt(split["queue"], 0),
                              _fmt(split["compute input"], 0), _fmt(split["compute infer"], 0),
                              _fmt(split["compute output"], 0), _fmt(split["client+network"], 0),
-                             _fmt(r.formed_batch)])
+                             _fmt(r.formed_batch) if r.stable and r.formed_batch else "-"])
             b.append(("table", (["conc", "batch", "stable", "samples/s", "requests/s", "p50 ms", "p90 ms", "p99 ms",
                                  "queue us", "input us", "infer us", "output us", "client+net us", "formed batch"],
                                 rows)))
-            b.append(("list", [explain(r) for r in run.rows]))
+            b.append(("list", [explain(r, 0, run) for r in run.rows]))
         for f in run.failures:
             b.append(("p", f"concurrency {f['concurrency']}: FAILED: {f['error']}"))
     local = results.get("local") or {}
@@ -182,61 +214,14 @@ def _blocks(results: dict[str, Any], plots: list[tuple[str, str]]) -> list[Block
     return b
 
 
-def _md(blocks: list[Block]) -> str:
-    out: list[str] = []
-    for kind, v in blocks:
-        if kind == "h1":
-            out += [f"# {v}", ""]
-        elif kind == "h2":
-            out += [f"## {v}", ""]
-        elif kind == "p":
-            out += [str(v), ""]
-        elif kind == "code":
-            out += ["```", str(v), "```", ""]
-        elif kind == "list":
-            out += [f"- {x}" for x in v] + [""]
-        elif kind == "img":
-            out += [f"![{v[1]}]({v[0]})", ""]
-        elif kind == "table":
-            head, rows = v
-            out.append("| " + " | ".join(head) + " |")
-            out.append("|" + "---|" * len(head))
-            out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-            out.append("")
-    return "\n".join(out)
-
-
-def _html(blocks: list[Block], folder: Path) -> str:
-    e = html.escape
-    body: list[str] = []
-    for kind, v in blocks:
-        if kind in ("h1", "h2"):
-            body.append(f"<{kind}>{e(str(v))}</{kind}>")
-        elif kind == "p":
-            body.append(f"<p>{e(str(v))}</p>")
-        elif kind == "code":
-            body.append(f"<pre>{e(str(v))}</pre>")
-        elif kind == "list":
-            body.append("<ul>" + "".join(f"<li>{e(x)}</li>" for x in v) + "</ul>")
-        elif kind == "img":
-            data = base64.b64encode((folder / v[0]).read_bytes()).decode()
-            body.append(f'<figure><img alt="{e(v[1])}" src="data:image/png;base64,{data}"/>'
-                        f"<figcaption>{e(v[1])}</figcaption></figure>")
-        elif kind == "table":
-            head, rows = v
-            body.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>"
-                        + "".join("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-                        + "</table>")
-    style = ("body{font-family:sans-serif;max-width:1200px;margin:2em auto;}table{border-collapse:collapse;"
-             "font-size:13px}td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}img{max-width:100%}"
-             "pre{background:#f4f4f4;padding:6px;white-space:pre-wrap}")
-    title = next((str(v) for k, v in blocks if k == "h1"), "report")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>{style}</style>"
-            f"</head><body>{''.join(body)}</body></html>\n")
-
-
 def write_report(folder: str | os.PathLike[str], results: dict[str, Any]) -> Path:
     """Write results.json, plots, report.md and report.html into ``folder``; returns report.md."""
+    if not any(d.get("rows") for d in results.get("runs", [])) and not results.get("local") \
+            and not results.get("figures"):
+        failed = "; ".join(f"{d.get('label') or d.get('model')}: {d.get('error') or 'no rows'}"
+                           for d in results.get("runs", [])) or "no runs"
+        raise ProfileError(f"nothing was measured, so no report was written ({failed[:400]}); "
+                           "see the logs and fix the failure first")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     results.setdefault("created", datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -245,8 +230,8 @@ def write_report(folder: str | os.PathLike[str], results: dict[str, Any]) -> Pat
     atomic_write_text(folder / RESULTS, json.dumps(results, indent=2, default=_json_default))
     plots = write_plots(results, folder)
     blocks = _blocks(results, plots)
-    atomic_write_text(folder / "report.md", _md(blocks))
-    atomic_write_text(folder / "report.html", _html(blocks, folder))
+    atomic_write_text(folder / "report.md", markdown(blocks))
+    atomic_write_text(folder / "report.html", page(blocks, folder))
     return folder / "report.md"
 
 
@@ -258,7 +243,7 @@ def _json_default(o: Any) -> Any:
 
 def write_perf_report(runs: list[PerfRun], out: str | os.PathLike[str], title: str, *,
                       local: dict[str, Any] | None = None, env: dict[str, Any] | None = None,
-                      figures: list[dict[str, Any]] | None = None) -> Path:
+                      figures: list[dict[str, Any]] | None = None, created: str | None = None) -> Path:
     """Report for perf_analyzer runs (plus optional in-process profiles by model name); returns report.md."""
     results: dict[str, Any] = {"title": title, "runs": [r.to_dict() for r in runs],
                                "local": {k: (v.to_dict() if hasattr(v, "to_dict") else v)
@@ -266,6 +251,8 @@ def write_perf_report(runs: list[PerfRun], out: str | os.PathLike[str], title: s
                                "figures": figures or []}
     if env:
         results["environment"] = env
+    if created:
+        results["created"] = created
     return write_report(out, results)
 
 
@@ -285,43 +272,69 @@ def load_results(folder: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 # -- regression check ---------------------------------------------------------------------------
+def _peak_at(run: PerfRun, levels: set[int]) -> PerfRow | None:
+    """The highest-throughput stable row among ``levels`` of ``run``."""
+    rows = [r for r in run.rows if r.stable and r.concurrency in levels]
+    return max(rows, key=lambda r: r.infer_per_sec) if rows else None
+
+
 def compare(new: dict[str, Any], old: dict[str, Any], threshold_pct: float = 10.0) -> tuple[list[list[str]], bool]:
     """Rows (variant, figure, old, new, change, verdict) and whether anything regressed.
 
+    Like is compared with like: each variant's figures are taken at the concurrency levels both
+    reports measured stably; when the level sets differ a warning row says which were left out.
     Throughput and efficiency regress when they drop, p99 when it rises, by more than the threshold.
     """
-    olds = {h["label"]: h for h in headline(old)}
+    old_runs = {PerfRun.from_dict(d).label: PerfRun.from_dict(d) for d in old.get("runs", [])}
+    old_heads = {h["label"]: h for h in headline(old)}
     rows: list[list[str]] = []
     regressed = False
-    for h in headline(new):
-        o = olds.get(h["label"])
-        if o is None:
-            rows.append([h["label"], "all", "-", "-", "-", "new variant"])
+    new_heads = {h["label"]: h for h in headline(new)}
+    for d in new.get("runs", []):
+        run = PerfRun.from_dict(d)
+        was = old_runs.get(run.label)
+        if was is None:
+            rows.append([run.label, "all", "-", "-", "-", "new variant"])
             continue
-        for key, name, higher_better in (("samples_per_sec", "peak samples/s", True), ("p99_ms", "p99 ms", False),
-                                         ("efficiency", "serving efficiency", True)):
-            a, b_ = o.get(key), h.get(key)
-            if a is None or b_ is None or (isinstance(a, float) and math.isnan(a)) or \
-                    (isinstance(b_, float) and math.isnan(b_)):
+        mine, theirs = {r.concurrency for r in run.rows if r.stable}, {r.concurrency for r in was.rows if r.stable}
+        common = mine & theirs
+        if mine != theirs:
+            rows.append([run.label, "levels", _levels(theirs), _levels(mine), "-",
+                         f"warning: different levels; compared at {_levels(common) or 'none'} only"])
+        a_row, b_row = _peak_at(was, common), _peak_at(run, common)
+        if a_row is None or b_row is None:
+            continue
+        figures = [("peak samples/s", a_row.infer_per_sec, b_row.infer_per_sec, True),
+                   ("p99 ms", a_row.p99_us / 1000, b_row.p99_us / 1000, False)]
+        if mine == theirs:
+            figures.append(("serving efficiency", old_heads[run.label].get("efficiency"),
+                            new_heads[run.label].get("efficiency"), True))
+        for name, a, b_, higher_better in figures:
+            if a is None or b_ is None or math.isnan(a) or math.isnan(b_):
                 continue
             change = (b_ - a) / a * 100 if a else 0.0
             worse = (-change if higher_better else change) > threshold_pct
             regressed |= worse
-            rows.append([h["label"], name, _fmt(float(a), 2), _fmt(float(b_), 2), f"{change:+.1f}%",
+            rows.append([run.label, name, _fmt(float(a), 2), _fmt(float(b_), 2), f"{change:+.1f}%",
                          "REGRESSION" if worse else "ok"])
-    for label in olds.keys() - {h["label"] for h in headline(new)}:
+    for label in old_runs.keys() - new_heads.keys():
         rows.append([label, "all", "-", "-", "-", "missing in new report"])
     return rows, regressed
 
 
-def runs_from_csvs(paths: list[str], batch_size: int = 1) -> list[PerfRun]:
-    """PerfRuns from raw perf_analyzer CSV files (one run per file)."""
+def _levels(levels: set[int]) -> str:
+    return ",".join(str(c) for c in sorted(levels))
+
+
+def runs_from_csvs(paths: list[str], batch_size: int = 1) -> tuple[list[PerfRun], str]:
+    """PerfRuns from raw perf_analyzer CSV files (one run per file), and when the newest was written (UTC)."""
     runs = []
     for p in paths:
         rows = parse_csv(p, batch_size)
         runs.append(PerfRun(model=Path(p).stem, command=[], rows=rows, csv_path=str(p), batch_size=batch_size))
-    return runs
+    newest = max(os.stat(p).st_mtime for p in paths)
+    return runs, datetime.fromtimestamp(newest, timezone.utc).isoformat(timespec="seconds")
 
 
-__all__ = ["environment", "report_dir", "headline", "write_report", "write_perf_report",
+__all__ = ["environment", "csv_environment", "report_dir", "headline", "write_report", "write_perf_report",
            "load_results", "compare", "runs_from_csvs", "PerfRow"]

@@ -117,3 +117,30 @@ def parse_shape(text: str) -> tuple[str, list[int]]:
         raise UsageError(f"--shape {text!r} is malformed; use NAME:D1,D2,... with positive dims, "
                          "e.g. input:3,64,64") from None
     return name, values
+
+
+def chosen_inputs(config: dict[str, Any], given: dict[str, list[int]] | None = None) -> dict[str, list[int]] | None:
+    """For a model whose inputs are all optional (the image ensemble: IMAGE or IMAGE_BYTES), the one
+    input to send and its shape; None when every input is to be sent as usual.
+
+    perf_analyzer sends every input, which such a model refuses ("send exactly one of ..."). The
+    input named by ``--shape`` wins, else the first numeric one (random bytes are no valid encoded
+    image); its variable dims come from ``--shape``, the warm-up, or 1 (any size is accepted).
+    """
+    inputs = config.get("input", [])
+    if len(inputs) < 2 or not all(i.get("optional") for i in inputs):
+        return None
+    given = dict(given or {})
+    names = [i["name"] for i in inputs]
+    pick = next((i for i in inputs if i["name"] in given), None)
+    pick = pick or next((i for i in inputs if i.get("data_type") != "TYPE_STRING"), inputs[0])
+    try:
+        dims = shapes_for({**config, "input": [pick]}, {k: v for k, v in given.items() if k == pick["name"]})
+    except UsageError:
+        dims = {}
+    shape = dims.get(pick["name"]) or [d if d > 0 else 1 for d in (int(x) for x in pick.get("dims", []))]
+    unknown = [n for n in given if n not in names]
+    if unknown:
+        raise UsageError(f"--shape names input {unknown[0]!r}, which model {config.get('name')!r} lacks; "
+                         f"its inputs: {', '.join(names)}")
+    return {pick["name"]: shape}
