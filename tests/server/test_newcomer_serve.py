@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.server.helpers import TRITONKIT, run_tritonkit
+from tests.server.helpers import TRITONKIT, one_error_line, run_tritonkit
 from toolkit.serve.ports import free_port
 from toolkit.serve.procs import ProcessIdentity, identity_of, session_members
 from toolkit.serve.state import make_private_dir, recorded_url, run_dir_for, state_path
@@ -179,3 +179,14 @@ def test_predict_status_and_stop_reach_detached_server_when_run_from_another_fol
         stopped = run_tritonkit(["serve", "stop"], elsewhere)
     assert stopped.returncode == 0 and stopped.stdout.startswith("stopped the server"), stopped.stdout
     assert recorded_url("grpc", str(project / "model_repository")) is None
+
+
+# -- item 6: the docker runtime without Docker is a missing component (exit 3) ------------------------
+
+def test_serve_docker_runtime_exits_3_in_one_line_when_docker_is_missing(tmp_path: Path) -> None:
+    (tmp_path / "model_repository").mkdir()
+    (tmp_path / "bin").mkdir()  # PATH without docker
+    r = subprocess.run([TRITONKIT, "serve", "--runtime", "docker"], cwd=tmp_path, capture_output=True, text=True,
+                       timeout=60, env={**os.environ, "PATH": str(tmp_path / "bin")})
+    line = one_error_line(r)
+    assert r.returncode == 3 and "Docker is not installed" in line and "--runtime embedded" in line

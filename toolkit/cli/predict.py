@@ -18,7 +18,7 @@ import click
 
 from contract.errors import TritonkitError, UsageError
 from contract.fileio import open_user_file
-from toolkit.client.endpoint import DEFAULT_URLS
+from toolkit.client.endpoint import DEFAULT_URLS, check_url
 from toolkit.serve.state import admin_headers_for, recorded_url
 
 # The suffixes of toolkit.client.images.IMAGE_FORMATS (what the client decodes).
@@ -92,11 +92,41 @@ def _load_inputs(pred: Any, files: list[Path]) -> tuple[Any, list[str]]:
     return np.concatenate([pred.validate(p) for p in parts]), names
 
 
+def _check_model_name(model: str | None) -> str:
+    """MODEL is required and comes first: a file path there means the name was left out."""
+    if not model:
+        raise UsageError("give MODEL, the served model's name, first: tritonkit predict MODEL [IMAGES...] "
+                         "(e.g. tritonkit predict digits --digits 10)")
+    if "/" in model or Path(model).suffix.lower() in (*IMAGE_SUFFIXES, ".npy") or Path(model).is_file():
+        raise UsageError(f"MODEL {model!r} looks like a file, not a model name; give the model name first: "
+                         f"tritonkit predict MODEL {model} (e.g. tritonkit predict digits {model})")
+    return model
+
+
+def _digits_count(text: str | None) -> int | None:
+    """``--digits``: a count from 1 to the held-out digits there are, or ``all``; checked before connecting."""
+    if text is None:
+        return None
+    from toolkit.client.predictions import heldout_count
+
+    have = heldout_count()
+    if text.strip().lower() == "all":
+        return have
+    try:
+        n = int(text)
+    except ValueError:
+        raise UsageError(f"--digits {text!r} is not a number; give a count from 1 to {have}, or all") from None
+    if not 1 <= n <= have:
+        raise UsageError(f"--digits {n}: the held-out digits test split holds {have}; give a count from 1 to "
+                         f"{have}, or --digits all")
+    return n
+
+
 @click.command()
-@click.argument("model", default="digits")
+@click.argument("model", required=False)
 @click.argument("images", nargs=-1)
-@click.option("--digits", "n_digits", type=int, default=None,
-              help="Classify N held-out test digits (the default, 10, when no IMAGES are given).")
+@click.option("--digits", "digits_text", default=None, metavar="N|all",
+              help="Classify N held-out test digits, or all of them (the default, 10, when no IMAGES are given).")
 @click.option("--url", default=None, help="host:port (default: the server `tritonkit serve` recorded for "
               "--repository or model_repository, else the only one recorded for you, else 127.0.0.1:8001 gRPC, "
               ":8000 HTTP).")
@@ -111,10 +141,10 @@ def _load_inputs(pred: Any, files: list[Path]) -> tuple[Any, list[str]]:
 @click.option("--shared-memory", type=click.Choice(["off", "auto", "on"]), default="off", show_default=True,
               help="Send inputs through system shared memory (server on this host).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per input, then a summary object.")
-def predict(model: str, images: tuple[str, ...], n_digits: int | None, url: str | None, protocol: str, top_k: int,
-            batch_size: int, concurrency: int, timeout: float, spec_file: str | None, repository: str | None,
-            shared_memory: str, as_json: bool) -> None:
-    """Classify IMAGES (files or folders) or held-out digits with MODEL served by Triton.
+def predict(model: str | None, images: tuple[str, ...], digits_text: str | None, url: str | None, protocol: str,
+            top_k: int, batch_size: int, concurrency: int, timeout: float, spec_file: str | None,
+            repository: str | None, shared_memory: str, as_json: bool) -> None:
+    """Classify IMAGES (files or folders) or held-out digits with MODEL (required: the served model's name).
 
     Prints, per input, the top-k labels with softmax scores and the request latency (a table, or
     JSON lines with --json), then a summary: count, accuracy (digits), latency percentiles and
@@ -125,14 +155,16 @@ def predict(model: str, images: tuple[str, ...], n_digits: int | None, url: str 
     from toolkit.client.predictions import load_spec, spec_from_repository, topk_from_logits
     from toolkit.client.predictor import Predictor
 
-    if images and n_digits is not None:
+    model = _check_model_name(model)
+    if images and digits_text is not None:
         raise UsageError("give IMAGES or --digits N, not both")
     if spec_file and repository:
         raise UsageError("give --spec or --repository, not both")
     if top_k < 1:
         raise UsageError(f"--top-k {top_k} must be at least 1")
-    if n_digits is not None and n_digits < 1:
-        raise UsageError(f"--digits {n_digits} must be at least 1")
+    if url is not None:
+        check_url(url)
+    n_digits = _digits_count(digits_text)
     spec = load_spec(spec_file) if spec_file else spec_from_repository(repository, model) if repository else None
 
     # Without --url: the server `tritonkit serve` recorded (whatever its ports, from any folder). It

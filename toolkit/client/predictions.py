@@ -22,6 +22,13 @@ from trainers.evaluation.metrics import softmax
 SPEC_FILE_LIMIT = 16 << 20
 
 
+def heldout_count(seed: int = 0) -> int:
+    """How many held-out (test split) digits there are: ``--digits`` may ask for at most this many."""
+    from trainers.data import DEFAULT_DATASET, embedded_split
+
+    return len(embedded_split({"name": DEFAULT_DATASET, "seed": seed}, "test").labels)
+
+
 def heldout_samples(spec: ModelSpec, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The first ``n`` test-split samples of the embedded data set, with the model's own normalization."""
     from trainers.data import DEFAULT_DATASET, embedded_split, normalize

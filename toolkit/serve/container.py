@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from contract.errors import ServerError
+from contract.errors import MissingDependencyError, ServerError
 from toolkit.serve.embedded import KEY_VARIABLE, EmbeddedServer, safe_flags
 from toolkit.serve.install import argv_key_library
 
@@ -139,6 +139,15 @@ def docker_available(timeout: float = 10) -> bool:
         return False
 
 
+def require_docker() -> None:
+    """Refuse (exit 3, a missing component) when no Docker engine answers, before anything starts."""
+    if not docker_available():
+        where = "is not installed (no `docker` on PATH)" if shutil.which("docker") is None else \
+            "does not answer `docker info` (not running, or no permission)"
+        raise MissingDependencyError(f"the docker runtime needs a Docker engine, and Docker {where}; install or "
+                                     "start Docker, or use --runtime embedded")
+
+
 def gpu_visible() -> bool:
     """True when an NVIDIA GPU is visible here (device node or ``nvidia-smi -L``)."""
     if Path("/dev/nvidia0").exists():
@@ -166,8 +175,7 @@ class DockerServer(EmbeddedServer):
         self.container = f"tritonkit-{os.getpid()}-{self.http_port}"
 
     def command(self) -> list[str]:
-        if not docker_available():
-            raise ServerError("no Docker engine answers `docker info`; start Docker or use --runtime embedded")
+        require_docker()
         ports = {"http": self.http_port, "grpc": self.grpc_port, "metrics": self.metrics_port}
         return docker_command(
             self.repository, self.image, ports, self.host, self.gpus, self.model_control,

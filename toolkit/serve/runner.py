@@ -20,7 +20,7 @@ from typing import Any
 
 from contract.errors import ServerError, UsageError
 from toolkit.repository.options import DEFAULT_REPOSITORY
-from toolkit.serve.container import DockerServer, docker_available, gpu_visible
+from toolkit.serve.container import DockerServer, docker_available, gpu_visible, require_docker
 from toolkit.serve.embedded import ADMIN_HEADER, EmbeddedServer, check_repository, http_get
 from toolkit.serve.interrupts import interrupts_raise, signals_held
 from toolkit.serve.procs import PidHandle, session_handles
@@ -73,6 +73,7 @@ def make_server(opts: ServeOptions, log_path: Path | None = None) -> EmbeddedSer
         model_control=opts.model_control, poll_secs=opts.poll_secs, log_path=log_path,
     )
     if choose_runtime(opts.runtime) == "docker":
+        require_docker()
         return DockerServer(repo, image=opts.image, **common)
     return EmbeddedServer(repo, **common)
 
