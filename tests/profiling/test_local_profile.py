@@ -65,3 +65,21 @@ def test_profile_local_lists_valid_types_when_suffix_unknown(tmp_path: Path) -> 
     f = tmp_path / "model.bin"
     f.write_bytes(b"x")
     assert ".onnx" in one_error_line(tk("profile-local", str(f)))
+
+
+def test_profile_local_refuses_in_one_line_when_shape_contradicts_fixed_dims(dynamic_onnx: Path) -> None:
+    """Channels are fixed at 1 (height and width vary): a --shape with 3 channels or a missing dim is refused."""
+    for given in ("input:3,16,16", "input:16,16"):
+        line = one_error_line(tk("profile-local", str(dynamic_onnx), "--shape", given, "--iterations", "2"))
+        assert f"--shape {given} contradicts the model's dims" in line and "--shape input:1,N,N" in line
+
+
+def test_model_kind_refuses_missing_file_without_loading_a_runtime_when_local_file_is_absent(tmp_path: Path) -> None:
+    """What ``profile --local`` can check before its sweep (the file was found missing only after it)."""
+    from contract.errors import UsageError
+    from toolkit.perf.local import model_kind
+
+    with pytest.raises(UsageError, match="model file not found"):
+        model_kind(tmp_path / "missing.onnx")
+    (tmp_path / "m.onnx").write_bytes(b"x")
+    assert model_kind(tmp_path / "m.onnx") == "onnx"

@@ -307,3 +307,11 @@ def test_optimize_folds_batchnorm_inside_sequential_when_fx_cannot_trace_the_mod
     folded = optimize_for_inference(model)
     assert count_batchnorms(folded) == 0 and count_batchnorms(model) == 1
     torch.testing.assert_close(folded(x), model(x), atol=1e-5, rtol=1e-5)
+
+
+def test_export_refuses_in_one_line_and_writes_nothing_when_given_an_onnx_file(tk_onnx, tmp_path):
+    from tests.profiling.conftest import one_error_line, tk
+
+    line = one_error_line(tk("export", str(tk_onnx), "-o", str(tmp_path / "new" / "m.onnx")))
+    assert "is an ONNX model, not a tritonkit checkpoint" in line and "tritonkit parity" in line
+    assert list(tmp_path.iterdir()) == []

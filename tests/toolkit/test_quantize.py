@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -107,3 +108,42 @@ def test_quantize_cli_refuses_missing_calibration_source_when_path_does_not_exis
     res = CliRunner().invoke(main, ["quantize", str(tk_onnx), "--precision", "int8", "--calibration-data",
                                     str(tmp_path / "nope"), "-o", str(tmp_path / "q.onnx")])
     assert res.exit_code == 2 and "not found" in res.output and not (tmp_path / "q.onnx").exists()
+
+
+def test_quantize_refuses_in_one_line_and_writes_nothing_when_calibration_samples_is_zero(tmp_path):
+    from tests.profiling.conftest import one_error_line, tk
+
+    out = tmp_path / "out" / "q.onnx"
+    line = one_error_line(tk("quantize", str(tmp_path / "never-read.onnx"), "--precision", "int8",
+                             "--calibration-samples", "0", "-o", str(out)))
+    assert "--calibration-samples 0 must be 1 or more" in line
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(UsageError, match="must be 1 or more"):
+        quantize_onnx(tmp_path / "never-read.onnx", out, precision="int8", calibration_samples=0)
+
+
+def test_quantize_warns_and_calibrates_on_what_exists_when_fewer_samples_than_asked(tk_onnx, tmp_path):
+    from tests.profiling.conftest import tk
+
+    np.save(tmp_path / "cal.npy", np.random.default_rng(0).normal(size=(12, 1, 8, 8)).astype(np.float32))
+    out = tmp_path / "q.onnx"
+    proc = tk("quantize", str(tk_onnx), "--precision", "int8", "--calibration-data", str(tmp_path / "cal.npy"),
+              "--calibration-samples", "100", "--no-check", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    warnings = [ln for ln in proc.stderr.splitlines() if ln.startswith("warning: ")]
+    assert len(warnings) == 1 and "holds 12 samples, fewer than the 100 asked" in warnings[0], proc.stderr
+    rec = json.loads(record_path(out, "quantize").read_text())
+    assert rec["calibration"]["samples"] == 12 and rec["warnings"] == [warnings[0].removeprefix("warning: ")]
+
+
+@pytest.mark.parametrize("command", ["export", "quantize"])
+def test_output_is_refused_in_one_line_and_nothing_written_when_its_folder_refuses_files(
+        command, tk_checkpoint, tk_onnx, tmp_path):
+    """/proc refuses new files even for root (for whom access() says yes everywhere)."""
+    from tests.profiling.conftest import one_error_line, tk
+
+    args = (["export", str(tk_checkpoint)] if command == "export"
+            else ["quantize", str(tk_onnx), "--precision", "fp16"])
+    line = one_error_line(tk(*args, "-o", "/proc/tritonkit-test/m.onnx"))
+    assert "cannot write output /proc/tritonkit-test/m.onnx" in line and "choose another -o" in line
+    assert not Path("/proc/tritonkit-test").exists()

@@ -144,6 +144,26 @@ def _concrete(name: str, dims: list[Any], shapes: dict[str, list[int]], where: s
     return [int(d) for d in dims]
 
 
+def model_kind(path: str | os.PathLike[str]) -> str:
+    """``onnx``, ``plan`` or ``checkpoint`` for an existing regular model file; one line otherwise.
+
+    Cheap (no runtime is loaded), so a command can check every file it will profile before it
+    starts a long measurement (``profile --local``)."""
+    path = Path(path)
+    try:
+        os.close(open_regular(path))  # a FIFO or device is named, not "not found"
+    except FileNotFoundError:
+        raise UsageError(f"{path}: model file not found; give an .onnx, .plan or checkpoint .pt file") from None
+    except (NotRegularFileError, OSError) as exc:
+        raise UsageError(f"{exc}; give an .onnx, .plan or checkpoint .pt file") from None
+    suffix = path.suffix.lower()
+    for kind, suffixes in (("onnx", ONNX_SUFFIXES), ("plan", PLAN_SUFFIXES), ("checkpoint", CHECKPOINT_SUFFIXES)):
+        if suffix in suffixes:
+            return kind
+    raise UsageError(f"{path}: unknown model type {suffix or '(no suffix)'}; use one of "
+                     f"{', '.join(ONNX_SUFFIXES + PLAN_SUFFIXES + CHECKPOINT_SUFFIXES)}")
+
+
 class PerformanceProfiler:
     """Time a model file in-process per batch size (the limit a server can approach).
 
@@ -162,27 +182,9 @@ class PerformanceProfiler:
         self.max_batch_bytes = int(max_batch_bytes)
         # (name, dims without batch, dtype) of each generated input, known once the runner is made.
         self._inputs: list[tuple[str, list[int], np.dtype]] = []
-        try:
-            os.close(open_regular(self.model_path))  # a FIFO or device is named, not "not found"
-        except FileNotFoundError:
-            raise UsageError(f"{self.model_path}: model file not found; give an .onnx, .plan or checkpoint .pt file"
-                             ) from None
-        except (NotRegularFileError, OSError) as exc:
-            raise UsageError(f"{exc}; give an .onnx, .plan or checkpoint .pt file") from None
+        self.kind = model_kind(self.model_path)
         self.shapes = dict(shapes or {})
         self.threads = threads
-        suffix = self.model_path.suffix.lower()
-        if suffix in ONNX_SUFFIXES:
-            self.kind = "onnx"
-        elif suffix in PLAN_SUFFIXES:
-            self.kind = "plan"
-        elif suffix in CHECKPOINT_SUFFIXES:
-            self.kind = "checkpoint"
-        else:
-            raise UsageError(
-                f"{self.model_path}: unknown model type {suffix or '(no suffix)'}; use one of "
-                f"{', '.join(ONNX_SUFFIXES + PLAN_SUFFIXES + CHECKPOINT_SUFFIXES)}"
-            )
         self._device_memory = 0
         self.fixed_batch: int | None = None  # known once the runner is made
         self._runner: Callable[[int], Callable[[], float]] | None = None
