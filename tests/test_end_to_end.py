@@ -184,3 +184,23 @@ def test_evaluate_through_triton_equals_onnxruntime_accuracy(triton_server, digi
     local = run_onnx(digits_onnx, normalize(test.images, spec.scale, spec.mean, spec.std)).argmax(1)
     assert report["num_samples"] == len(test.labels)
     assert report["top1_accuracy"] == pytest.approx(float((local == test.labels).mean()), abs=0)
+
+
+@pytest.mark.server
+def test_served_ensemble_config_describes_its_image_inputs_when_published_by_make_repo(triton_server) -> None:
+    """predict/evaluate/profile learn from the served config alone that ``digits_image`` takes UINT8
+    ``IMAGE`` or encoded ``IMAGE_BYTES`` (exactly one), and the classifier's spec (labels, transform)."""
+    import tritonclient.grpc as grpcclient
+
+    from contract.spec import ModelSpec
+    from toolkit.repository.options import IMAGE_INPUTS_PARAMETER
+
+    client = grpcclient.InferenceServerClient(triton_server.grpc_url)
+    params = client.get_model_config("digits_image", as_json=True)["config"]["parameters"]
+    spec = ModelSpec.from_dict(json.loads(params["tritonkit.model_spec"]["string_value"]))
+    classifier = client.get_model_config("digits", as_json=True)["config"]["parameters"]
+    assert spec == ModelSpec.from_dict(json.loads(classifier["tritonkit.model_spec"]["string_value"]))
+    inputs = json.loads(params[IMAGE_INPUTS_PARAMETER]["string_value"])
+    assert (inputs["raw"]["name"], inputs["raw"]["datatype"], inputs["raw"]["layout"]) == ("IMAGE", "UINT8", "HWC")
+    assert (inputs["encoded"]["name"], inputs["encoded"]["datatype"]) == ("IMAGE_BYTES", "BYTES")
+    assert inputs["tensor_model"] == "digits" and "exactly one" in inputs["send"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from google.protobuf import text_format
@@ -10,7 +11,15 @@ from tritonclient.grpc import model_config_pb2 as mc
 from contract.errors import RepositoryError
 from contract.spec import METADATA_SPEC_KEY, ModelSpec
 from toolkit.dtypes import config_from_numpy
-from toolkit.repository.options import ONNX_PLATFORM, PLAN_PLATFORM, ServingOptions
+from toolkit.repository.options import (
+    ENSEMBLE_INPUT_ENCODED,
+    ENSEMBLE_INPUT_RAW,
+    IMAGE_INPUTS_PARAMETER,
+    ONNX_PLATFORM,
+    PLAN_PLATFORM,
+    ServingOptions,
+    image_inputs_description,
+)
 
 SPEC_PARAMETER = METADATA_SPEC_KEY
 
@@ -87,8 +96,6 @@ def read_config(path: str | Path) -> mc.ModelConfig:
     return parse_config(text, str(path))
 
 
-ENSEMBLE_INPUT_RAW = "IMAGE"
-ENSEMBLE_INPUT_ENCODED = "IMAGE_BYTES"
 
 
 def build_preprocess_config(name: str, spec: ModelSpec, max_batch_size: int) -> mc.ModelConfig:
@@ -123,4 +130,9 @@ def build_ensemble_config(
     cls.input_map[spec.input.name] = "preprocessed"
     for t in spec.outputs:
         cls.output_map[t.name] = t.name
+    # what tools need to use it: the classifier's spec (labels, normalization the python step applies)
+    # and which inputs it takes instead of the spec's float tensor
+    cfg.parameters[SPEC_PARAMETER].string_value = spec.to_json()
+    cfg.parameters[IMAGE_INPUTS_PARAMETER].string_value = json.dumps(image_inputs_description(classifier),
+                                                                     sort_keys=True)
     return cfg

@@ -14,6 +14,24 @@ DEFAULT_REPOSITORY = "model_repository"
 ONNX_PLATFORM = "onnxruntime_onnx"
 PLAN_PLATFORM = "tensorrt_plan"
 
+# The image ensemble's front door (read by clients without loading Triton's protobuf): send exactly one
+# of these inputs; the ensemble's config describes them in its IMAGE_INPUTS_PARAMETER (JSON).
+ENSEMBLE_INPUT_RAW = "IMAGE"  # UINT8 [N, H, W, C], any size
+ENSEMBLE_INPUT_ENCODED = "IMAGE_BYTES"  # BYTES [N, 1], PNG or JPEG
+IMAGE_INPUTS_PARAMETER = "tritonkit.image_inputs"
+
+
+def image_inputs_description(classifier: str) -> dict[str, object]:
+    """What an image ensemble takes, as its config records it: predict/evaluate/profile read it to send
+    UINT8 images (or encoded bytes) instead of the classifier's float tensor, and to name the cause
+    (exactly one of the two inputs) before perf_analyzer hides it in a log."""
+    return {
+        "raw": {"name": ENSEMBLE_INPUT_RAW, "datatype": "UINT8", "layout": "HWC", "dims": [-1, -1, -1]},
+        "encoded": {"name": ENSEMBLE_INPUT_ENCODED, "datatype": "BYTES", "dims": [1], "formats": ["png", "jpeg"]},
+        "send": "exactly one of raw or encoded per request",
+        "tensor_model": classifier,
+    }
+
 
 @dataclass
 class ServingOptions:
