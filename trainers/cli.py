@@ -9,6 +9,7 @@ import warnings
 import click
 
 from contract.errors import UsageError
+from trainers.run_folder import check_learning_rate, check_run_folder
 
 
 @click.command()
@@ -18,6 +19,8 @@ from contract.errors import UsageError
 @click.option("--epochs", default=15, show_default=True, type=int)
 @click.option("--out", required=True, type=click.Path(), help="Run folder, e.g. runs/NAME.")
 @click.option("--resume", default=None, help="'last' or a checkpoint path to continue from.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing run in OUT whole (its model, metrics and "
+              "checkpoints are removed first).")
 @click.option("--batch-size", default=32, show_default=True, type=int)
 @click.option("--lr", default=3e-3, show_default=True, type=float, help="Peak learning rate (one-cycle).")
 @click.option("--seed", default=0, show_default=True, type=int)
@@ -28,7 +31,7 @@ from contract.errors import UsageError
 @click.option("--patience", default=10, show_default=True, type=int, help="Early-stopping patience.")
 @click.option("--threads", default=1, show_default=True, type=int, help="torch threads (1 suits small models).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def train(model: str, data: str, data_dir: str | None, epochs: int, out: str, resume: str | None,
+def train(model: str, data: str, data_dir: str | None, epochs: int, out: str, resume: str | None, overwrite: bool,
           batch_size: int, lr: float, seed: int, image_size: int, val_every: int, precision: str,
           accumulate: int, patience: int, threads: int, quiet: bool) -> None:
     """Train a classifier; the best weights go to OUT/model.pt, ready for 'tritonkit export'.
@@ -36,14 +39,16 @@ def train(model: str, data: str, data_dir: str | None, epochs: int, out: str, re
     SIGINT/SIGTERM finish the current step and save OUT/checkpoints/last.pt; continue with
     --resume last (exit code 130 after an interruption).
     """
-    from trainers.recipes import train_classifier  # heavy (torch): only when the command runs
-
     for name, value in (("--epochs", epochs), ("--batch-size", batch_size), ("--val-every", val_every),
                         ("--accumulate", accumulate), ("--threads", threads)):
         if value < 1:
             raise UsageError(f"{name} {value} must be 1 or more")
     if data == "imagefolder" and not data_dir:
         raise UsageError("--data imagefolder needs --data-dir DIR (a folder with one sub-folder per class)")
+    check_learning_rate(lr)
+    replace = check_run_folder(out, resume=resume, overwrite=overwrite)  # before torch: nothing written yet
+    from trainers.recipes import train_classifier  # heavy (torch): only when the command runs
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         try:
@@ -51,7 +56,7 @@ def train(model: str, data: str, data_dir: str | None, epochs: int, out: str, re
                 out, model=model, data=data, epochs=epochs, data_dir=data_dir, resume=resume,
                 batch_size=batch_size, lr=lr, seed=seed, image_size=image_size,
                 val_every_n_epochs=val_every, precision=precision, accumulate_grad_batches=accumulate,
-                patience=patience, num_threads=threads, quiet=quiet,
+                patience=patience, num_threads=threads, quiet=quiet, overwrite=replace,
             )
         finally:
             for w in caught:  # one line each, e.g. how many corrupt images were skipped

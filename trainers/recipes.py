@@ -27,6 +27,7 @@ from trainers.data import (
 )
 from trainers.loggers import default_loggers
 from trainers.models import available_models, create_model
+from trainers.run_folder import check_learning_rate, check_run_folder, remove_run
 from trainers.trainer import FitResult, Trainer
 
 INPUT_NAME = "input"
@@ -154,14 +155,21 @@ def train_classifier(
     patience: int = 10,
     num_threads: int | None = 1,
     quiet: bool = False,
+    overwrite: bool = False,
 ) -> TrainOutcome:
     """Train ``model`` on ``data`` in the run folder ``out``; the best weights (by val_loss) are
     saved with their test metrics as ``out/model.pt``, ready for ``tritonkit export``.
 
+    An existing run in ``out`` is refused unless ``resume`` (continue it) or ``overwrite`` (it is
+    removed whole once the data has loaded) is given.
+
     Raises:
-        UsageError: unknown model or data set (listing the valid ones); DataError: bad folder.
+        UsageError: unknown model or data set (listing the valid ones), a bad learning rate, an
+            existing run in ``out``; DataError: bad folder.
         TrainingError: non-finite loss, nothing to resume.
     """
+    check_learning_rate(lr)
+    replace = check_run_folder(out, resume=resume, overwrite=overwrite)
     if model not in available_models():
         raise UsageError(f"unknown model {model!r}; choose one of: {', '.join(available_models())}")
     if data not in DATASETS:
@@ -173,6 +181,8 @@ def train_classifier(
     labels = list(train_split.classes)
     arch = {"name": model, "kwargs": {"num_classes": len(labels),
                                       "in_channels": int(train_split.images.shape[1])}}
+    if replace:  # only now: a bad data folder or model name leaves the old run in place
+        remove_run(run_dir)
     torch.manual_seed(seed)
     net = create_model(arch["name"], **arch["kwargs"])
     flip = data == "imagefolder"

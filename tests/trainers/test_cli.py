@@ -123,7 +123,7 @@ def test_train_fails_with_one_line_when_resume_has_no_checkpoint(tmp_path):
 
 
 def test_train_stops_naming_the_step_when_loss_is_not_finite(tmp_path):
-    res = run("train", "--out", str(tmp_path / "r"), "--epochs", "2", "--lr", "inf", "--quiet")
+    res = run("train", "--out", str(tmp_path / "r"), "--epochs", "2", "--lr", "1e30", "--quiet")
     assert_one_line_error(res, "loss became nan at step", 1)
 
 

@@ -139,12 +139,23 @@ def test_fit_stops_naming_the_step_and_keeps_last_good_checkpoint_when_loss_is_n
     assert all(torch.isfinite(v).all() for v in payload["model_state"].values() if v.is_floating_point())
 
 
-def test_progress_bar_shows_loss_and_throughput(tmp_path, digits, small_loaders, capsys):
+def test_progress_bar_shows_loss_and_throughput_when_drawn(tmp_path, digits, small_loaders, capsys):
+    from trainers.loggers.progress import ProgressBar
+
     train, val = small_loaders
-    kw = trainer_kwargs(tmp_path, digits["train"].classes, progress=True)
+    kw = trainer_kwargs(tmp_path, digits["train"].classes)
+    kw["loggers"] = [*kw["loggers"], ProgressBar(bar=True)]  # as on a terminal
     Trainer(tiny_model(), **kw).fit(train, val, epochs=1)
     err = capsys.readouterr().err
     assert "epoch 1/1" in err and "loss=" in err and "samples_s=" in err
+
+
+def test_progress_prints_plain_lines_when_stderr_is_not_terminal(tmp_path, digits, small_loaders, capsys):
+    train, val = small_loaders
+    kw = trainer_kwargs(tmp_path, digits["train"].classes, progress=True)  # capsys: not a terminal
+    Trainer(tiny_model(), **kw).fit(train, val, epochs=1)
+    err = capsys.readouterr().err
+    assert "epoch 1/1 train_loss" in err and "loss=" not in err and "\r" not in err
 
 
 def test_trainer_rejects_unknown_precision():

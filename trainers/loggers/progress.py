@@ -1,4 +1,8 @@
-"""ProgressBar: a tqdm bar per epoch (loss, samples/s) and the run's one-line messages, on stderr."""
+"""ProgressBar: a tqdm bar per epoch (loss, samples/s) and the run's one-line messages, on stderr.
+
+The bar is drawn only on a terminal; elsewhere (CI logs, pipes, files) only the plain lines are
+written (one per epoch and message), so a log stays readable.
+"""
 
 from __future__ import annotations
 
@@ -22,16 +26,22 @@ def epoch_line(run: RunLike, metrics: dict[str, float]) -> str:
 class ProgressBar(Logger):
     """The bar refreshes every 10 batches and at the end; messages print above it (``tqdm.write``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, bar: bool | None = None) -> None:
         self.bar: Any = None
+        self.draw = sys.stderr.isatty() if bar is None else bar  # None: only on a terminal
 
     def log_message(self, run: RunLike, line: str) -> None:
-        tqdm.write(line, file=sys.stderr)
+        if self.draw:
+            tqdm.write(line, file=sys.stderr)
+        else:
+            print(line, file=sys.stderr, flush=True)
 
     def log_metrics(self, run: RunLike, metrics: dict[str, float]) -> None:
         self.log_message(run, epoch_line(run, metrics))
 
     def train_epoch_start(self, run: RunLike, epoch: int, total_batches: int) -> None:
+        if not self.draw:
+            return
         self.bar = tqdm(total=total_batches, initial=run.batch_in_epoch, desc=f"epoch {epoch + 1}/{run.max_epochs}",
                         leave=False, mininterval=0.5, unit="batch", file=sys.stderr)
 
