@@ -303,6 +303,9 @@ def test_repo_add_load_switches_version_and_broken_version_keeps_old_one(
         assert add.returncode == 0, add.stderr
         loaded = json.loads(add.stdout)["loaded"]
         assert (2, "READY") in {(int(m["version"]), m["state"]) for m in loaded}
+        listed = subprocess.run([TRITONKIT, "repo", "list", "--repository", str(repo)], capture_output=True,
+                                text=True, cwd=tmp_path).stdout.splitlines()
+        assert listed[2].split()[1] == "2" and f"loaded on 127.0.0.1:{ports[1]}" in listed[2], listed
         # a broken version 3 (truncated model file), named by the config, must not replace version 2
         (repo / "m" / "3").mkdir()
         (repo / "m" / "3" / "model.onnx").write_bytes((repo / "m" / "2" / "model.onnx").read_bytes()[:100])

@@ -148,12 +148,18 @@ def list_cmd(repository: str, as_json: bool) -> None:
 
     Platform and max batch are each version's own recorded config. Status says whether the live
     config serves a version (and which one requests without a version get), or that it is
-    unpublished (a publish was killed before its config went live); symlinked folders are flagged
-    and never followed. --json gives sizes in bytes.
+    unpublished (a publish was killed before its config went live), and which versions the server
+    recorded for this repository has loaded; symlinked folders are flagged and never followed.
+    --json gives sizes in bytes.
     """
     from toolkit.repository.versions import list_models
 
     rows = list_models(repository)
+    loaded = loaded_versions(Path(repository))
+    for r in rows:
+        r["loaded_on"] = loaded.get((r["model"], r["version"]))
+        if r["loaded_on"]:
+            r["status"] += f"; loaded on {r['loaded_on']}"
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -169,6 +175,21 @@ def list_cmd(repository: str, as_json: bool) -> None:
             f"{size_text(r['size_bytes']):>10} "
             f"{str(r['max_batch_size']):>8}  {acc_text:>8}  {clean(r['created'] or ''):<25}  {clean(r['status'])}"
         )
+
+
+def loaded_versions(repository: Path) -> dict[tuple[str, int], str]:
+    """(model, version) -> URL, for what the live server recorded for this repository has READY; {} when none
+    runs. Why: the live config says what may be served, the server what is."""
+    from toolkit.serve.runner import server_status
+    from toolkit.serve.state import run_dir_for
+
+    try:
+        status = server_status(run_dir_for(repository))
+    except ServerError:
+        return {}
+    url = str(status.get("grpc_url") or status.get("http_url") or "")
+    return {(str(m.get("name")), int(m["version"])): url for m in status.get("models", [])
+            if m.get("state") == "READY" and str(m.get("version", "")).isdigit()}
 
 
 @repo.command("rollback")
