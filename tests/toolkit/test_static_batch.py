@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +37,17 @@ def test_export_writes_fixed_batch_and_prints_summary_when_static_batch_given(st
     assert f"input  input: float32 [{BATCH}, 1, 8, 8]" in stdout
     assert f"output logits: float32 [{BATCH}, 10]" in stdout
     assert f"fixed at {BATCH}" in stdout and "MiB" in stdout
-    assert f"next: tritonkit repo add s4 --onnx {path}" in stdout
+    assert f"next: tritonkit repo add s4 --onnx {path} --max-batch 0" in stdout
+
+
+def test_export_summary_next_step_publishes_when_run_as_printed(static_export, tmp_path):
+    """The printed command, run as is (plus a scratch repository), publishes a config Triton accepts."""
+    nxt = next(ln for ln in static_export[1].splitlines() if ln.startswith("next: "))
+    args = shlex.split(nxt.removeprefix("next: "))[1:]
+    proc = tk(*args, "--repository", str(tmp_path / "repo"), "--no-warmup")
+    assert proc.returncode == 0, proc.stderr
+    config = (tmp_path / "repo" / "s4" / "config.pbtxt").read_text()
+    assert "max_batch_size" not in config and f"dims: {BATCH}" in config  # 0 (the default) is not written
 
 
 def test_export_defaults_to_batch_one_when_static_without_batch(tk_checkpoint, tmp_path):

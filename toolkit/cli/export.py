@@ -6,6 +6,7 @@ Each command calls one library function; heavy modules are imported inside the c
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -103,7 +104,9 @@ def _print_summary(path: Path, batch: int | None) -> None:
             click.echo(f"  {kind:<6} {name}: {shown}")
     click.echo(f"  batch  {f'fixed at {batch} (every stage runs at this size)' if batch else 'dynamic'}")
     click.echo(f"  size   {size / 2**20:.2f} MiB" + (f" (with {data.name})" if data.exists() else ""))
-    click.echo(f"next: tritonkit repo add {path.stem} --onnx {path}")
+    # Triton cannot batch a fixed batch dimension: such a model is served with full dims.
+    command = ["tritonkit", "repo", "add", path.stem, "--onnx", str(path), *(["--max-batch", "0"] if batch else [])]
+    click.echo(f"next: {shlex.join(command)}")
 
 
 @click.command()
