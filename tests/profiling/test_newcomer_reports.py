@@ -225,3 +225,8 @@ def test_profile_help_imports_no_torch_when_asked_for_help() -> None:
             "assert 'torch' not in sys.modules and 'matplotlib' not in sys.modules\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_tune_refuses_in_one_line_when_measurement_ms_not_positive(tmp_path: Path) -> None:
+    line = one_error_line(tk("tune", "digits", "--repository", str(tmp_path), "--measurement-ms", "0"))
+    assert "--measurement-ms 0" in line

@@ -86,7 +86,7 @@ def write_plots(results: dict[str, Any], out: Path) -> list[tuple[str, str]]:
                                                "latency percentiles vs throughput, each point labelled with its "
                                                "concurrency"))
 
-    with_rows = [r for r in runs if r.rows and any(row.stable for row in r.rows)]
+    with_rows = [r for r in runs if r.rows]  # a run with only unstable levels shows them hatched
     if with_rows:
         n = len(with_rows)
         cols = min(n, 3)
@@ -97,8 +97,7 @@ def write_plots(results: dict[str, Any], out: Path) -> list[tuple[str, str]]:
             rows = run.rows
             labels = [str(r.concurrency) + ("\nunstable" if not r.stable else "") for r in rows]
             bottom = [0.0] * len(rows)
-            first = next(r for r in rows if r.stable)
-            for (stage, _), color in zip(time_split(first).items(), colors):
+            for stage, color in zip(time_split(rows[0]), colors):
                 vals = [time_split(r)[stage] / 1000 if r.stable else 0.0 for r in rows]
                 ax.bar(labels, vals, bottom=bottom, color=color, label=stage)
                 bottom = [b + v for b, v in zip(bottom, vals)]
@@ -126,6 +125,9 @@ def write_plots(results: dict[str, Any], out: Path) -> list[tuple[str, str]]:
         ax1.barh(names, [h["samples_per_sec"] for h in heads], color="#1f77b4")
         ax1.set(xlabel="peak samples/s", title="Variants: peak throughput")
         ax2.barh(names, [h["p99_ms"] if not math.isnan(h["p99_ms"]) else 0 for h in heads], color="#ff7f0e")
+        for i, h in enumerate(heads):
+            if math.isnan(h["p99_ms"]):  # an unstable peak has no p99: say so instead of drawing 0
+                ax2.text(0, i, " unknown (unstable)", va="center", fontsize=8)
         ax2.set(xlabel="p99 ms at peak", title="Variants: p99 at peak")
         for ax in (ax1, ax2):
             ax.invert_yaxis()
@@ -141,6 +143,8 @@ def write_plots(results: dict[str, Any], out: Path) -> list[tuple[str, str]]:
         for name, prof in local.items():
             ax.plot([r["batch_size"] for r in prof["rows"]], [r["samples_per_sec"] for r in prof["rows"]],
                     marker="o", label=f"{name} ({prof['runtime']})")
+        sizes = sorted({r["batch_size"] for prof in local.values() for r in prof["rows"]})
+        ax.set_xticks(sizes)  # whole batch sizes, not 2.5 or 7.5
         ax.set(xlabel="batch size", ylabel="samples/s", title="In-process throughput (no server)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
