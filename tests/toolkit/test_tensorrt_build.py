@@ -141,3 +141,18 @@ def test_build_writes_plan_and_record_matching_onnx_when_tensorrt_and_gpu_presen
     rec = read_record(plan)
     assert rec["max_batch_size"] == 16 and rec["inputs"][0]["shape"] == [1, 8, 8]
     assert compare(tk_onnx, plan, precision="fp16", opt_batch=4, max_batch=16).passed
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(TRT_MISSING is not None, reason=TRT_MISSING or "")
+def test_build_uses_the_fixed_batch_and_records_max_batch_0_when_onnx_batch_is_static(tk_checkpoint, tmp_path):
+    from toolkit.export.onnx import onnx_from_checkpoint
+    from toolkit.export.parity import compare
+    from toolkit.export.tensorrt import plan_from_onnx
+
+    static = onnx_from_checkpoint(tk_checkpoint, tmp_path / "s4.onnx", dynamic_batch=False, batch=4)
+    plan = plan_from_onnx(static, tmp_path / "s4.plan", min_batch=1, opt_batch=8, max_batch=32)
+    rec = read_record(plan)
+    assert rec["fixed_batch"] == 4 and rec["max_batch_size"] == 0
+    assert rec["profiles"][0]["input"] == {"min": [4, 1, 8, 8], "opt": [4, 1, 8, 8], "max": [4, 1, 8, 8]}
+    assert compare(static, plan, precision="fp16").passed

@@ -179,9 +179,13 @@ def quantize(model: str, precision: str, calibration_data: str, calibration_samp
 def build(model: str, out: str, min_batch: int, opt_batch: int, max_batch: int, precision: str,
           workspace_mb: int | None, timing_cache: str | None, hardware_compat: str) -> None:
     """Build a TensorRT plan from MODEL (.onnx) with Polygraphy; record in <plan>.json."""
-    from toolkit.export.tensorrt import plan_from_onnx
+    from toolkit.export.tensorrt import plan_from_onnx, read_record
 
     path = plan_from_onnx(model, out, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
                           precision=precision, workspace_mb=workspace_mb, timing_cache=timing_cache,
                           hardware_compat=hardware_compat, command=_argv())
     click.echo(f"wrote {path}; record in {path}.json")
+    fixed = read_record(path).get("fixed_batch")
+    if fixed:
+        click.echo(f"note: the ONNX's batch is fixed at {fixed}: built for batch {fixed} only; publish with "
+                   "--max-batch 0")

@@ -9,7 +9,8 @@ Polygraphy's TensorRT backend lazily and needs a GPU; without them it raises
 
 Profiles use min batch 1..max as asked: the TensorRT backend's usable batch is the smallest
 profile-0 max over inputs, so the record's ``max_batch_size`` is exactly that value and the Triton
-config must not declare more.
+config must not declare more. A static-batch ONNX (``export --static --batch N``) is built for
+batch N only, whatever the options ask; its record says ``fixed_batch: N, max_batch_size: 0``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from toolkit.export.onnx import REFERENCE_SHAPES_KEY, metadata_of
 from toolkit.export.precision import onnx_precision
 from toolkit.export.records import record_path, write_record
 from toolkit.export.safety import ensure_writable, load_onnx
+from toolkit.runners.onnxrt import OnnxRunner
 from toolkit.runners.trt import require_tensorrt
 
 __all__ = [
@@ -257,6 +259,9 @@ def plan_from_onnx(
         i.name: [d.dim_value if d.HasField("dim_value") else -1 for d in i.type.tensor_type.shape.dim][1:]
         for i in proto.graph.input if i.name not in inits
     }
+    fixed = OnnxRunner(onnx_path).fixed_batch()
+    if fixed is not None:  # a static-batch export: the one shape the engine can take
+        min_batch = opt_batch = max_batch = fixed
     profiles = derive_profiles(inputs, min_batch=min_batch, opt_batch=opt_batch, max_batch=max_batch,
                                reference_shapes=refs)
     onnx_prec = onnx_precision(load_onnx(onnx_path))
@@ -301,7 +306,9 @@ def plan_from_onnx(
         desc, precision=choice.precision, profiles=profiles, build_seconds=seconds, call=call,
         plan_sha256=hashlib.sha256(data).hexdigest(), onnx_sha256=sha256_of(onnx_path),
         extra={"command": shlex.join(command) if command else None, "hardware_compat": hardware_compat,
-               "strongly_typed": choice.strongly_typed, "onnx": str(onnx_path)},
+               "strongly_typed": choice.strongly_typed, "onnx": str(onnx_path),
+               # Triton cannot batch a fixed dimension: served with full dims (max_batch_size 0).
+               **({"fixed_batch": fixed, "max_batch_size": 0} if fixed is not None else {})},
     )
     atomic_write_bytes(out, data)
     write_record(out, "plan", record)
