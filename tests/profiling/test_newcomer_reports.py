@@ -161,7 +161,9 @@ def test_profile_reports_efficiency_by_default_when_repository_holds_served_file
 def test_profile_measures_ensemble_when_all_inputs_optional(run: dict) -> None:
     image = next(r for r in run["runs"] if r["model"] == "digits_image")
     assert image["ok"] and [r["concurrency"] for r in image["rows"]] == [1, 2]
-    assert "--input-data" in image["commands"][0]
+    cmd = image["commands"][0]
+    sent = json.loads(Path(cmd[cmd.index("--input-data") + 1]).read_text())["data"][0]
+    assert list(sent) == ["IMAGE"] and sent["IMAGE"]["shape"] == [8, 8, 1]  # the classifier's own image size
 
 
 @pytest.mark.server

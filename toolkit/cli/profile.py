@@ -183,7 +183,7 @@ def profile_local(model_file: str, batch: list[int], iterations: int, warmup: in
 @click.option("--csv", "csvs", multiple=True, type=click.Path(), help="Build a report from raw perf_analyzer CSVs.")
 @click.option("--batch", default=1, show_default=True, help="Batch size the --csv runs used.")
 @click.option("--out", default="benchmarks/reports", show_default=True, type=click.Path(),
-              help="Where a --csv report goes (as <date>-<name>/).")
+              help="Where a --csv report goes (a new <date>-<time>-<name>/ each time).")
 def report(folder: str | None, old: str | None, threshold: float, csvs: tuple[str, ...], batch: int,
            out: str) -> None:
     """(Re)write report.md and report.html of FOLDER; with --compare, exit 1 on a regression."""

@@ -1,7 +1,7 @@
 """Benchmark reports: results.json -> report.md + self-contained report.html with PNG plots.
 
-A report folder (``benchmarks/reports/<date>-<model>/``) holds ``results.json`` (environment,
-perf_analyzer runs, in-process profiles, extra figures), the plots, ``report.md`` and
+A report folder (``benchmarks/reports/<date>-<HHMMSS>-<model>/``, a new one per run) holds
+``results.json`` (environment, perf_analyzer runs, in-process profiles, extra figures), the plots, ``report.md`` and
 ``report.html`` (plots embedded as base64, so the one file can be mailed or attached to CI).
 Headline figures per variant: peak samples/s, p99 at that point, and the serving efficiency
 (served samples/s at saturation / in-process samples/s at the batch size the server formed).

@@ -6,9 +6,12 @@ served config's warm-up, and a model that is not ready is named with the models 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from contract.errors import ProfileError, ServerError, UsageError
+from contract.errors import ProfileError, ServerError, TritonkitError, UsageError
+from contract.spec import METADATA_SPEC_KEY, ModelSpec
+from toolkit.repository.options import IMAGE_INPUTS_PARAMETER
 
 
 def server_client(url: str, protocol: str) -> Any:
@@ -125,7 +128,8 @@ def chosen_inputs(config: dict[str, Any], given: dict[str, list[int]] | None = N
 
     perf_analyzer sends every input, which such a model refuses ("send exactly one of ..."). The
     input named by ``--shape`` wins, else the first numeric one (random bytes are no valid encoded
-    image); its variable dims come from ``--shape``, the warm-up, or 1 (any size is accepted).
+    image); its variable dims come from ``--shape``, the warm-up, the classifier's own input size
+    (:func:`image_shape`), or 1 (any size is accepted).
     """
     inputs = config.get("input", [])
     if len(inputs) < 2 or not all(i.get("optional") for i in inputs):
@@ -138,9 +142,25 @@ def chosen_inputs(config: dict[str, Any], given: dict[str, list[int]] | None = N
         dims = shapes_for({**config, "input": [pick]}, {k: v for k, v in given.items() if k == pick["name"]})
     except UsageError:
         dims = {}
-    shape = dims.get(pick["name"]) or [d if d > 0 else 1 for d in (int(x) for x in pick.get("dims", []))]
+    shape = (dims.get(pick["name"]) or image_shape(config, pick["name"])
+             or [d if d > 0 else 1 for d in (int(x) for x in pick.get("dims", []))])
     unknown = [n for n in given if n not in names]
     if unknown:
         raise UsageError(f"--shape names input {unknown[0]!r}, which model {config.get('name')!r} lacks; "
                          f"its inputs: {', '.join(names)}")
     return {pick["name"]: shape}
+
+
+def image_shape(config: dict[str, Any], name: str) -> list[int] | None:
+    """``[H, W, C]`` of the classifier behind an image ensemble's raw input ``name``, from the
+    description and model spec its config carries (what a real client sends); None without them."""
+    params = config.get("parameters") or {}
+    try:
+        raw = json.loads(params[IMAGE_INPUTS_PARAMETER]["string_value"])["raw"]
+        spec = ModelSpec.from_json(params[METADATA_SPEC_KEY]["string_value"])
+        c, h, w = spec.inputs[0].shape[-3:]
+    except (KeyError, TypeError, ValueError, TritonkitError):
+        return None
+    if raw.get("name") != name or raw.get("layout") != "HWC" or min(c, h, w) < 1:
+        return None
+    return [h, w, c]
