@@ -232,3 +232,23 @@ def test_profile_help_imports_no_torch_when_asked_for_help() -> None:
 def test_tune_refuses_in_one_line_when_measurement_ms_not_positive(tmp_path: Path) -> None:
     line = one_error_line(tk("tune", "digits", "--repository", str(tmp_path), "--measurement-ms", "0"))
     assert "--measurement-ms 0" in line
+
+
+@pytest.mark.server
+def test_profile_dials_recorded_server_when_no_url_given(digits_build: dict, tmp_path: Path) -> None:
+    from toolkit.serve.ports import free_port
+
+    repo = tmp_path / "model_repository"
+    shutil.copytree(digits_build["repository"], repo)
+    ports = [str(free_port()) for _ in range(3)]
+    started = tk("serve", "--runtime", "embedded", "--detach", "--repository", str(repo), "--http-port", ports[0],
+                 "--grpc-port", ports[1], "--metrics-port", ports[2])
+    try:
+        assert started.returncode == 0, started.stderr
+        proc = tk("profile", "digits", "--repository", str(repo), "--concurrency", "1", "--batch", "1", *QUICK,
+                  "--no-efficiency", "--out", str(tmp_path / "out"), "--json")
+        assert proc.returncode == 0, proc.stderr
+        cmd = json.loads(proc.stdout)["runs"][0]["commands"][0]
+        assert cmd[cmd.index("-u") + 1] == f"127.0.0.1:{ports[1]}"
+    finally:
+        assert tk("serve", "stop", "--repository", str(repo)).returncode == 0
