@@ -26,6 +26,7 @@ from toolkit.export.defaults import (
     PLAN_PRECISIONS,
     QUANTIZE_PRECISIONS,
     check_calibration_samples,
+    check_static_batch,
 )
 
 
@@ -72,9 +73,8 @@ def _print_parity_failure(exc: Exception) -> None:
 def export(checkpoint: str, out: str, opset: int, dynamic_batch: bool, batch: int | None, dynamic_hw: bool,
            optimize: bool, check_parity: bool, external_data: bool | None) -> None:
     """Export a tritonkit CHECKPOINT to a verified ONNX model (record in <out>.export.json)."""
-    from toolkit.export.onnx import check_static_batch, onnx_from_checkpoint
-
-    check_static_batch(dynamic_batch, batch)  # before the checkpoint is read
+    check_static_batch(dynamic_batch, batch)  # before the heavy imports
+    from toolkit.export.onnx import onnx_from_checkpoint
     from toolkit.export.parity import ParityError
     from toolkit.export.records import record_path
 

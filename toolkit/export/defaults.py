@@ -30,3 +30,20 @@ def check_calibration_samples(samples: int) -> int:
         raise UsageError(f"--calibration-samples {samples!r} must be 1 or more (default {CALIBRATION_SAMPLES}); "
                          "MinMax calibration needs samples to measure ranges on")
     return samples
+
+
+def check_static_batch(dynamic_batch: bool, batch: int | None) -> int | None:
+    """The fixed batch size of a static export (1 unless given); None for a dynamic one.
+
+    A batch size only means something for a static export, so asking for one with a dynamic batch
+    is refused rather than silently traced at another size."""
+    if dynamic_batch:
+        if batch is not None:
+            raise UsageError(f"batch {batch} fixes the batch size but the export has a dynamic batch; add --static "
+                             "(dynamic_batch=False), or drop --batch")
+        return None
+    if batch is None:
+        return 1
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise UsageError(f"batch {batch!r} is not a batch size; give --static --batch N with N >= 1")
+    return batch

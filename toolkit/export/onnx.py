@@ -36,7 +36,7 @@ import toolkit
 from contract.errors import ExportError, UsageError
 from contract.fileio import atomic_write_text, sha256_of
 from contract.spec import METADATA_SPEC_KEY, ModelSpec, TensorSpec
-from toolkit.export.defaults import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+from toolkit.export.defaults import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, check_static_batch
 from toolkit.export.graph_cleanup import cleanup_graph
 from toolkit.export.optimize import optimize_for_inference
 from toolkit.export.parity import compare, raise_if_failed
@@ -69,23 +69,6 @@ def _check_opset(opset: int) -> None:
             f"opset {opset} is outside {MIN_OPSET}..{MAX_OPSET} (what the exporter, ONNX Runtime and "
             f"TensorRT 10 all handle); use --opset {DEFAULT_OPSET}"
         )
-
-
-def check_static_batch(dynamic_batch: bool, batch: int | None) -> int | None:
-    """The fixed batch size of a static export (1 unless given); None for a dynamic one.
-
-    A batch size only means something for a static export, so asking for one with a dynamic batch
-    is refused rather than silently traced at another size."""
-    if dynamic_batch:
-        if batch is not None:
-            raise UsageError(f"batch {batch} fixes the batch size but the export has a dynamic batch; add --static "
-                             "(dynamic_batch=False), or drop --batch")
-        return None
-    if batch is None:
-        return 1
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
-        raise UsageError(f"batch {batch!r} is not a batch size; give --static --batch N with N >= 1")
-    return batch
 
 
 def _export_error(exc: Exception, model: torch.nn.Module, opset: int) -> ExportError:
