@@ -190,3 +190,73 @@ def test_serve_docker_runtime_exits_3_in_one_line_when_docker_is_missing(tmp_pat
                        timeout=60, env={**os.environ, "PATH": str(tmp_path / "bin")})
     line = one_error_line(r)
     assert r.returncode == 3 and "Docker is not installed" in line and "--runtime embedded" in line
+
+
+# -- item 10: options Triton cannot honour are refused before starting; risky ones warned -------------
+
+REFUSED_OPTIONS = {
+    "http port 0": (["--http-port", "0"], "--http-port 0 is not a port"),
+    "grpc port above 65535": (["--grpc-port", "70000"], "give a port from 1 to 65535"),
+    "negative metrics port": (["--metrics-port", "-1"], "--metrics-port -1 is not a port"),
+    "http and grpc on one port": (["--http-port", "18800", "--grpc-port", "18800"],
+                                  "--http-port and --grpc-port are both 18800"),
+    "ipv6 host": (["--host", "::1"], "cannot bind an IPv6 address"),
+    "unresolvable host": (["--host", "nosuch.invalid"], "is not an IPv4 address"),
+    "image with embedded runtime": (["--runtime", "embedded", "--image", "x:1"], "--image x:1 is for the docker"),
+    "poll secs 0": (["--model-control", "poll", "--poll-secs", "0"], "--poll-secs 0 must be at least 1"),
+    "poll secs negative": (["--model-control", "poll", "--poll-secs", "-5"], "--poll-secs -5 must be at least 1"),
+}
+
+
+@pytest.mark.parametrize("args,expected", REFUSED_OPTIONS.values(), ids=REFUSED_OPTIONS.keys())
+@pytest.mark.parametrize("detach", [False, True], ids=["foreground", "detached"])
+def test_serve_refuses_in_one_line_before_starting_when_option_cannot_work(
+        tmp_path: Path, args: list[str], expected: str, detach: bool) -> None:
+    (tmp_path / "model_repository").mkdir()
+    r = run_tritonkit(["serve", *args, *(["--detach"] if detach else [])], tmp_path)
+    line = one_error_line(r)
+    assert r.returncode == 2 and expected in line, line
+    assert not (tmp_path / "state-home").exists()  # nothing started, nothing recorded
+
+
+@pytest.mark.server
+def test_serve_warns_in_one_line_each_when_host_is_every_interface_and_repository_is_empty(
+        tmp_path: Path, triton_home: Path) -> None:
+    (tmp_path / "model_repository").mkdir()
+    ports = [str(free_port("0.0.0.0")) for _ in range(3)]
+    r = run_tritonkit(["serve", "--runtime", "embedded", "--detach", "--host", "0.0.0.0", "--http-port", ports[0],
+                       "--grpc-port", ports[1], "--metrics-port", ports[2]], tmp_path, timeout=180)
+    try:
+        assert r.returncode == 0, r.stderr
+        warnings = r.stderr.strip().splitlines()
+        assert len(warnings) == 2 and all(w.startswith("warning: ") for w in warnings), r.stderr
+        assert "--host 0.0.0.0 exposes every endpoint" in warnings[0]
+        assert "holds no model" in warnings[1] and "tritonkit repo add" in warnings[1]
+    finally:
+        run_tritonkit(["serve", "stop"], tmp_path)
+
+
+@pytest.mark.server
+def test_foreground_serve_leaves_no_log_in_temp_folder_when_stopped(tmp_path: Path, triton_home: Path) -> None:
+    repo, temp = tmp_path / "model_repository", tmp_path / "tmp"
+    repo.mkdir()
+    temp.mkdir()
+    ports = [str(free_port()) for _ in range(3)]
+    proc = subprocess.Popen([TRITONKIT, "serve", "--runtime", "embedded", "--http-port", ports[0], "--grpc-port",
+                             ports[1], "--metrics-port", ports[2]], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "TMPDIR": str(temp), "PYTHONUNBUFFERED": "1"})
+    try:
+        assert proc.stdout is not None
+        shown = []
+        for line in proc.stdout:
+            if line.startswith("serving"):
+                break
+            shown.append(line)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    log = run_dir_for(repo) / "server.log"
+    assert f"  log:     {log}\n" in shown and log.is_file()
+    assert not list(temp.glob("tritonserver-*.log"))

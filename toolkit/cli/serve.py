@@ -39,13 +39,17 @@ def serve(ctx: click.Context, repository: str, runtime: str, image: str | None, 
                         poll_secs=poll_secs, timeout=timeout)
     try:
         if detach:
-            serve_detached(opts, echo=click.echo)
+            serve_detached(opts, echo=click.echo, warn=_warn)
         else:
-            serve_foreground(opts, echo=click.echo)
+            serve_foreground(opts, echo=click.echo, warn=_warn)
     except StartInterrupted as exc:
         click.echo(f"interrupted by {exc.name} during start-up; the server was stopped and nothing was recorded",
                    err=True)
         sys.exit(128 + exc.signum)
+
+
+def _warn(line: str) -> None:
+    click.echo(line, err=True)
 
 
 RECORDED_HELP = ("Repository whose server to use (default: model_repository's, else the only server "

@@ -14,15 +14,14 @@ import json
 import signal
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from contract.errors import ServerError, UsageError
-from toolkit.repository.options import DEFAULT_REPOSITORY
 from toolkit.serve.container import DockerServer, docker_available, gpu_visible, require_docker
-from toolkit.serve.embedded import ADMIN_HEADER, EmbeddedServer, check_repository, http_get
+from toolkit.serve.embedded import ADMIN_HEADER, EmbeddedServer, check_ports, check_repository, http_get
 from toolkit.serve.interrupts import interrupts_raise, signals_held
+from toolkit.serve.options import ServeOptions, check_serve_options
 from toolkit.serve.procs import PidHandle, session_handles
 from toolkit.serve.state import (
     admin_headers_for,
@@ -41,20 +40,6 @@ from toolkit.serve.state import (
 RUNTIMES = ("auto", "docker", "embedded")
 
 
-@dataclass
-class ServeOptions:
-    repository: str = DEFAULT_REPOSITORY
-    runtime: str = "auto"
-    image: str | None = None
-    host: str = "127.0.0.1"
-    http_port: int = 8000
-    grpc_port: int = 8001
-    metrics_port: int = 8002
-    model_control: str = "none"
-    poll_secs: int = 2
-    timeout: float = 120
-
-
 def choose_runtime(runtime: str) -> str:
     """``auto`` means the container when a Docker engine answers and a GPU is visible."""
     if runtime not in RUNTIMES:
@@ -64,21 +49,29 @@ def choose_runtime(runtime: str) -> str:
     return "docker" if gpu_visible() and docker_available() else "embedded"
 
 
-def make_server(opts: ServeOptions, log_path: Path | None = None) -> EmbeddedServer:
-    """A server for ``opts`` (not started); a missing repository is refused in one line."""
+def make_server(opts: ServeOptions, log_path: Path | None = None, warn: Any = None) -> EmbeddedServer:
+    """A server for ``opts`` (not started): the options are checked first (one line each, see
+    :func:`~toolkit.serve.options.check_serve_options`; warnings go to ``warn``), a missing repository is
+    refused in one line."""
     repo = Path(opts.repository)
     check_repository(repo)
+    runtime = choose_runtime(opts.runtime)
+    if runtime == "docker":
+        require_docker()
+    warnings = check_serve_options(opts, runtime)
+    check_ports(opts.host, {"http": opts.http_port, "grpc": opts.grpc_port, "metrics": opts.metrics_port})
+    for line in warnings:  # after every refusal: a refused start warns of nothing
+        (warn or print)(f"warning: {line}")
     common: dict[str, Any] = dict(
         host=opts.host, http_port=opts.http_port, grpc_port=opts.grpc_port, metrics_port=opts.metrics_port,
         model_control=opts.model_control, poll_secs=opts.poll_secs, log_path=log_path,
     )
-    if choose_runtime(opts.runtime) == "docker":
-        require_docker()
+    if runtime == "docker":
         return DockerServer(repo, image=opts.image, **common)
     return EmbeddedServer(repo, **common)
 
 
-def serve_foreground(opts: ServeOptions, echo: Any = print, run_dir: Path | None = None) -> None:
+def serve_foreground(opts: ServeOptions, echo: Any = print, run_dir: Path | None = None, warn: Any = None) -> None:
     """Start, print the URLs, serve until Ctrl-C or SIGTERM, then stop gracefully.
 
     While it serves, its state (with the admin key) is recorded privately in ``run_dir`` like a detached
@@ -87,7 +80,9 @@ def serve_foreground(opts: ServeOptions, echo: Any = print, run_dir: Path | None
     """
     run_dir = run_dir or run_dir_for(opts.repository)
     refuse_if_recorded_running(run_dir)
-    server = make_server(opts)
+    # The log goes beside the record (one per repository, replaced next time), never into the temp folder.
+    server = make_server(opts, log_path=(run_dir / "server.log").resolve(), warn=warn)
+    make_private_dir(run_dir)
     stop = threading.Event()
     # SIGHUP (the terminal closed) stops it too: tritonserver has its own session and would outlive tritonkit.
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGHUP)}
@@ -133,7 +128,8 @@ def _echo_ready(server: EmbeddedServer, echo: Any) -> None:
     echo(f"  log:     {server.log_path}")
 
 
-def serve_detached(opts: ServeOptions, run_dir: Path | None = None, echo: Any = print) -> dict[str, Any]:
+def serve_detached(opts: ServeOptions, run_dir: Path | None = None, echo: Any = print,
+                   warn: Any = None) -> dict[str, Any]:
     """Start, wait for readiness, record the server in ``run_dir`` (the repository's by default) and return
     its state.
 
@@ -142,8 +138,8 @@ def serve_detached(opts: ServeOptions, run_dir: Path | None = None, echo: Any = 
     """
     run_dir = run_dir or run_dir_for(opts.repository)
     refuse_if_recorded_running(run_dir)
+    server = make_server(opts, log_path=(run_dir / "server.log").resolve(), warn=warn)
     make_private_dir(run_dir)
-    server = make_server(opts, log_path=(run_dir / "server.log").resolve())
     with interrupts_raise():
         server.start(timeout=opts.timeout)
         try:

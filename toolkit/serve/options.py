@@ -1,0 +1,96 @@
+"""What a user asks of ``tritonkit serve``, checked before anything starts.
+
+Each mistake is refused in one line that says how to fix it (a port Triton cannot take, two endpoints
+on one port, an option that means nothing for the chosen runtime); a choice that is allowed but risky
+(every interface, an empty repository) gives a one-line warning instead.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from contract.errors import UsageError
+from toolkit.repository.options import DEFAULT_REPOSITORY
+
+PORT_FLAGS = ("http", "grpc", "metrics")
+
+
+@dataclass
+class ServeOptions:
+    repository: str = DEFAULT_REPOSITORY
+    runtime: str = "auto"
+    image: str | None = None
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int = 8002
+    model_control: str = "none"
+    poll_secs: int = 2
+    timeout: float = 120
+
+
+def check_ports_valid(opts: ServeOptions) -> None:
+    """Each endpoint a port of its own in 1..65535 (0 would be a random port no client could find)."""
+    ports = {what: getattr(opts, f"{what}_port") for what in PORT_FLAGS}
+    for what, port in ports.items():
+        if not 1 <= port <= 65535:
+            raise UsageError(f"--{what}-port {port} is not a port Triton can listen on; give a port from 1 to 65535 "
+                             "(0, a random port, is not supported: clients could not find it)")
+    seen: dict[int, str] = {}
+    for what, port in ports.items():
+        if port in seen:
+            raise UsageError(f"--{seen[port]}-port and --{what}-port are both {port}; give each endpoint its own port")
+        seen[port] = what
+
+
+def check_host(host: str) -> None:
+    """An IPv4 address or a name that resolves to one (Triton 2.51's gRPC endpoint cannot bind IPv6)."""
+    try:
+        if ipaddress.ip_address(host.strip("[]")).version == 6:
+            raise UsageError(f"--host {host}: Triton 2.51 cannot bind an IPv6 address (its gRPC endpoint misreads "
+                             f"'{host}:PORT'); use 127.0.0.1, or 0.0.0.0 for every IPv4 interface")
+        return
+    except ValueError:
+        pass
+    try:
+        socket.getaddrinfo(host, None, socket.AF_INET)
+    except OSError:
+        raise UsageError(f"--host {host!r} is not an IPv4 address or a name that resolves to one; give e.g. "
+                         "127.0.0.1") from None
+
+
+def repository_is_empty(repository: str) -> bool:
+    """No model folder with a config.pbtxt: Triton would report ready while serving nothing."""
+    root = Path(repository)
+    return root.is_dir() and not any(child.is_dir() and (child / "config.pbtxt").is_file()
+                                     for child in root.iterdir())
+
+
+def check_serve_options(opts: ServeOptions, runtime: str) -> list[str]:
+    """Refuse (UsageError, one line) what cannot work; return one-line warnings for what is risky.
+
+    ``runtime`` is the chosen one (``auto`` resolved), since ``--image`` means something only for docker.
+    """
+    check_ports_valid(opts)
+    check_host(opts.host)
+    if opts.poll_secs < 1:
+        raise UsageError(f"--poll-secs {opts.poll_secs} must be at least 1 (seconds between repository polls)")
+    if opts.image and runtime != "docker":
+        chose = "auto chose the embedded server here (no Docker engine and GPU)" if opts.runtime == "auto" else \
+            "the runtime is embedded"
+        raise UsageError(f"--image {opts.image} is for the docker runtime, and {chose}; drop --image or use "
+                         "--runtime docker")
+    if not opts.timeout > 0:
+        raise UsageError(f"--timeout {opts.timeout} must be a positive number of seconds")
+    warnings = []
+    if opts.host in ("0.0.0.0", "") or opts.host.startswith("0."):
+        warnings.append(f"--host {opts.host} exposes every endpoint to every network this machine is on; anyone "
+                        "who reaches it can run inference (and Triton's HTTP endpoint can be crashed by one "
+                        "request); prefer 127.0.0.1 behind a proxy")
+    if repository_is_empty(opts.repository):
+        warnings.append(f"repository {opts.repository} holds no model (no folder with a config.pbtxt): the server "
+                        "will report ready while serving nothing; add one with `tritonkit repo add`")
+    return warnings
