@@ -67,7 +67,7 @@ def test_predict_accuracy_equals_onnxruntime_over_heldout_samples(triton_server,
     from toolkit.client.predictions import heldout_samples
     from toolkit.export.onnx import run_onnx, spec_from_onnx
 
-    proc = run_cli("predict", "digits", "--digits", "1000", "--url", triton_server.grpc_url, "--json")
+    proc = run_cli("predict", "digits", "--digits", "all", "--url", triton_server.grpc_url, "--json")
     assert proc.returncode == 0, proc.stderr
     lines = [json.loads(ln) for ln in proc.stdout.splitlines()]
     rows, summary = lines[:-1], lines[-1]
