@@ -32,7 +32,7 @@ class ModelExporter:
         ModelExporter(net, input_shape=(3, 64, 64), num_outputs=10).export("net.onnx", format="onnx")
     """
 
-    FORMATS = ("onnx", "torchscript")
+    FORMATS = ("onnx",)
 
     def __init__(self, model: Any, *, spec: Any = None, input_shape: tuple[int, ...] | None = None,
                  num_outputs: int | None = None, input_name: str = "input", output_name: str = "output"):
@@ -55,13 +55,6 @@ class ModelExporter:
                              "(then FormatConverter for tensorrt)")
         from toolkit.export.onnx import onnx_from_checkpoint, onnx_from_module
 
-        if format == "torchscript":
-            if not isinstance(self.model, (str, os.PathLike)):
-                raise UsageError("ModelExporter: TorchScript export takes a checkpoint path; use format='onnx' "
-                                 "for a plain nn.Module")
-            from toolkit.export.torchscript import torchscript_from_checkpoint
-
-            return torchscript_from_checkpoint(self.model, path, optimize=optimize, **options)
         if isinstance(self.model, (str, os.PathLike)):
             return onnx_from_checkpoint(self.model, path, optimize=optimize, **options)
         if self.spec is None:

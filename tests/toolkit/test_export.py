@@ -315,3 +315,11 @@ def test_export_refuses_in_one_line_and_writes_nothing_when_given_an_onnx_file(t
     line = one_error_line(tk("export", str(tk_onnx), "-o", str(tmp_path / "new" / "m.onnx")))
     assert "is an ONNX model, not a tritonkit checkpoint" in line and "tritonkit parity" in line
     assert list(tmp_path.iterdir()) == []
+
+
+def test_model_exporter_refuses_torchscript_in_one_line_when_asked_for_it(tk_checkpoint: Path, tmp_path: Path) -> None:
+    from toolkit.api import ModelExporter
+
+    with pytest.raises(UsageError, match="unknown export format 'torchscript'; choose one of: onnx"):
+        ModelExporter(tk_checkpoint).export(tmp_path / "m.pt", format="torchscript")
+    assert not (tmp_path / "m.pt").exists()
