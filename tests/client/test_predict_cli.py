@@ -67,10 +67,11 @@ def test_predict_prints_table_with_topk_and_latency(triton_server, digits_onnx, 
     proc = run_cli("digits", str(folder / "d00.png"), str(folder / "d01.png"), "--url", triton_server.grpc_url,
                    "--spec", str(digits_onnx), "--top-k", "2")
     assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.strip().splitlines()
+    header, *lines = proc.stdout.strip().splitlines()
+    assert header.startswith("input") and "request" in header
     assert len(lines) == 3 and lines[0].startswith(str(folder / "d00.png")) and " ms" in lines[0]
-    assert len(lines[0].split()) == 1 + 2 * 2 + 2  # file, 2 x (label score), latency "ms"
-    assert lines[-1].startswith("2 inputs via grpc://")
+    assert len(lines[0].split()) == 1 + 2 * 2 + 3 + 2  # file, 2 x (label score), request "#1 (2 in)", latency "ms"
+    assert lines[-1].startswith("2 inputs in 1 request(s) via grpc://")
 
 
 @pytest.mark.server

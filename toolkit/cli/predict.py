@@ -10,86 +10,77 @@ none of them: the digits set defines its own transform. Labels always come from 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import click
 
 from contract.errors import TritonkitError, UsageError
-from contract.fileio import open_user_file
 from toolkit.client.endpoint import DEFAULT_URLS, check_url
+from toolkit.client.inputs import (
+    IMAGE_SUFFIXES,
+    encoded_batch,
+    expand,
+    front_door,
+    load_npy,
+    raw_pixels,
+    readable_images,
+)
 from toolkit.serve.state import admin_headers_for, recorded_url
 
-# The suffixes of toolkit.client.images.IMAGE_FORMATS (what the client decodes).
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm")
 
-
-def _expand(paths: tuple[str, ...]) -> list[Path]:
-    """Files as given; a folder stands for its image and .npy files, sorted.
-
-    Nothing is opened here; every file is later opened as a regular file only, so a FIFO or device
-    in a folder is refused by name instead of blocking the command.
-    """
-    out: list[Path] = []
-    for p in map(Path, paths):
-        if p.is_dir():
-            out.extend(sorted(f for f in p.iterdir() if f.suffix.lower() in (*IMAGE_SUFFIXES, ".npy")))
-        else:
-            out.append(p)
-    return out
-
-
-def _load_npy(path: Path) -> Any:
-    """One ``.npy`` model input, read only from a regular file whose size matches its header.
-
-    A header may declare any shape in a few bytes; numpy would allocate it before reading, so the
-    declared size is checked against the bytes the file holds first.
-    """
-    import numpy as np
-    from numpy.lib import format as npformat
-
-    hint = "save model inputs with numpy.save"
-    fh = os.fdopen(open_user_file(path, UsageError, missing="no such file; check the path",
-                                  hint="give .npy files or images"), "rb")
-    with fh:
-        try:
-            version = npformat.read_magic(fh)
-            read_header = npformat.read_array_header_1_0 if version == (1, 0) else npformat.read_array_header_2_0
-            shape, _, dtype = read_header(fh)
-            declared = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize if shape else dtype.itemsize
-            held = os.fstat(fh.fileno()).st_size - fh.tell()
-            if dtype.hasobject:
-                raise UsageError(f"{path}: holds Python objects ({dtype}), not numbers; {hint}")
-            if declared != held:
-                raise UsageError(f"{path}: its header declares shape {list(shape)} {dtype} ({declared} bytes) "
-                                 f"but the file holds {held}; {hint}")
-            fh.seek(0)
-            return np.load(fh, allow_pickle=False)
-        except (OSError, ValueError, EOFError, SyntaxError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise UsageError(f"{path}: cannot be read as a .npy array ({reason}); {hint}") from None
-
-
-def _load_inputs(pred: Any, files: list[Path]) -> tuple[Any, list[str]]:
-    """Images -> the training transform; ``.npy`` files are model inputs already (sent as they are)."""
-    import numpy as np
-
-    images = [f for f in files if f.suffix.lower() != ".npy"]
-    arrays = [f for f in files if f.suffix.lower() == ".npy"]
-    if images and arrays:
+def _list_files(images: tuple[str, ...], warn: Any) -> tuple[list[Path], list[Path], list[tuple[Path, str]]]:
+    """(readable images, .npy files, skipped images), checked before anything connects: a corrupt
+    image named here is refused; one found in a folder is skipped with a warning."""
+    listed = expand(images)
+    if not listed:
+        raise UsageError(f"no image files in {', '.join(images)}; give image files or folders holding them")
+    pictures = [f for f in listed if f.path.suffix.lower() != ".npy"]
+    arrays = [f.path for f in listed if f.path.suffix.lower() == ".npy"]
+    if pictures and arrays:
         raise UsageError("give either image files or .npy model inputs, not both in one run")
-    if images:
-        return pred.preprocess(images), [str(f) for f in images]
+    if not pictures:
+        return [], arrays, []
+    good, skipped = readable_images(pictures)
+    for path, reason in skipped:
+        warn(f"warning: skipped {path}: {reason}")
+    return good, [], skipped
+
+
+def _load_inputs(pred: Any, good: list[Path], arrays: list[Path]) -> tuple[Any, list[str]]:
+    """Images -> what the model takes (the training transform here, or encoded bytes for an image front
+    door); ``.npy`` files are model inputs already. Returns the batch and the row names."""
+    import numpy as np
+
+    if good:
+        door = front_door(pred.inputs, pred.max_batch_size)
+        if door.encoded:
+            pred.select_input(door.encoded)
+            return encoded_batch(good), [str(f) for f in good]
+        return pred.preprocess(good), [str(f) for f in good]
     parts, names = [], []
     for f in arrays:
-        a = _load_npy(f)
+        a = load_npy(f)
         if a.ndim == 0:
             raise UsageError(f"{f}: holds a single number, not a model input; save the input array itself")
         a = a[None] if pred.max_batch_size > 0 and a.ndim == len(pred.inputs[0]["shape"]) - 1 else a
         parts.append(a)
         names.extend(f"{f}[{i}]" for i in range(len(a)))
     return np.concatenate([pred.validate(p) for p in parts]), names
+
+
+def _heldout(pred: Any, n: int) -> tuple[Any, Any]:
+    """``n`` held-out digits as the model takes them: raw UINT8 pixels for an image front door (it
+    preprocesses itself), else normalized with the served spec (or the digits set's own transform)."""
+    from toolkit.client.predictions import heldout_raw, heldout_samples
+    from trainers.recipes import digits_model_spec
+
+    door = front_door(pred.inputs, pred.max_batch_size)
+    if door.raw:
+        pred.select_input(door.raw)
+        raw, truth = heldout_raw(n)
+        return raw_pixels(raw), truth
+    return heldout_samples(pred.spec or digits_model_spec([str(i) for i in range(10)]), n)
 
 
 def _check_model_name(model: str | None) -> str:
@@ -175,25 +166,23 @@ def predict(model: str | None, images: tuple[str, ...], digits_text: str | None,
         admin = admin_headers_for(url or DEFAULT_URLS[protocol])
     except TritonkitError:  # an unreadable run record: restricted calls then say what they miss
         admin = {}
+    good, arrays, skipped = _list_files(images, lambda line: click.echo(line, err=True)) if images else ([], [], [])
     pred = Predictor(model, url=url, protocol=protocol, timeout=timeout, deadline=timeout, spec=spec,
                      batch_size=batch_size, concurrency=concurrency, shared_memory=shared_memory,
                      admin_headers=admin)
     try:
         truth = None
+        door = front_door(pred.inputs, pred.max_batch_size)
+        if door.raw:  # labels come from a classification request on a raw (all-zero) image
+            pred.select_input(door.raw)
+        labels = pred.labels
         if images:
-            files = _expand(images)
-            if not files:
-                raise UsageError(f"no image files in {', '.join(images)}; give image files or folders holding them")
-            x, names = _load_inputs(pred, files)
+            x, names = _load_inputs(pred, good, arrays)
         else:
-            from toolkit.client.predictions import heldout_samples
-            from trainers.recipes import digits_model_spec
-
-            x, truth = heldout_samples(pred.spec or digits_model_spec([str(i) for i in range(10)]),
-                                      10 if n_digits is None else n_digits)
+            x, truth = _heldout(pred, 10 if n_digits is None else n_digits)
             names = [f"digit #{i}" for i in range(len(x))]
         x = pred.validate(x)
-        labels = pred.labels
+        spans = pred.chunks(len(x), None)
         pred.latency.reset()
         t0 = time.perf_counter()
         logits, row_ms = pred.predict_many_timed(x)
@@ -201,11 +190,15 @@ def predict(model: str | None, images: tuple[str, ...], digits_text: str | None,
     finally:
         pred.close()
     best = topk_from_logits(logits, labels, top_k) if len(logits) else []
+    request_of = [k for k, (s, e) in enumerate(spans, 1) for _ in range(s, e)]
+    if not as_json:
+        judged = "  truth" if truth is not None else ""
+        click.echo(f"{'input':<28} {f'top {top_k} (label score)':<60} {'request':>13} {'its latency':>11}{judged}")
     n_right = 0
     for i, (name, top) in enumerate(zip(names, best)):
         row: dict[str, Any] = {"label": top[0].label, "score": round(top[0].score, 6),
                                "topk": [{"label": t.label, "score": round(t.score, 6)} for t in top],
-                               "latency_ms": round(float(row_ms[i]), 3)}
+                               "request": request_of[i], "latency_ms": round(float(row_ms[i]), 3)}
         if truth is not None:
             want = labels[int(truth[i])] if int(truth[i]) < len(labels) else str(int(truth[i]))
             row = {"index": i, **row, "truth": want, "correct": top[0].label == want}
@@ -216,20 +209,25 @@ def predict(model: str | None, images: tuple[str, ...], digits_text: str | None,
             click.echo(json.dumps(row))
         else:
             shown = "  ".join(f"{t.label} {t.score:.4f}" for t in top)
-            judged = "" if truth is None else f"  truth {row['truth']} {'right' if row['correct'] else 'WRONG'}"
-            click.echo(f"{name:<28} {shown:<60} {row['latency_ms']:8.2f} ms{judged}")
+            rows = spans[request_of[i] - 1][1] - spans[request_of[i] - 1][0]
+            request = f"#{request_of[i]} ({rows} in)"
+            judged = "" if truth is None else f"  {row['truth']} {'right' if row['correct'] else 'WRONG'}"
+            click.echo(f"{name:<28} {shown:<60} {request:>13} {row['latency_ms']:8.2f} ms{judged}")
     lat = pred.latency.percentiles()
     summary = {
         "model": model, "url": pred.url, "protocol": protocol, "n": len(best),
         "accuracy": (n_right / len(best) if best else float("nan")) if truth is not None else None,
         "latency_ms": lat, "seconds": round(seconds, 6),
         "throughput": round(len(best) / seconds, 2) if seconds > 0 else None,
-        "batch_size": pred.batch_size, "concurrency": concurrency,
+        "batch_size": pred.batch_size, "concurrency": concurrency, "requests": len(spans),
+        "skipped": [{"file": str(p), "reason": r} for p, r in skipped],
     }
     if as_json:
         click.echo(json.dumps(summary))
         return
     acc = "" if summary["accuracy"] is None else f"accuracy {summary['accuracy']:.4f}; "
-    click.echo(f"{len(best)} inputs via {protocol}://{pred.url} in {seconds:.3f} s "
+    left_out = f"; skipped {len(skipped)} unreadable image(s)" if skipped else ""
+    click.echo(f"{len(best)} inputs in {len(spans)} request(s) via {protocol}://{pred.url} in {seconds:.3f} s "
                f"({summary['throughput'] or 0:.0f}/s); {acc}request latency p50 {lat.get('p50', 0):.2f} ms "
-               f"p99 {lat.get('p99', 0):.2f} ms")
+               f"p99 {lat.get('p99', 0):.2f} ms (a row shows the request that carried it; --batch-size 1 times "
+               f"each input alone){left_out}")

@@ -221,6 +221,14 @@ class PredictorCore:
         return min(want, self.max_batch_size) if self.max_batch_size > 0 else want
 
     # -- requests ------------------------------------------------------------------------------
+    def select_input(self, name: str) -> None:
+        """Send input ``name``: a model whose inputs are optional alternatives (the image ensemble takes
+        encoded bytes or raw pixels, exactly one per request) is fed through the one chosen."""
+        if name not in {t["name"] for t in self.inputs}:
+            raise UsageError(f"model {self.model!r} has no input {name!r}; its inputs: "
+                             f"{', '.join(t['name'] for t in self.inputs)}")
+        self.inputs.sort(key=lambda t: t["name"] != name)
+
     def expected_input(self) -> str:
         t = self.inputs[0]
         dims = t["shape"][1:] if self.max_batch_size > 0 else t["shape"]

@@ -81,6 +81,42 @@ def _open(source: str | os.PathLike[str] | bytes, where: str) -> tuple[Any, Any]
         raise UsageError(f"{where}: {reason}; {IMAGE_HINT}") from None
 
 
+def check_image(path: str | os.PathLike[str]) -> None:
+    """Decode one image file completely (within the pixel budget) and drop it: UsageError when it cannot
+    be, so a corrupt file is found before any request carries it."""
+    where = str(path)
+    opened, fh = _open(path, where)
+    try:
+        check_pixels(where, *opened.size)
+        opened.load()
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UsageError(f"{where}: {reason}; {IMAGE_HINT}") from None
+    finally:
+        opened.close()
+        fh.close()
+
+
+def encoded_image(path: str | os.PathLike[str]) -> bytes:
+    """An image file as PNG or JPEG bytes (what a server-side decoder such as the image ensemble takes):
+    the file's own bytes when it is one, else the decoded image re-encoded as PNG."""
+    import io
+
+    where = str(path)
+    opened, fh = _open(path, where)
+    try:
+        if opened.format in ("PNG", "JPEG"):
+            fh.seek(0)
+            return bytes(fh.read())
+        check_pixels(where, *opened.size)
+        out = io.BytesIO()
+        opened.save(out, format="PNG")
+        return out.getvalue()
+    finally:
+        opened.close()
+        fh.close()
+
+
 def decode_image(source: str | os.PathLike[str] | bytes | Any, spec: ModelSpec) -> np.ndarray:
     """One image (a path, encoded bytes or a PIL image) as raw float32 ``(C, H, W)`` over the value range.
 

@@ -29,6 +29,15 @@ def heldout_count(seed: int = 0) -> int:
     return len(embedded_split({"name": DEFAULT_DATASET, "seed": seed}, "test").labels)
 
 
+def heldout_raw(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The first ``n`` test-split digits as raw ``(N, 1, 8, 8)`` values (0..16), for a server that
+    preprocesses itself (the image ensemble), and their labels."""
+    from trainers.data import DEFAULT_DATASET, embedded_split
+
+    test = embedded_split({"name": DEFAULT_DATASET, "seed": seed}, "test")
+    return test.images[:n], test.labels[:n]
+
+
 def heldout_samples(spec: ModelSpec, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The first ``n`` test-split samples of the embedded data set, with the model's own normalization."""
     from trainers.data import DEFAULT_DATASET, embedded_split, normalize
