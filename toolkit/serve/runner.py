@@ -20,6 +20,7 @@ from typing import Any
 from contract.errors import ServerError, UsageError
 from toolkit.serve.container import DockerServer, docker_available, gpu_visible, require_docker
 from toolkit.serve.embedded import ADMIN_HEADER, EmbeddedServer, check_ports, check_repository, http_get
+from toolkit.serve.install import argv_key_library
 from toolkit.serve.interrupts import interrupts_raise, signals_held
 from toolkit.serve.options import ServeOptions, check_serve_options
 from toolkit.serve.procs import PidHandle, session_handles
@@ -58,6 +59,8 @@ def make_server(opts: ServeOptions, log_path: Path | None = None, warn: Any = No
     runtime = choose_runtime(opts.runtime)
     if runtime == "docker":
         require_docker()
+    else:
+        argv_key_library()  # no C compiler: refused here, before any warning (built once, then found)
     warnings = check_serve_options(opts, runtime)
     check_ports(opts.host, {"http": opts.http_port, "grpc": opts.grpc_port, "metrics": opts.metrics_port})
     for line in warnings:  # after every refusal: a refused start warns of nothing
