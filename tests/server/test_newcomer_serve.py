@@ -260,3 +260,14 @@ def test_foreground_serve_leaves_no_log_in_temp_folder_when_stopped(tmp_path: Pa
     log = run_dir_for(repo) / "server.log"
     assert f"  log:     {log}\n" in shown and log.is_file()
     assert not list(temp.glob("tritonserver-*.log"))
+
+
+def test_serve_status_lists_recorded_servers_when_several_run_and_none_serves_model_repository(
+        tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:
+    _record(tmp_path / "repo_a", sleeper.pid, 18011)
+    _record(tmp_path / "repo_b", sleeper.pid, 18021)
+    r = run_tritonkit(["serve", "status"], tmp_path)
+    assert r.returncode == 0 and r.stdout.startswith("not running"), r.stdout
+    for name, port in (("repo_a", 18011), ("repo_b", 18021)):
+        assert f"recorded: {(tmp_path / name).resolve()} (grpc 127.0.0.1:{port})" in r.stdout
+    assert recorded_url() is None

@@ -10,7 +10,7 @@ import click
 from toolkit.cli.options import repository_option
 from toolkit.serve.interrupts import StartInterrupted
 from toolkit.serve.runner import RUNTIMES, ServeOptions, serve_detached, serve_foreground, server_status, stop_recorded
-from toolkit.serve.state import find_run_dir, load_state
+from toolkit.serve.state import find_run_dir, live_servers, load_state
 
 
 @click.group(invoke_without_command=True)
@@ -89,6 +89,9 @@ def status(repository: str | None, as_json: bool) -> None:
         return
     if not st["running"]:
         click.echo(f"not running (no live server is recorded for {_which(repository)}; looked in {run_dir})")
+        for _, other in live_servers() if repository is None else []:
+            click.echo(f"  recorded: {other.get('repository')} (grpc {other['grpc_url']}); see it with "
+                       f"`tritonkit serve status --repository {other.get('repository')}`")
         return
     click.echo(f"running (pid {st['pid']}, {st['runtime']}), {'ready' if st['ready'] else 'not ready'}")
     click.echo(f"  repository: {st.get('repository')}")
