@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
 from contract.errors import UsageError
+from contract.spec import ModelSpec, TensorSpec
 
 DIGITS_SCALE = 1.0 / 16.0  # digits pixels are integers 0..16
 DIGITS_MEAN = (0.3,)
@@ -288,5 +289,46 @@ def create_dataloader(dataset: str | Split | Dataset, config: dict[str, Any] | N
         same_as_before = not flip and "scale" not in (split.meta or {})
         ds = digits_tensors(split) if same_as_before else SplitDataset(split, flip=flip)
     gen = torch.Generator().manual_seed(seed)
-    return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen,
-                      num_workers=int(config.get("num_workers", 0)))
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=shuffle, generator=gen,
+                        num_workers=int(config.get("num_workers", 0)))
+    if not isinstance(dataset, Dataset):  # what a Trainer writes into self-describing checkpoints
+        loader.model_spec, loader.labels, loader.dataset_meta = spec_for_split(split), list(split.classes), split.meta
+    return loader
+
+
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+
+
+def digits_model_spec(labels: list[str]) -> ModelSpec:
+    """Spec of the digits models: one 1x8x8 fp32 image in, one logit per class out."""
+    return ModelSpec(
+        inputs=(TensorSpec(INPUT_NAME, (1, 8, 8), "float32"),),
+        outputs=(TensorSpec(OUTPUT_NAME, (len(labels),), "float32"),),
+        layout="NCHW",
+        mean=DIGITS_MEAN,
+        std=DIGITS_STD,
+        scale=DIGITS_SCALE,
+        value_range=(0.0, 16.0),
+        labels=tuple(labels),
+    )
+
+
+def spec_for_split(split: Split) -> ModelSpec:
+    """The input spec of a model trained on ``split`` (digits: :func:`digits_model_spec`)."""
+    if (split.meta or {}).get("name") == "digits":
+        return digits_model_spec(list(split.classes))
+    meta = split.meta
+    c, h, w = (int(d) for d in split.images.shape[1:])
+    return ModelSpec(
+        inputs=(TensorSpec(INPUT_NAME, (c, h, w), "float32"),),
+        outputs=(TensorSpec(OUTPUT_NAME, (len(split.classes),), "float32"),),
+        layout="NCHW",
+        mean=tuple(meta["mean"]),
+        std=tuple(meta["std"]),
+        scale=float(meta["scale"]),
+        value_range=tuple(meta.get("value_range", (0.0, 255.0))),  # type: ignore[arg-type]
+        labels=tuple(split.classes),
+    )
+
+

@@ -12,40 +12,26 @@ import torch
 from torch import nn
 
 from contract.errors import UsageError
-from contract.spec import ModelSpec, TensorSpec
 from trainers.callbacks import EarlyStopping, LearningRateScheduler, ModelCheckpoint
 from trainers.checkpoint import load_checkpoint, save_checkpoint
-from trainers.data import (
+from trainers.data import (  # noqa: F401 - digits_model_spec, spec_for_split: importers use this home
     DATASETS,
     DIGITS_MEAN,
     DIGITS_SCALE,
     DIGITS_STD,
+    INPUT_NAME,
+    OUTPUT_NAME,
     Split,
     create_dataloader,
+    digits_model_spec,
     load_digits_splits,
     load_splits,
+    spec_for_split,
 )
 from trainers.loggers import default_loggers
 from trainers.models import available_models, create_model
 from trainers.run_folder import check_learning_rate, check_run_folder, remove_run
 from trainers.trainer import FitResult, Trainer
-
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
-
-
-def digits_model_spec(labels: list[str]) -> ModelSpec:
-    """Spec of the digits models: one 1x8x8 fp32 image in, one logit per class out."""
-    return ModelSpec(
-        inputs=(TensorSpec(INPUT_NAME, (1, 8, 8), "float32"),),
-        outputs=(TensorSpec(OUTPUT_NAME, (len(labels),), "float32"),),
-        layout="NCHW",
-        mean=DIGITS_MEAN,
-        std=DIGITS_STD,
-        scale=DIGITS_SCALE,
-        value_range=(0.0, 16.0),
-        labels=tuple(labels),
-    )
 
 
 @torch.no_grad()
@@ -56,24 +42,6 @@ def accuracy(model: nn.Module, loader: Any) -> float:
         correct += int((model(x).argmax(1) == y).sum())
         total += len(y)
     return correct / max(total, 1)
-
-
-def spec_for_split(split: Split) -> ModelSpec:
-    """The input spec of a model trained on ``split`` (digits: :func:`digits_model_spec`)."""
-    if (split.meta or {}).get("name") == "digits":
-        return digits_model_spec(list(split.classes))
-    meta = split.meta
-    c, h, w = (int(d) for d in split.images.shape[1:])
-    return ModelSpec(
-        inputs=(TensorSpec(INPUT_NAME, (c, h, w), "float32"),),
-        outputs=(TensorSpec(OUTPUT_NAME, (len(split.classes),), "float32"),),
-        layout="NCHW",
-        mean=tuple(meta["mean"]),
-        std=tuple(meta["std"]),
-        scale=float(meta["scale"]),
-        value_range=tuple(meta.get("value_range", (0.0, 255.0))),  # type: ignore[arg-type]
-        labels=tuple(split.classes),
-    )
 
 
 def _check_resume_epochs(path: Path, epochs: int) -> None:

@@ -166,6 +166,7 @@ class Trainer(ResumableState):
         t0 = time.perf_counter()
         self.max_epochs = int(epochs)
         self.train_loader = replayable_loader(train_data, self.seed)
+        self.describe_from(train_data)
         self.val_loader = val_data
         per_epoch = math.ceil(len(self.train_loader) / self.accumulate_grad_batches)
         self.total_steps = per_epoch * self.max_epochs
@@ -213,6 +214,17 @@ class Trainer(ResumableState):
             run_dir=str(self.run_dir),
             seconds=time.perf_counter() - t0,
         )
+
+    def describe_from(self, data: Any) -> None:
+        """Checkpoints must be self-describing (export, evaluate and deploy read them): take the input
+        spec, labels and data set from a loader made by ``create_dataloader`` where none was given."""
+        spec = getattr(data, "model_spec", None)
+        if self.model_spec is None and spec is not None:
+            self.model_spec = spec.to_dict()
+        if self.labels is None and getattr(data, "labels", None) is not None:
+            self.labels = list(data.labels)
+        if not self.dataset and getattr(data, "dataset_meta", None):
+            self.dataset = dict(data.dataset_meta)
 
     def _run_epoch(self, epoch: int) -> None:
         for cb in self.callbacks:

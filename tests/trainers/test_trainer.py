@@ -222,3 +222,17 @@ def test_resumable_checkpoint_loads_with_weights_only_when_unsafe_loads_are_forc
     payload = load_checkpoint(result.last_checkpoint)
     assert isinstance(payload["rng_state"]["torch"], torch.Tensor)
     assert torch.load(result.last_checkpoint, weights_only=True)["step"] == 6
+
+
+def test_fit_writes_self_describing_checkpoints_when_loaders_come_from_create_dataloader(tmp_path) -> None:
+    from trainers import ModelCheckpoint, create_dataloader, create_model, create_trainer
+    from trainers.checkpoint import load_checkpoint
+    from trainers.recipes import digits_model_spec
+
+    trainer = create_trainer(create_model("smallcnn"), run_dir=tmp_path / "run", num_threads=1,
+                             callbacks=[ModelCheckpoint(save_dir="checkpoints")], loggers=[])
+    result = trainer.fit(create_dataloader("digits", {"split": "train"}),
+                         create_dataloader("digits", {"split": "val"}), epochs=1)
+    payload = load_checkpoint(result.best_checkpoint)
+    assert payload["model_spec"] == digits_model_spec([str(i) for i in range(10)]).to_dict()
+    assert payload["labels"] == [str(i) for i in range(10)] and payload["dataset"]["name"] == "digits"
