@@ -15,6 +15,16 @@ import pytest
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+@pytest.fixture(autouse=True)
+def private_state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test records servers in its own state folder (``XDG_STATE_HOME``, inherited by the commands it
+    runs), so a server another test or the user started is never "the only one recorded", and a test
+    never touches the user's own records."""
+    home = tmp_path / "state-home"
+    monkeypatch.setenv("XDG_STATE_HOME", str(home))
+    return home
+
+
 @pytest.fixture(scope="session")
 def digits_build(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Checkpoint, ONNX and repository of the default digits model (what ``make repo`` makes)."""

@@ -23,15 +23,6 @@ def sleepy_config(name: str = "sleepy", max_queue_size: int = 1) -> str:
     return text_format.MessageToString(cfg)
 
 
-@pytest.fixture(autouse=True)
-def private_state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Each test records servers in its own state folder (``XDG_STATE_HOME``, inherited by the commands it
-    runs), so `predict` without --url never finds a server another test or user started."""
-    home = tmp_path / "state-home"
-    monkeypatch.setenv("XDG_STATE_HOME", str(home))
-    return home
-
-
 @pytest.fixture(scope="session")
 def sleepy_server(tmp_path_factory: pytest.TempPathFactory):
     """An embedded Triton on free ports serving ``sleepy`` (queue of 16) and ``sleepy_q1`` (queue of 1)."""

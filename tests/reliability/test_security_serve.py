@@ -26,7 +26,7 @@ from tests.reliability.conftest import write_slow_model
 from tests.server.helpers import TRITONKIT, one_error_line, run_tritonkit
 from toolkit.serve.embedded import ADMIN_HEADER, EmbeddedServer, http_get
 from toolkit.serve.ports import free_port
-from toolkit.serve.state import admin_headers_for
+from toolkit.serve.state import admin_headers_for, run_dir_for
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 GRPC_KEY = f"triton-grpc-protocol-{ADMIN_HEADER}"
@@ -194,7 +194,7 @@ def test_serve_is_refused_in_one_line_when_no_c_compiler_can_build_the_key_helpe
     line = one_error_line(r)
     assert "no C compiler found" in line and "apt-get install gcc" in line
     assert not list((tmp_path / "home").glob("**/tritonserver"))
-    assert not (tmp_path / ".tritonkit" / "serve" / "server.json").exists()
+    assert not (run_dir_for(tmp_path / "model_repository") / "server.json").exists()
 
 
 # -- items 4 and 26: shared memory, logging and trace answer only the admin key --------------------
@@ -273,14 +273,14 @@ def test_foreground_serve_records_private_state_for_admin_headers_when_running(t
                              "--grpc-port", str(ports[1]), "--metrics-port", str(ports[2])],
                             cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    state = tmp_path / ".tritonkit" / "serve" / "server.json"
+    run_dir = run_dir_for(tmp_path / "model_repository")
+    state = run_dir / "server.json"
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
             if line.startswith("serving"):
                 break
         assert state.is_file() and state.stat().st_mode & 0o777 == 0o600
-        run_dir = tmp_path / ".tritonkit" / "serve"
         headers = admin_headers_for(f"127.0.0.1:{ports[0]}", run_dir)
         assert headers == admin_headers_for(f"localhost:{ports[1]}", run_dir) and headers[ADMIN_HEADER]
         assert admin_headers_for(f"127.0.0.1:{ports[2]}", run_dir) == {}

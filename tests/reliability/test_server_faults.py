@@ -22,6 +22,7 @@ from tests.reliability.loadgen import stub_pids
 from toolkit.client.predictor import Predictor, RetryPolicy
 from toolkit.serve.embedded import EmbeddedServer
 from toolkit.serve.ports import free_port
+from toolkit.serve.state import run_dir_for
 
 pytestmark = pytest.mark.server
 TRITONKIT = str(Path(sys.executable).parent / "tritonkit")
@@ -61,7 +62,7 @@ def test_killed_server_is_reported_unavailable_in_one_line_and_serve_restarts_on
     repo = tmp_path / "model_repository"
     shutil.copytree(digits_build["repository"], repo)
     ports = {k: free_port() for k in ("http", "grpc", "metrics")}
-    state_file = tmp_path / ".tritonkit" / "serve" / "server.json"
+    state_file = run_dir_for(repo) / "server.json"
     started = _serve(tmp_path, repo, ports)
     assert started.returncode == 0, started.stderr
     pid = json.loads(state_file.read_text())["pid"]

@@ -133,12 +133,3 @@ def triton_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from toolkit.serve.install import prepare_triton
 
     return prepare_triton().root
-
-
-@pytest.fixture(autouse=True)
-def private_state_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Each test records servers in its own state folder (``XDG_STATE_HOME``, inherited by the commands it
-    runs), so a server another test or user started is never "the only one recorded"."""
-    home = tmp_path / "state-home"
-    monkeypatch.setenv("XDG_STATE_HOME", str(home))
-    return home
