@@ -111,3 +111,13 @@ def test_quantize_calibrates_in_fixed_batches_when_model_batch_is_static(static_
     assert _batch_dims(out) == [BATCH, BATCH]
     rec = json.loads(out.with_name(f"{out.name}.quantize.json").read_text())
     assert rec["calibration"]["samples"] == 10 and rec["accuracy"]["int8"] is not None
+
+
+def test_repo_add_publishes_unbatched_and_says_so_when_graph_batch_is_fixed(static_export, tmp_path):
+    """With the default --max-batch 32, a fixed-batch graph is published with max_batch_size 0 (full dims)."""
+    out = static_export[0]
+    proc = tk("repo", "add", "s4", "--onnx", str(out), "--repository", str(tmp_path / "repo"), "--no-warmup")
+    assert proc.returncode == 0, proc.stderr
+    assert f"fixed batch of {BATCH}: published with max_batch_size 0" in proc.stdout
+    config = (tmp_path / "repo" / "s4" / "config.pbtxt").read_text()
+    assert "max_batch_size" not in config and "dynamic_batching" not in config and f"dims: {BATCH}" in config

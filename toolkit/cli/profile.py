@@ -104,6 +104,10 @@ def profile(models: tuple[str, ...], url: str | None, protocol: str, concurrency
     such, each configuration gets a one-sentence bottleneck.
     """
     check_measurement(measurement_ms, stability_pct, max_trials)
+    from toolkit.perf.local import model_kind
+
+    for item in local:  # every --local file is checked before the sweep, not found missing after it
+        model_kind(item.rpartition("=")[2])
     from contract.errors import ProfileError
     from toolkit.perf.analyzer import check_perf_analyzer
     from toolkit.perf.explain import explain, status

@@ -132,9 +132,11 @@ def add(name: str, repository: str, onnx_path: str | None, plans: tuple[str, ...
                               ) from None
     if as_json:
         click.echo(json.dumps({"model": pub.model, "version": pub.version, "path": str(pub.path),
-                               "created": pub.created, "loaded": loaded}))
+                               "created": pub.created, "note": pub.note, "loaded": loaded}))
     else:
         click.echo(published_line(pub, f"published {pub.model} version {pub.version} -> {pub.path}"))
+        if pub.note:
+            click.echo(f"note: {pub.note}")
         if loaded is not None:
             ready = sorted(int(m["version"]) for m in loaded if m["state"] == "READY")
             click.echo(f"loaded {name}: ready versions {ready}")

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from contract.errors import ExportError, MissingDependencyError, TritonkitError, UsageError
-from contract.fileio import NotRegularFileError, open_regular
+from contract.fileio import open_user_file
 from contract.spec import MAX_BATCH_BYTES, check_batch_budget
 from toolkit.runners import (
     CHECKPOINT_SUFFIXES,
@@ -150,12 +150,8 @@ def model_kind(path: str | os.PathLike[str]) -> str:
     Cheap (no runtime is loaded), so a command can check every file it will profile before it
     starts a long measurement (``profile --local``)."""
     path = Path(path)
-    try:
-        os.close(open_regular(path))  # a FIFO or device is named, not "not found"
-    except FileNotFoundError:
-        raise UsageError(f"{path}: model file not found; give an .onnx, .plan or checkpoint .pt file") from None
-    except (NotRegularFileError, OSError) as exc:
-        raise UsageError(f"{exc}; give an .onnx, .plan or checkpoint .pt file") from None
+    hint = "give an .onnx, .plan or checkpoint .pt file"
+    os.close(open_user_file(path, UsageError, missing=f"model file not found; {hint}", hint=hint))
     suffix = path.suffix.lower()
     for kind, suffixes in (("onnx", ONNX_SUFFIXES), ("plan", PLAN_SUFFIXES), ("checkpoint", CHECKPOINT_SUFFIXES)):
         if suffix in suffixes:

@@ -70,7 +70,13 @@ from toolkit.repository.manifest import (
     verify_version,
     with_label_file,
 )
-from toolkit.repository.sources import check_source, external_data_files, read_plan_record, spec_from_onnx_graph
+from toolkit.repository.sources import (
+    check_source,
+    external_data_files,
+    fixed_batch_of,
+    read_plan_record,
+    spec_from_onnx_graph,
+)
 from toolkit.repository.storage import (
     STEPS,
     clean_stale,
@@ -130,6 +136,7 @@ class Published:
     version: int
     path: Path
     created: bool
+    note: str = ""  # what tritonkit decided for the user (e.g. a fixed-batch graph published unbatched)
 
 
 def publish_onnx(
@@ -149,6 +156,13 @@ def publish_onnx(
     onnx_path = Path(onnx_path)
     check_source(onnx_path, "ONNX file", "run 'tritonkit export' first")
     options.validate()
+    note = ""
+    fixed = fixed_batch_of(onnx_path) if options.max_batch_size > 0 else None
+    if fixed is not None:
+        # Triton adds the batch dim itself; a graph fixed at batch N can only be served with full dims.
+        options = replace(options, max_batch_size=0, dynamic_batching=False, preferred_batch_sizes=[])
+        note = (f"the graph has a fixed batch of {fixed}: published with max_batch_size 0 (full dims, no dynamic "
+                "batching); re-export without --static to batch on the server")
     spec = spec_from_onnx_graph(onnx_path, tuple(labels or ()), batched=options.max_batch_size > 0)
     check_labels(spec)
     if options.label_filename is None or not spec.labels:
@@ -160,7 +174,7 @@ def publish_onnx(
     if len(files) > 1:
         model_sha = sha256_text("".join(f"{rel}:{sha256_of(p)}" for rel, p in sorted(files.items())))
     cand = Candidate(name, files, config_text, spec, model_sha, provenance or {})
-    return _publish(repository, cand, skip_if_unchanged)
+    return replace(_publish(repository, cand, skip_if_unchanged), note=note)
 
 
 def publish_plan(

@@ -19,6 +19,24 @@ from contract.spec import METADATA_SPEC_KEY, ModelSpec, TensorSpec
 from toolkit.repository.storage import lstat
 
 
+def fixed_batch_of(path: Path) -> int | None:
+    """N when every graph input's first dim is the same fixed N (an export with ``--static``), else None."""
+    import onnx
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - spec_from_onnx_graph names the problem in one line
+        return None
+    initializers = {i.name for i in proto.graph.initializer}
+    firsts = set()
+    for v in proto.graph.input:
+        if v.name in initializers:
+            continue
+        dims = v.type.tensor_type.shape.dim
+        firsts.add(dims[0].dim_value if dims and dims[0].HasField("dim_value") else None)
+    return firsts.pop() if len(firsts) == 1 and None not in firsts and 0 not in firsts else None
+
+
 def spec_from_onnx_graph(path: Path, labels: tuple[str, ...] = (), *, batched: bool = True) -> ModelSpec:
     """Inputs/outputs read from the ONNX graph itself (dims without batch, -1 for dynamic).
 

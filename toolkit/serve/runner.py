@@ -174,7 +174,7 @@ def server_status(run_dir: Path) -> dict[str, Any]:
         handle.close()
     ready = running and http_get(f"http://{state['http_url']}/v2/health/ready")[0] == 200
     models: list[dict[str, Any]] = []
-    if ready:
+    if running:  # also while not ready: a version unloading after a switch makes strict readiness blink
         models = _repository_index(state["http_url"], state["admin_headers"])
     return {**{k: v for k, v in state.items() if k != "admin_headers"},
             "running": running, "ready": ready, "models": models, "run_dir": str(run_dir)}
