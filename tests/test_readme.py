@@ -92,7 +92,8 @@ def test_readme_tritonkit_commands_name_only_options_the_commands_accept_when_pa
 
 
 @pytest.mark.parametrize("cell", ["repo list [--json]", "repo rollback NAME --to N", "repo prune NAME --keep N",
-                                  "repo validate DIR [--json] [--target-triton 24.09]", "serve status",
+                                  "repo validate DIR [--json] [--target-triton 24.09]",
+                                  "serve status [--repository DIR]", "serve stop [--repository DIR]",
                                   "profile-local FILE", "report DIR [--compare OLD]", "tune NAME [--apply]"])
 def test_readme_table_cells_parse_when_given_after_tritonkit(cell: str) -> None:
     text = README.read_text()
