@@ -33,9 +33,11 @@ def test_triton_runner_matches_onnxruntime_in_parity_when_serving_the_same_model
     assert served.predictor is None
 
 
+@pytest.mark.parametrize("model", ["digits", "digits_image"])
 def test_evaluate_command_through_the_triton_runner_equals_onnxruntime_accuracy(
-        triton_server, digits_onnx: Path) -> None:
-    res = CliRunner().invoke(evaluate, ["--triton", triton_server.grpc_url, "--model", "digits", "--data", "digits",
+        triton_server, digits_onnx: Path, model: str) -> None:
+    """The tensor model and the image ensemble in front of it (sent raw UINT8 pixels) score the same."""
+    res = CliRunner().invoke(evaluate, ["--triton", triton_server.grpc_url, "--model", model, "--data", "digits",
                                         "--bootstrap", "20", "--json"])
     assert res.exit_code == 0, res.output
     report = json.loads(res.output)

@@ -51,7 +51,8 @@ def evaluate(checkpoint: str | None, triton_url: str | None, served_model: str |
                 raise UsageError(f"{served_model} at {triton_url} does not carry a tritonkit model spec; "
                                  "evaluate its checkpoint instead, or republish it with 'tritonkit repo add'")
             report = evaluate_callable(runner.logits, runner.spec, data or "digits", split,
-                                       where=f"{served_model}@{triton_url}", n_resamples=n_resamples)
+                                       where=f"{served_model}@{triton_url}", n_resamples=n_resamples,
+                                       raw=runner.raw_input is not None)
     elif not checkpoint:
         raise UsageError("give a CHECKPOINT, or --triton URL --model NAME")
     else:

@@ -15,7 +15,7 @@ import numpy as np
 from contract.errors import UsageError
 from contract.spec import ModelSpec
 from trainers.checkpoint import load_checkpoint, model_from_checkpoint, model_spec_of
-from trainers.data import Split, create_dataloader, load_digits_splits, load_imagefolder_splits
+from trainers.data import DEFAULT_DATASET, Split, create_dataloader, load_digits_splits, load_imagefolder_splits
 from trainers.evaluation.analysis import bootstrap_ci, mcnemar_test, write_plots
 from trainers.evaluation.evaluator import EvaluationResult, create_evaluator
 
@@ -48,7 +48,7 @@ def _split_for(spec: ModelSpec, payload: dict[str, Any], data: str | None, split
     return chosen
 
 
-def _loader_for(spec: ModelSpec, split: Split, where: str, batch_size: int) -> Any:
+def _loader_for(spec: ModelSpec, split: Split, where: str, batch_size: int, *, raw: bool = False) -> Any:
     shape = tuple(int(d) for d in split.images.shape[1:])
     if shape != tuple(spec.input.shape):
         raise UsageError(f"{where}: the model expects inputs {tuple(spec.input.shape)} but the data "
@@ -56,7 +56,9 @@ def _loader_for(spec: ModelSpec, split: Split, where: str, batch_size: int) -> A
     if spec.labels and len(spec.labels) != len(split.classes):
         raise UsageError(f"{where}: the model has {len(spec.labels)} classes but the data has "
                          f"{len(split.classes)} ({', '.join(split.classes[:5])}...); use matching data")
-    meta = dict(split.meta or {}, scale=spec.scale, mean=list(spec.mean), std=list(spec.std))
+    transform = {"scale": 1.0, "mean": [], "std": []} if raw else {
+        "scale": spec.scale, "mean": list(spec.mean), "std": list(spec.std)}
+    meta = dict(split.meta or {}, **transform)
     normalized = Split(split.images, split.labels, split.classes, meta)
     return create_dataloader(normalized, {"batch_size": batch_size, "shuffle": False})
 
@@ -81,12 +83,15 @@ def evaluate_callable(
     batch_size: int = 256,
     n_resamples: int = 1000,
     seed: int = 0,
+    raw: bool = False,
 ) -> dict[str, Any]:
     """Metrics of any ``numpy batch -> logits`` callable (a Triton endpoint, an ONNX session...)
-    on a data set split normalized with ``spec``: the same numbers at every stage."""
-    payload = {"dataset": {"name": "imagefolder" if data != "digits" else "digits", "root": data, "seed": seed}}
+    on a data set split normalized with ``spec``: the same numbers at every stage. ``raw``: the
+    callable preprocesses itself (an image ensemble) and gets the split's raw values."""
+    payload = {"dataset": {"name": "imagefolder" if data != DEFAULT_DATASET else DEFAULT_DATASET, "root": data,
+                           "seed": seed}}
     chosen = _split_for(spec, payload, data, split)
-    loader = _loader_for(spec, chosen, where, batch_size)
+    loader = _loader_for(spec, chosen, where, batch_size, raw=raw)
     labels = list(spec.labels) or list(chosen.classes)
     result = create_evaluator(predict, {"labels": labels}).evaluate(loader)
     return {
