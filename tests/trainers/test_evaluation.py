@@ -110,3 +110,24 @@ def test_write_plots_makes_three_pngs(tmp_path, digits):
     assert set(paths) == {"confusion_matrix", "reliability", "per_class_f1"}
     for p in paths.values():
         assert p.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_per_class_f1_axis_is_zoomed_to_the_data_when_every_class_scores_high() -> None:
+    from trainers.evaluation.analysis import f1_axis_floor
+
+    assert 0.9 < f1_axis_floor([0.962, 0.98, 1.0]) < 0.962
+    assert f1_axis_floor([0.2, 0.9]) == 0.0
+    assert f1_axis_floor([]) == 0.0
+
+
+def test_reliability_diagram_marks_empty_bins_and_counts_when_confidence_is_concentrated(tmp_path) -> None:
+    import numpy as np
+
+    from trainers.evaluation.analysis import plot_reliability_diagram
+    from trainers.evaluation.metrics import reliability_bins
+
+    probs = np.array([[0.95, 0.05]] * 8 + [[0.55, 0.45]] * 2)
+    y = np.array([0] * 8 + [1] * 2)
+    rb = reliability_bins(probs, y, 10)
+    assert rb["count"][9] == 8 and rb["count"][5] == 2 and rb["count"][0] == 0  # empty bins stay counted as 0
+    assert plot_reliability_diagram(probs, y, tmp_path / "r.png", n_bins=10).read_bytes()[:4] == b"\x89PNG"

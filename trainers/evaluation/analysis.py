@@ -136,27 +136,51 @@ def plot_confusion_matrix(cm: Sequence[Sequence[int]], labels: Sequence[str], pa
 
 def plot_reliability_diagram(probs: np.ndarray, y_true: np.ndarray, path: str | os.PathLike[str],
                              n_bins: int = 15) -> Path:
-
+    """Accuracy per confidence bin with each bin's count on its bar; an empty bin is marked, not drawn as 0."""
     rb = reliability_bins(probs, y_true, n_bins)
-    fig = _figure((4.5, 4.5))
+    fig = _figure((5.0, 4.8))
     ax = fig.subplots()
     width = 1.0 / n_bins
-    ax.bar(rb["lower"], rb["accuracy"], width=width, align="edge", edgecolor="black", label="accuracy")
+    filled = [i for i, c in enumerate(rb["count"]) if c > 0]
+    empty = [i for i, c in enumerate(rb["count"]) if c == 0]
+    ax.bar([rb["lower"][i] for i in filled], [rb["accuracy"][i] for i in filled], width=width, align="edge",
+           edgecolor="black", label="accuracy (n = samples in the bin)")
+    for i in filled:
+        ax.annotate(f"n={int(rb['count'][i])}", (rb["lower"][i] + width / 2, rb["accuracy"][i]),
+                    ha="center", va="bottom", fontsize=6, rotation=90, xytext=(0, 2), textcoords="offset points")
+    if empty:
+        ax.bar([rb["lower"][i] for i in empty], [0.03] * len(empty), width=width, align="edge", color="none",
+               edgecolor="gray", hatch="//", label="empty bin (no samples)")
     ax.plot([0, 1], [0, 1], "--", color="gray", label="perfect calibration")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.12)
     ax.set_xlabel("confidence")
     ax.set_ylabel("accuracy")
-    ax.set_title(f"reliability (ECE {expected_calibration_error(probs, y_true, n_bins):.3f})")
-    ax.legend(loc="upper left")
+    ax.set_title(f"reliability (ECE {expected_calibration_error(probs, y_true, n_bins):.3f}, "
+                 f"{int(sum(rb['count']))} samples)")
+    ax.legend(loc="upper left", fontsize=7)
     return _save(fig, path)
 
 
+def f1_axis_floor(values: Sequence[float]) -> float:
+    """Where the per-class F1 axis starts: below the lowest value by half its gap to 1 (at least 0.05), not at 0,
+    so a one-point difference between classes is visible."""
+    low = min(values) if len(values) else 0.0
+    return max(0.0, low - max(0.05, (1.0 - low) * 0.5))
+
+
 def plot_per_class_f1(per_class: dict[str, dict[str, float]], path: str | os.PathLike[str]) -> Path:
+    """F1 per class on an axis zoomed to the data (differences of a point are visible), values written."""
     names = list(per_class)
+    values = [per_class[n]["f1"] for n in names]
     fig = _figure((max(4.0, 0.5 * len(names) + 1), 3.5))
     ax = fig.subplots()
-    ax.bar(names, [per_class[n]["f1"] for n in names])
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("F1")
+    ax.bar(names, values)
+    ax.set_ylim(f1_axis_floor(values), 1.0)
+    for name, v in zip(names, values):
+        ax.annotate(f"{v:.3f}", (name, v), ha="center", va="bottom", fontsize=6, xytext=(0, 1),
+                    textcoords="offset points")
+    ax.set_ylabel("F1 (axis zoomed to the data)")
     ax.set_title("per-class F1")
     return _save(fig, path)
 
