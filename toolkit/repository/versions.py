@@ -76,14 +76,14 @@ def list_models(repository: str | os.PathLike[str]) -> list[dict[str, Any]]:
             continue
         if not stat.S_ISDIR(st.st_mode):
             continue
-        platform_name, max_batch, named = "?", None, []
+        platform_name, max_batch, named, config_problem = "?", None, [], ""
         try:
             cfg = read_live_config(model_dir)
             if cfg is not None:
                 platform_name, max_batch = cfg.platform or cfg.backend, cfg.max_batch_size
                 named = named_versions(cfg, version_numbers(model_dir))
-        except RepositoryError:
-            platform_name = "unusable config"
+        except RepositoryError as exc:
+            platform_name, config_problem = "unusable config", str(exc).split(": ", 1)[-1]
         for n in entry_names(model_dir):
             if not VERSION_RE.fullmatch(n):
                 continue
@@ -95,7 +95,8 @@ def list_models(repository: str | os.PathLike[str]) -> list[dict[str, Any]]:
                     "remove it", platform=platform_name, max_batch=max_batch)
                 continue
             manifest: dict[str, Any] = {}
-            status = version_status(model_dir, int(n), named)
+            status = (f"not served: the live config is unusable ({config_problem})" if config_problem
+                      else version_status(model_dir, int(n), named))
             if named and int(n) == max(named):
                 status += " (default version)"
             own_platform, own_batch = platform_name, max_batch
