@@ -19,8 +19,10 @@ from toolkit.cli.options import json_option
 @click.command()
 @click.argument("checkpoint", type=click.Path(), required=False)
 @click.option("--triton", "triton_url", default=None, metavar="URL",
-              help="Evaluate the model served at this Triton host:port instead of a checkpoint.")
-@click.option("--model", "served_model", default=None, help="Served model name (with --triton).")
+              help="Evaluate the model served at this Triton host:port instead of a checkpoint "
+                   "(default with --model: the server `tritonkit serve` recorded).")
+@click.option("--model", "served_model", default=None, help="Served model name (a served model instead of a "
+              "checkpoint).")
 @click.option("--protocol", type=click.Choice(["grpc", "http"]), default="grpc", show_default=True,
               help="Protocol for --triton.")
 @click.option("--data", default=None, help="digits or a folder (default: the checkpoint's data set).")
@@ -41,6 +43,13 @@ def evaluate(checkpoint: str | None, triton_url: str | None, served_model: str |
 
     if n_resamples < 10:
         raise UsageError(f"--bootstrap {n_resamples} is too few; use 10 or more (1000 is typical)")
+    if served_model and not triton_url and not checkpoint:  # a served model: the recorded server by default
+        from toolkit.serve.state import recorded_url
+
+        triton_url = recorded_url(protocol)
+        if triton_url is None:
+            raise UsageError(f"no running server is recorded for --model {served_model}; start one with "
+                             "`tritonkit serve --detach` or pass --triton HOST:PORT")
     if triton_url:
         if checkpoint or baseline or not served_model:
             raise UsageError("with --triton give --model NAME and no CHECKPOINT or --baseline")

@@ -80,7 +80,13 @@ def _heldout(pred: Any, n: int) -> tuple[Any, Any]:
         pred.select_input(door.raw)
         raw, truth = heldout_raw(n)
         return raw_pixels(raw), truth
-    return heldout_samples(pred.spec or digits_model_spec([str(i) for i in range(10)]), n)
+    spec = pred.spec or digits_model_spec([str(i) for i in range(10)])
+    digits = digits_model_spec([str(i) for i in range(10)])
+    if tuple(spec.input.shape) != tuple(digits.input.shape):
+        raise UsageError(f"--digits sends the embedded {'x'.join(map(str, digits.input.shape))} digits, but model "
+                         f"{pred.model!r} takes [{', '.join(map(str, spec.input.shape))}]; give images or .npy "
+                         "files instead")
+    return heldout_samples(spec, n)
 
 
 def _check_model_name(model: str | None) -> str:
