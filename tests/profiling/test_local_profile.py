@@ -77,7 +77,7 @@ def test_profile_local_refuses_in_one_line_when_shape_contradicts_fixed_dims(dyn
 def test_model_kind_refuses_missing_file_without_loading_a_runtime_when_local_file_is_absent(tmp_path: Path) -> None:
     """What ``profile --local`` can check before its sweep (the file was found missing only after it)."""
     from contract.errors import UsageError
-    from toolkit.perf.local import model_kind
+    from toolkit.model_files import model_kind
 
     with pytest.raises(UsageError, match="model file not found"):
         model_kind(tmp_path / "missing.onnx")

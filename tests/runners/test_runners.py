@@ -97,7 +97,8 @@ def test_tensorrt_runner_exits_3_naming_the_install_when_tensorrt_missing(tmp_pa
 
 
 class FakePredictor:
-    """The public Predictor API (constructor, predict_many, close, inputs/outputs/spec) without a server."""
+    """The public Predictor API (constructor, predict_many, close, inputs/outputs/max_batch_size/spec) without a
+    server."""
 
     instances: list[FakePredictor] = []
 
@@ -105,6 +106,7 @@ class FakePredictor:
         self.model, self.kwargs, self.closed, self.seen = model, kwargs, False, []
         self.inputs = [{"name": "input", "datatype": "FP32", "shape": [-1, 1, 8, 8]}]
         self.outputs = [{"name": "logits", "datatype": "FP32", "shape": [-1, 10]}]
+        self.max_batch_size = 32
         self.spec = None
         FakePredictor.instances.append(self)
 

@@ -104,7 +104,7 @@ def profile(models: tuple[str, ...], url: str | None, protocol: str, concurrency
     such, each configuration gets a one-sentence bottleneck.
     """
     check_measurement(measurement_ms, stability_pct, max_trials)
-    from toolkit.perf.local import model_kind
+    from toolkit.model_files import model_kind
 
     for item in local:  # every --local file is checked before the sweep, not found missing after it
         model_kind(item.rpartition("=")[2])

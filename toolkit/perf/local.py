@@ -30,12 +30,9 @@ from typing import Any
 import numpy as np
 
 from contract.errors import ExportError, MissingDependencyError, TritonkitError, UsageError
-from contract.fileio import open_user_file
 from contract.spec import MAX_BATCH_BYTES, check_batch_budget
+from toolkit.model_files import model_kind
 from toolkit.runners import (
-    CHECKPOINT_SUFFIXES,
-    ONNX_SUFFIXES,
-    PLAN_SUFFIXES,
     BaseRunner,
     runner_for_path,
 )
@@ -142,22 +139,6 @@ def _concrete(name: str, dims: list[Any], shapes: dict[str, list[int]], where: s
         raise UsageError(f"{where}: input {name!r} has variable dims {dims}; pass --shape {name}:{example} "
                          "(dims without the batch dimension)")
     return [int(d) for d in dims]
-
-
-def model_kind(path: str | os.PathLike[str]) -> str:
-    """``onnx``, ``plan`` or ``checkpoint`` for an existing regular model file; one line otherwise.
-
-    Cheap (no runtime is loaded), so a command can check every file it will profile before it
-    starts a long measurement (``profile --local``)."""
-    path = Path(path)
-    hint = "give an .onnx, .plan or checkpoint .pt file"
-    os.close(open_user_file(path, UsageError, missing=f"model file not found; {hint}", hint=hint))
-    suffix = path.suffix.lower()
-    for kind, suffixes in (("onnx", ONNX_SUFFIXES), ("plan", PLAN_SUFFIXES), ("checkpoint", CHECKPOINT_SUFFIXES)):
-        if suffix in suffixes:
-            return kind
-    raise UsageError(f"{path}: unknown model type {suffix or '(no suffix)'}; use one of "
-                     f"{', '.join(ONNX_SUFFIXES + PLAN_SUFFIXES + CHECKPOINT_SUFFIXES)}")
 
 
 class PerformanceProfiler:

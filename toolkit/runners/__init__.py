@@ -17,15 +17,12 @@ import torch
 
 from contract.errors import UsageError
 from contract.spec import ModelSpec
+from toolkit.model_files import CHECKPOINT_SUFFIXES, ONNX_SUFFIXES, PLAN_SUFFIXES
 from toolkit.runners.base import BaseRunner, Feeds, InputMetadata
 from toolkit.runners.function import FunctionRunner
 from toolkit.runners.onnxrt import DEFAULT_THREADS, OnnxRunner
 from toolkit.runners.torch_module import TorchRunner
 from toolkit.runners.trt import TensorRTRunner
-
-ONNX_SUFFIXES = (".onnx",)
-PLAN_SUFFIXES = (".plan", ".engine", ".trt")
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
 __all__ = ["BaseRunner", "CHECKPOINT_SUFFIXES", "Feeds", "FunctionRunner", "InputMetadata", "ONNX_SUFFIXES",
            "OnnxRunner", "PLAN_SUFFIXES", "TensorRTRunner", "TorchRunner", "as_runner", "runner_for_path"]
