@@ -50,25 +50,12 @@ def _invoke(args: list[str]) -> str:
 # -- a tiny real checkpoint and its ONNX (untrained: built in about a second) -------------------
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    from toolkit.export.onnx import onnx_from_checkpoint
-    from trainers.checkpoint import load_checkpoint, save_checkpoint
-    from trainers.models import create_model
-    from trainers.recipes import digits_model_spec
+    from tests.runners.models import tiny_checkpoint, tiny_onnx
+    from trainers.checkpoint import load_checkpoint
 
     root = tmp_path_factory.mktemp("tiny")
-    torch.manual_seed(0)
-    model = create_model("smallcnn", num_classes=10, in_channels=1, width=4)
-    classes = [str(i) for i in range(10)]
-    payload = {
-        "architecture": {"name": "smallcnn", "kwargs": {"num_classes": 10, "in_channels": 1, "width": 4}},
-        "model_spec": digits_model_spec(classes).to_dict(),
-        "labels": classes,
-        "model_state": model.state_dict(),
-        "metrics": {},
-        "dataset": {"name": "digits", "seed": 0},
-    }
-    ckpt = save_checkpoint(payload, root / "tiny.pt")
-    onnx_path = onnx_from_checkpoint(ckpt, root / "tiny.onnx", check_parity=False)
+    ckpt = tiny_checkpoint(root)
+    onnx_path = tiny_onnx(root)
     return {"root": root, "checkpoint": ckpt, "onnx": onnx_path, "payload": load_checkpoint(ckpt)}
 
 
