@@ -31,7 +31,8 @@ LETTERS = [chr(ord("a") + i) for i in range(10)]
 
 
 def add_command(repo: Path, name: str, onnx: Path, variant: int, labels_file: Path) -> list[str]:
-    cmd = [TRITONKIT, "repo", "add", name, "--repository", str(repo), "--onnx", str(onnx), "--no-warmup"]
+    # --force: a variant equal to the newest version would otherwise be 'unchanged' and never reach a fault step.
+    cmd = [TRITONKIT, "repo", "add", name, "--repository", str(repo), "--onnx", str(onnx), "--no-warmup", "--force"]
     return cmd + (["--max-batch", "8", "--labels", str(labels_file)] if variant % 2 else ["--max-batch", "16"])
 
 
