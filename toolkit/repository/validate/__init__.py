@@ -22,6 +22,7 @@ from toolkit.repository.validate.ensemble import check_ensemble
 from toolkit.repository.validate.layout import check_names, check_versions, model_files, model_kind
 from toolkit.repository.validate.manifest import check_manifests
 from toolkit.repository.validate.problem import ERROR, WARNING, Context, Problem
+from toolkit.repository.validate.scheduling import check_scheduling
 from toolkit.repository.validate.tensors import (
     check_against,
     check_batching,
@@ -71,6 +72,7 @@ def _run_checks(ctx: Context, entry: Entry, index: Index, target: str | None, pr
     versions = check_versions(ctx, entry, cfg, base_real, present)
     check_manifests(ctx, cfg, versions, checksums=checksums)
     check_batching(ctx, cfg)
+    check_scheduling(ctx, cfg, kind)
     check_io_config(ctx, cfg, kind)
     check_instance_groups(ctx, cfg, kind)
     check_labels(ctx, cfg, entry.path, base_real)
