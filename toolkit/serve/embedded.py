@@ -177,6 +177,8 @@ class EmbeddedServer:
         poll_secs: int = 2,
         log_path: str | os.PathLike[str] | None = None,
         extra_args: Sequence[str] = (),
+        backend_directory: str | os.PathLike[str] | None = None,
+        load_at_start: bool = True,
     ) -> None:
         self.repository = Path(repository).resolve()
         self.host = host
@@ -186,6 +188,9 @@ class EmbeddedServer:
         self.model_control = model_control
         self.poll_secs = int(poll_secs)
         self.extra_args = tuple(extra_args)
+        # A throw-away server (load_check) judges models one by one: its own backends, nothing loaded at start.
+        self.backend_directory = Path(backend_directory) if backend_directory else None
+        self.load_at_start = load_at_start
         self.admin_value = secrets.token_hex(16)
         self._log_path = Path(log_path) if log_path else None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -224,19 +229,20 @@ class EmbeddedServer:
         self._argv_key_lib = argv_key_library()
         install = prepare_triton()
         self._install = install
-        return [
+        cmd = [
             str(install.binary),
             *safe_flags(
                 repository=str(self.repository), host=self.host, http_port=self.http_port,
                 grpc_port=self.grpc_port, metrics_port=self.metrics_port,
                 model_control=self.model_control, poll_secs=self.poll_secs,
             ),
-            f"--backend-directory={install.backend_dir}",
+            f"--backend-directory={self.backend_directory or install.backend_dir}",
             f"--cache-directory={install.cache_dir}",
             "--allow-gpu-metrics=false",
             "--exit-timeout-secs=5",
             *self.extra_args,
         ]
+        return cmd if self.load_at_start else [a for a in cmd if not a.startswith("--load-model=")]
 
     def child_env(self) -> dict[str, str]:
         """The install's environment plus the key and the library that moves it into argv (see argv_key.c)."""
