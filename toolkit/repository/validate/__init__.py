@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from toolkit.repository.validate import fs
 from toolkit.repository.validate.config import VERSION_RE, Entry, Index, load_entry
 from toolkit.repository.validate.ensemble import check_ensemble
-from toolkit.repository.validate.layout import check_names, check_versions, model_files, model_kind
-from toolkit.repository.validate.manifest import check_manifests
-from toolkit.repository.validate.problem import ERROR, WARNING, Context, Problem
+from toolkit.repository.validate.layout import ModelFile, check_names, check_versions, model_files, model_kind
+from toolkit.repository.validate.manifest import check_manifests, named_versions, recorded_config_of
+from toolkit.repository.validate.problem import ERROR, NOTE, WARNING, Context, Problem
 from toolkit.repository.validate.scheduling import check_scheduling
 from toolkit.repository.validate.tensors import (
     check_against,
@@ -33,7 +34,7 @@ from toolkit.repository.validate.tensors import (
     check_warmup,
 )
 
-__all__ = ["Problem", "ERROR", "WARNING", "validate_repository", "validate_model", "summary"]
+__all__ = ["Problem", "ERROR", "WARNING", "NOTE", "validate_repository", "validate_model", "summary"]
 
 
 def _target_problem(target: str | None) -> Problem | None:
@@ -79,11 +80,47 @@ def _run_checks(ctx: Context, entry: Entry, index: Index, target: str | None, pr
     check_warmup(ctx, cfg, entry.path, base_real, kind)
     if kind == "ensemble":
         check_ensemble(ctx, entry, cfg, index)
+    loaded = set(named_versions(cfg, [v for v, _ in versions]))
     for mf in model_files(ctx, cfg, kind, versions, base_real):
         if kind == "tensorrt_plan":
             check_plan(ctx, cfg, mf, entry.path, target)
-        if mf.artifact is not None and cfg.max_batch_size >= 0:
+        if mf.artifact is None or cfg.max_batch_size < 0:
+            continue
+        if mf.version in loaded:
             check_against(ctx, cfg, mf.artifact)
+        else:
+            _check_unloaded(ctx, cfg, mf)
+
+
+def _check_unloaded(ctx: Context, cfg: Any, mf: ModelFile) -> None:
+    """A version the version_policy does not load is judged by the config it was published with.
+
+    Why: after a shape change, the older version no longer matches the live config, yet Triton never
+    loads it under ``latest``/``specific``; an error there would call a repository Triton accepts broken.
+    """
+    scratch = Context(ctx.name, [])
+    recorded = recorded_config_of(mf.path.parent)
+    check_against(scratch, recorded if recorded is not None else cfg, mf.artifact)
+    if not any(p.is_error for p in scratch.problems):
+        if recorded is not None and (recorded.max_batch_size != cfg.max_batch_size or _io(recorded) != _io(cfg)):
+            ctx.note(str(mf.version), "version_policy", f"version {mf.version} is not loaded by version_policy and "
+                     "was published with another config", f"tritonkit repo rollback {ctx.name} --to {mf.version} "
+                     "restores it with its own config")
+        return
+    first = next(p for p in scratch.problems if p.is_error)
+    if recorded is not None:
+        ctx.error(first.file, first.field, f"version {mf.version} (not loaded by version_policy) does not match "
+                  f"the config it was published with: {first.message}", first.fix)
+    else:
+        ctx.warn(first.file, first.field, f"version {mf.version} is not loaded by version_policy, and does not "
+                 f"match the current config: {first.message}", "remove the version, or fix it before a policy "
+                 "change loads it")
+
+
+def _io(cfg: Any) -> list[tuple[str, list[int]]]:
+    if cfg is None:
+        return []
+    return [(t.name, list(t.dims)) for t in list(cfg.input) + list(cfg.output)]
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:
@@ -177,9 +214,11 @@ def _has_version_folder(path: Path) -> bool:
 def summary(problems: list[Problem]) -> str:
     """``N errors, M warnings in K models`` (K counts models with a problem)."""
     errors = sum(p.is_error for p in problems)
-    warnings = len(problems) - errors
-    models = len({p.model for p in problems if p.model})
-    if not problems:
-        return "repository is clean: 0 errors, 0 warnings"
+    notes = sum(p.severity == NOTE for p in problems)
+    warnings = len(problems) - errors - notes
+    models = len({p.model for p in problems if p.model and p.severity != NOTE})
+    noted = f", {notes} note{'s' * (notes != 1)}" if notes else ""
+    if errors + warnings == 0:
+        return f"repository is clean: 0 errors, 0 warnings{noted}"
     return (f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)} in {models} "
-            f"model{'s' * (models != 1)}")
+            f"model{'s' * (models != 1)}{noted}")

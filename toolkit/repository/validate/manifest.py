@@ -38,6 +38,22 @@ def named_versions(cfg: Any, present: list[int]) -> list[int]:
     return sorted(present)[-max(n, 1):]
 
 
+def recorded_config_of(vdir: Path) -> Any:
+    """The config a tritonkit version recorded (checksum matching), or None when there is none to trust."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    text, _ = fs.read_text(vdir / MANIFEST, 64 * 1024 * 1024) if not os.path.islink(vdir / MANIFEST) else (None, "")
+    try:
+        data = json.loads(text) if text is not None else None
+        recorded = data.get("config") if isinstance(data, dict) else None
+        if not isinstance(recorded, str) or sha256_text(recorded) != data.get("config_sha256"):
+            return None
+        return text_format.Parse(recorded, mc.ModelConfig())
+    except Exception:  # noqa: BLE001 - a broken manifest is reported by check_manifests
+        return None
+
+
 def unlisted_entries(vdir: Path, listed: set[str]) -> list[str]:
     """Entries of a version folder its manifest does not list (walked without following links)."""
     needed = {"/".join(r.split("/")[:i]) for r in listed for i in range(1, r.count("/") + 1)}

@@ -7,6 +7,7 @@ from typing import Any
 
 ERROR = "error"
 WARNING = "warning"
+NOTE = "note"  # true and worth knowing, nothing to fix (what Triton will fill in, what rollback restores)
 
 
 def clean(text: object) -> str:
@@ -25,7 +26,7 @@ def clean(text: object) -> str:
 class Problem:
     """What is wrong (``message``), where (``model``/``file``, ``field``) and how to fix it."""
 
-    severity: str  # "error" | "warning"
+    severity: str  # "error" | "warning" | "note"
     model: str
     file: str
     field: str
@@ -61,3 +62,6 @@ class Context:
 
     def warn(self, file: str, field: str, message: str, fix: str) -> None:
         self.problems.append(Problem(WARNING, self.name, file, field, message, fix))
+
+    def note(self, file: str, field: str, message: str, fix: str = "nothing to do") -> None:
+        self.problems.append(Problem(NOTE, self.name, file, field, message, fix))
