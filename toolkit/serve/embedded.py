@@ -28,7 +28,7 @@ from typing import Any
 from contract.errors import ServerError, UsageError
 from toolkit.serve.install import argv_key_library, prepare_triton, tritonkit_home
 from toolkit.serve.interrupts import interrupts_raise, signals_held
-from toolkit.serve.ports import port_in_use
+from toolkit.serve.ports import listening_ports, port_in_use
 from toolkit.serve.procs import ProcessIdentity, identity_of, session_handles
 
 MODEL_CONTROL_MODES = ("none", "explicit", "poll")
@@ -318,10 +318,32 @@ class EmbeddedServer:
             if self._proc.poll() is not None:
                 raise ServerError(self._failure_message(f"exited with code {self._proc.returncode}"))
             if http_get(ready_url, timeout=1.0)[0] == 200:
+                self._check_own_ports()
                 return
             if time.monotonic() >= deadline:
                 raise ServerError(self._failure_message(f"not ready after {timeout:g} s"))
             time.sleep(0.1)
+
+    def _check_own_ports(self) -> None:
+        """Refuse a readiness answer that did not come from the process started here.
+
+        Why: another process that took a port after :func:`check_ports` answered ``/v2/health/ready``
+        while our tritonserver was still loading (or had failed to bind), and start-up reported ready.
+        """
+        assert self._proc is not None
+        wanted = (("http", self.http_port), ("grpc", self.grpc_port), ("metrics", self.metrics_port))
+        deadline = time.monotonic() + 5  # metrics may bind just after HTTP answers
+        mine = listening_ports(self._proc.pid)
+        while self.http_port in mine and any(p not in mine for _, p in wanted) and time.monotonic() < deadline:
+            time.sleep(0.05)
+            mine = listening_ports(self._proc.pid)
+        for what, port in wanted:
+            if port not in mine:
+                raise ServerError(
+                    f"{what} port {port} on {self.host} answers, but not from the tritonserver started here (pid "
+                    f"{self._proc.pid}): another process took it after the port check; stop it or choose "
+                    f"another --{what}-port"
+                )
 
     def _check_restricted(self) -> None:
         """Refuse to serve unless the admin APIs answer the key and refuse everyone else.
