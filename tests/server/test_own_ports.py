@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from contract.errors import ServerError
-from toolkit.serve.embedded import EmbeddedServer
-from toolkit.serve.ports import free_port, listening_ports
+from toolkit.serve.embedded import check_own_ports
+from toolkit.serve.ports import listening_ports
 
 pytestmark = pytest.mark.server
 
@@ -23,7 +23,7 @@ def test_listening_ports_names_only_the_process_own_listeners() -> None:
         s6.bind(("::1", 0))
         s6.listen()
         unbound.bind(("127.0.0.1", 0))  # bound, not listening
-        mine = listening_ports(__import__("os").getpid())
+        mine = listening_ports(os.getpid())
         assert s.getsockname()[1] in mine and s6.getsockname()[1] in mine
         assert unbound.getsockname()[1] not in mine
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
@@ -35,17 +35,15 @@ def test_listening_ports_names_only_the_process_own_listeners() -> None:
     assert listening_ports(2**22 + 7) == set()  # no such process
 
 
-def test_a_ready_answer_from_a_port_another_process_holds_is_refused(digits_build: dict[str, Path],
-                                                                    tmp_path: Path) -> None:
-    """Another process listening on the metrics port (taken after the port check) is named, not read as ours."""
-    server = EmbeddedServer(digits_build["repository"], http_port=free_port(), grpc_port=free_port(),
-                            metrics_port=free_port(), log_path=tmp_path / "triton.log")
-    with server:
-        assert {server.http_port, server.grpc_port, server.metrics_port} <= listening_ports(server.pid)
-        with socket.socket() as squatter:
-            squatter.bind(("127.0.0.1", 0))
-            squatter.listen()
-            server.metrics_port = squatter.getsockname()[1]  # as if tritonserver had lost this port to it
-            with pytest.raises(ServerError, match=r"metrics port \d+ on 127.0.0.1 answers, but not from the "
-                                                  r"tritonserver started here"):
-                server._check_own_ports()
+def test_a_port_another_process_holds_is_refused_as_not_ours(triton_server) -> None:  # noqa: ANN001
+    """Another process listening on a port tritonserver should hold (taken after the port check) is named."""
+    ours = {"http": triton_server.http_port, "grpc": triton_server.grpc_port, "metrics": triton_server.metrics_port}
+    assert set(ours.values()) <= listening_ports(triton_server.pid)
+    check_own_ports(triton_server.pid, "127.0.0.1", ours)  # the real server passes
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        taken = {**ours, "metrics": squatter.getsockname()[1]}  # as if tritonserver had lost it to the squatter
+        with pytest.raises(ServerError, match=rf"metrics port {taken['metrics']} on 127.0.0.1 answers, but not "
+                                              r"from the tritonserver started here"):
+            check_own_ports(triton_server.pid, "127.0.0.1", taken, settle_s=0.2)

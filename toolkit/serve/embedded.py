@@ -2,11 +2,11 @@
 
 :class:`EmbeddedServer` runs the ``tritonserver`` from the ``nvidia-pytriton`` wheel (prepared by
 :func:`toolkit.serve.install.prepare_triton`) with safe defaults: every endpoint bound to
-127.0.0.1, no model control unless asked, strict readiness, exit on any load error, no config
-auto-completion, and the shared-memory, logging, trace and model-repository APIs restricted to a
-per-server header whose value never appears on any command line (see ``argv_key.c``). ``start()``
-returns once ``/v2/health/ready`` answers 200, or raises a one-line :class:`~contract.errors.ServerError`
-carrying the server's own reason per failed model.
+127.0.0.1, no model control unless asked, strict readiness, exit on any load error, config
+auto-completion as in stock Triton (``strict_config`` turns it off), and the shared-memory, logging,
+trace and model-repository APIs restricted to a per-server header whose value never appears on any
+command line (see ``argv_key.c``). ``start()`` returns once ``/v2/health/ready`` answers 200, or
+raises a one-line :class:`~contract.errors.ServerError` carrying the server's own reason per failed model.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ def safe_flags(
     model_control: str,
     poll_secs: int,
     restrict: bool = True,
+    strict_config: bool = False,
 ) -> list[str]:
     """tritonserver flags shared by the embedded server and the container command.
 
@@ -59,6 +60,10 @@ def safe_flags(
     :data:`KEY_PLACEHOLDER` here, replaced inside tritonserver before ``main`` by the preloaded
     ``argv_key`` library from ``TRITONKIT_ADMIN_KEY``, so the key never enters argument memory that
     other local users can read.
+
+    Auto-complete is on, as in stock Triton: a model may leave inputs, outputs and ``max_batch_size`` to
+    its backend. ``strict_config`` turns it off (``--disable-auto-complete-config``), so every config must
+    be complete and models relying on auto-complete are refused.
     """
     if model_control not in MODEL_CONTROL_MODES:
         raise UsageError(
@@ -75,8 +80,9 @@ def safe_flags(
         f"--model-control-mode={model_control}",
         "--strict-readiness=true",
         "--exit-on-error=true",
-        "--disable-auto-complete-config",
     ]
+    if strict_config:
+        flags.append("--disable-auto-complete-config")
     if model_control == "poll":
         flags.append(f"--repository-poll-secs={max(1, int(poll_secs))}")
     if model_control == "explicit":
@@ -114,6 +120,25 @@ def check_ports(host: str, ports: dict[str, int]) -> None:
             raise ServerError(
                 f"{what} port {port} on {host} is already in use; stop what holds it or choose "
                 f"another with --{what}-port"
+            )
+
+
+def check_own_ports(pid: int, host: str, ports: dict[str, int], settle_s: float = 5.0) -> None:
+    """Refuse a readiness answer that did not come from process ``pid`` (the server started here).
+
+    Why: another process that took a port after :func:`check_ports` answered ``/v2/health/ready``
+    while our tritonserver was still loading (or had failed to bind), and start-up reported ready.
+    """
+    deadline = time.monotonic() + settle_s  # metrics may bind just after HTTP answers
+    mine = listening_ports(pid)
+    while any(p not in mine for p in ports.values()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+        mine = listening_ports(pid)
+    for what, port in ports.items():
+        if port not in mine:
+            raise ServerError(
+                f"{what} port {port} on {host} answers, but not from the tritonserver started here (pid {pid}): "
+                f"another process took it after the port check; stop it or choose another --{what}-port"
             )
 
 
@@ -179,6 +204,7 @@ class EmbeddedServer:
         extra_args: Sequence[str] = (),
         backend_directory: str | os.PathLike[str] | None = None,
         load_at_start: bool = True,
+        strict_config: bool = False,
     ) -> None:
         self.repository = Path(repository).resolve()
         self.host = host
@@ -191,6 +217,7 @@ class EmbeddedServer:
         # A throw-away server (load_check) judges models one by one: its own backends, nothing loaded at start.
         self.backend_directory = Path(backend_directory) if backend_directory else None
         self.load_at_start = load_at_start
+        self.strict_config = strict_config
         self.admin_value = secrets.token_hex(16)
         self._log_path = Path(log_path) if log_path else None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -234,7 +261,7 @@ class EmbeddedServer:
             *safe_flags(
                 repository=str(self.repository), host=self.host, http_port=self.http_port,
                 grpc_port=self.grpc_port, metrics_port=self.metrics_port,
-                model_control=self.model_control, poll_secs=self.poll_secs,
+                model_control=self.model_control, poll_secs=self.poll_secs, strict_config=self.strict_config,
             ),
             f"--backend-directory={self.backend_directory or install.backend_dir}",
             f"--cache-directory={install.cache_dir}",
@@ -325,25 +352,9 @@ class EmbeddedServer:
             time.sleep(0.1)
 
     def _check_own_ports(self) -> None:
-        """Refuse a readiness answer that did not come from the process started here.
-
-        Why: another process that took a port after :func:`check_ports` answered ``/v2/health/ready``
-        while our tritonserver was still loading (or had failed to bind), and start-up reported ready.
-        """
         assert self._proc is not None
-        wanted = (("http", self.http_port), ("grpc", self.grpc_port), ("metrics", self.metrics_port))
-        deadline = time.monotonic() + 5  # metrics may bind just after HTTP answers
-        mine = listening_ports(self._proc.pid)
-        while self.http_port in mine and any(p not in mine for _, p in wanted) and time.monotonic() < deadline:
-            time.sleep(0.05)
-            mine = listening_ports(self._proc.pid)
-        for what, port in wanted:
-            if port not in mine:
-                raise ServerError(
-                    f"{what} port {port} on {self.host} answers, but not from the tritonserver started here (pid "
-                    f"{self._proc.pid}): another process took it after the port check; stop it or choose "
-                    f"another --{what}-port"
-                )
+        check_own_ports(self._proc.pid, self.host,
+                        {"http": self.http_port, "grpc": self.grpc_port, "metrics": self.metrics_port})
 
     def _check_restricted(self) -> None:
         """Refuse to serve unless the admin APIs answer the key and refuse everyone else.
