@@ -23,8 +23,10 @@ def test_docker_command_publishes_ports_only_on_localhost_and_mounts_repository_
     assert "--shm-size 2g" in joined
     tail = cmd[cmd.index("tritonserver"):]
     for flag in ("--model-repository=/models", "--model-control-mode=none", "--strict-readiness=true",
-                 "--exit-on-error=true", "--disable-auto-complete-config"):
+                 "--exit-on-error=true"):
         assert flag in tail
+    assert "--disable-auto-complete-config" not in tail  # auto-complete on, as in stock Triton
+    assert "--disable-auto-complete-config" in docker_command(tmp_path, "img", PORTS, strict_config=True)
     assert [a for a in tail if "restricted" in a] == [
         "--http-restricted-api=shared-memory,logging,trace,model-repository:tritonkit-admin-key=@TRITONKIT_ADMIN_KEY@",
         "--grpc-restricted-protocol=shared-memory,logging,trace,model-repository:tritonkit-admin-key=@TRITONKIT_ADMIN_KEY@",

@@ -27,16 +27,19 @@ from toolkit.serve.state import find_run_dir, live_servers, load_state
 @click.option("--poll-secs", default=2, show_default=True, type=int, help="Repository poll interval (poll mode).")
 @click.option("--detach", is_flag=True, help="Start, wait until ready, and return; stop with `serve stop`.")
 @click.option("--timeout", default=120.0, show_default=True, type=float, help="Seconds to wait for readiness.")
+@click.option("--strict-config", is_flag=True,
+              help="Turn Triton's config auto-complete off: a model whose config leaves inputs, outputs or "
+                   "max_batch_size to Triton is refused.")
 @click.pass_context
 def serve(ctx: click.Context, repository: str, runtime: str, image: str | None, host: str, http_port: int,
           grpc_port: int, metrics_port: int, model_control: str, poll_secs: int, detach: bool,
-          timeout: float) -> None:
+          timeout: float, strict_config: bool) -> None:
     """Serve a model repository with Triton until Ctrl-C (or in the background with --detach)."""
     if ctx.invoked_subcommand is not None:
         return
     opts = ServeOptions(repository=repository, runtime=runtime, image=image, host=host, http_port=http_port,
                         grpc_port=grpc_port, metrics_port=metrics_port, model_control=model_control,
-                        poll_secs=poll_secs, timeout=timeout)
+                        poll_secs=poll_secs, timeout=timeout, strict_config=strict_config)
     try:
         if detach:
             serve_detached(opts, echo=click.echo, warn=_warn)

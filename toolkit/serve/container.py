@@ -94,6 +94,7 @@ def docker_command(
     name: str | None = None,
     argv_key_lib: str | os.PathLike[str] | None = None,
     poll_secs: int = 2,
+    strict_config: bool = False,
 ) -> list[str]:
     """``docker run`` for Triton: repository read-only, ports published only on ``host``.
 
@@ -123,7 +124,7 @@ def docker_command(
     cmd += safe_flags(
         repository=CONTAINER_REPOSITORY, host="0.0.0.0", http_port=CONTAINER_PORTS["http"],
         grpc_port=CONTAINER_PORTS["grpc"], metrics_port=CONTAINER_PORTS["metrics"],
-        model_control=model_control, poll_secs=poll_secs,
+        model_control=model_control, poll_secs=poll_secs, strict_config=strict_config,
     )
     return cmd
 
@@ -179,7 +180,7 @@ class DockerServer(EmbeddedServer):
         ports = {"http": self.http_port, "grpc": self.grpc_port, "metrics": self.metrics_port}
         return docker_command(
             self.repository, self.image, ports, self.host, self.gpus, self.model_control,
-            self.shm_size, name=self.container, poll_secs=self.poll_secs,
+            self.shm_size, name=self.container, poll_secs=self.poll_secs, strict_config=self.strict_config,
         ) + list(self.extra_args)
 
     def child_cwd(self) -> str | None:

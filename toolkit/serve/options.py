@@ -30,6 +30,8 @@ class ServeOptions:
     model_control: str = "none"
     poll_secs: int = 2
     timeout: float = 120
+    # Triton's config auto-complete off: models relying on it (inputs, outputs, max_batch_size) are refused.
+    strict_config: bool = False
 
 
 def check_ports_valid(opts: ServeOptions) -> None:
@@ -62,11 +64,19 @@ def check_host(host: str) -> None:
                          "127.0.0.1") from None
 
 
-def repository_is_empty(repository: str) -> bool:
-    """No model folder with a config.pbtxt: Triton would report ready while serving nothing."""
+def _is_model(folder: Path, strict_config: bool) -> bool:
+    """A folder Triton loads: one with a config.pbtxt, or (auto-complete on) a numbered version folder."""
+    if not folder.is_dir():
+        return False
+    if (folder / "config.pbtxt").is_file():
+        return True
+    return not strict_config and any(v.is_dir() and v.name.isdigit() for v in folder.iterdir())
+
+
+def repository_is_empty(repository: str, strict_config: bool = False) -> bool:
+    """No model folder: Triton would report ready while serving nothing."""
     root = Path(repository)
-    return root.is_dir() and not any(child.is_dir() and (child / "config.pbtxt").is_file()
-                                     for child in root.iterdir())
+    return root.is_dir() and not any(_is_model(child, strict_config) for child in root.iterdir())
 
 
 def check_serve_options(opts: ServeOptions, runtime: str) -> list[str]:
@@ -90,7 +100,7 @@ def check_serve_options(opts: ServeOptions, runtime: str) -> list[str]:
         warnings.append(f"--host {opts.host} exposes every endpoint to every network this machine is on; anyone "
                         "who reaches it can run inference (and Triton's HTTP endpoint can be crashed by one "
                         "request); prefer 127.0.0.1 behind a proxy")
-    if repository_is_empty(opts.repository):
+    if repository_is_empty(opts.repository, opts.strict_config):
         warnings.append(f"repository {opts.repository} holds no model (no folder with a config.pbtxt): the server "
                         "will report ready while serving nothing; add one with `tritonkit repo add`")
     return warnings

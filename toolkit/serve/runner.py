@@ -68,6 +68,7 @@ def make_server(opts: ServeOptions, log_path: Path | None = None, warn: Any = No
     common: dict[str, Any] = dict(
         host=opts.host, http_port=opts.http_port, grpc_port=opts.grpc_port, metrics_port=opts.metrics_port,
         model_control=opts.model_control, poll_secs=opts.poll_secs, log_path=log_path,
+        strict_config=opts.strict_config,
     )
     if runtime == "docker":
         return DockerServer(repo, image=opts.image, **common)

@@ -38,9 +38,11 @@ def model_shape(t: Any) -> list[int]:
 
 def check_io_config(ctx: Context, cfg: Any, kind: str | None) -> None:
     """Rules the config must meet whatever the model file says."""
-    if not cfg.input and not cfg.output and kind != "ensemble":
-        ctx.warn(CONFIG, "input", "no inputs or outputs are listed; the model relies on Triton's auto-complete",
-                 "list them (tritonkit repo add reads them from the model) or start Triton with auto-complete")
+    # An ONNX model's auto-complete is predicted from its graph (check_against says what it fills in).
+    if not cfg.input and not cfg.output and kind not in ("ensemble", "onnxruntime_onnx"):
+        ctx.warn(CONFIG, "input", "no inputs or outputs are listed; the model relies on Triton's auto-complete, "
+                 "which `tritonkit serve --strict-config` turns off", "list them (tritonkit repo add reads them "
+                 "from the model) so the model does not depend on auto-complete")
     for group, tensors in (("input", cfg.input), ("output", cfg.output)):
         seen: set[str] = set()
         for i, t in enumerate(tensors):
@@ -91,7 +93,15 @@ def _check_reshape(ctx: Context, field: str, dims: list[int], shape: list[int]) 
 
 
 def check_against(ctx: Context, cfg: Any, art: Artifact) -> None:
-    """Names, dtypes and dims of the config equal to what the model file declares."""
+    """Names, dtypes and dims of the config against what the model file declares.
+
+    An ONNX graph is judged by the native ONNX Runtime backend's own rules (:mod:`onnx_rules`, which
+    tritonkit's Python-based backend runs at load too), after Triton's auto-complete; a plan record by
+    name, dtype and dims.
+    """
+    if art.record is None:
+        _check_onnx(ctx, cfg, art)
+        return
     mbs = cfg.max_batch_size
     src = art.source
     by_name = {t.name: t for t in art.inputs}
@@ -110,6 +120,28 @@ def check_against(ctx: Context, cfg: Any, art: Artifact) -> None:
                 if name not in names and cfg.input:
                     ctx.error(CONFIG, f"input[{name}]", f"{src} needs input {name!r}, which the config does not "
                               "list", "add it to the config's inputs (name, data_type, dims)")
+
+
+def _check_onnx(ctx: Context, cfg: Any, art: Artifact) -> None:
+    """Auto-complete as Triton does it (a note says what it fills in), then the native load rules."""
+    from google.protobuf.json_format import MessageToDict
+
+    from toolkit.repository.validate import onnx_rules as rules
+
+    config = MessageToDict(cfg, preserving_proto_field_name=True)
+    inputs = [rules.graph_tensor(t.name, t.dtype, t.shape) for t in art.inputs]
+    outputs = [rules.graph_tensor(t.name, t.dtype, t.shape) for t in art.outputs]
+    try:
+        completed, filled = rules.auto_complete(config, inputs, outputs, art.source)
+    except rules.AutoCompleteRefused as exc:
+        ctx.error(CONFIG, exc.finding.field, exc.finding.message, exc.finding.fix)
+        return
+    if filled:
+        ctx.note(CONFIG, "input", f"Triton's auto-complete fills in {'; '.join(filled)} from {art.source}, so "
+                 "`tritonkit serve --strict-config` (Triton's --disable-auto-complete-config) refuses this model",
+                 "list them in config.pbtxt (tritonkit repo add does) to serve it with --strict-config too")
+    for f in rules.load_findings(completed, inputs, outputs, src=art.source):
+        (ctx.error if f.severity == rules.ERROR else ctx.warn)(CONFIG, f.field, f.message, f.fix)
 
 
 def _compare(ctx: Context, group: str, t: Any, m: Tensor, mbs: int, src: str) -> None:

@@ -5,8 +5,12 @@ Placed at ``<backend-directory>/onnxruntime/model.py`` it makes Triton serve
 repository runs in the NVIDIA container (native C++ backend) and in the embedded server.
 
 What it promises, like the native backend:
-- at load, the config is checked against the ONNX graph (names, data types, ranks, dims, the batch
-  dimension); a mismatch refuses the load and names the tensor;
+- with Triton's auto-complete on (the default; off with ``tritonkit serve --strict-config``), a config
+  without inputs or outputs is completed from the graph (inputs, outputs, ``max_batch_size``, dynamic
+  batching) and one that contradicts it is refused;
+- at load, the config is checked against the ONNX graph by the native backend's own rules
+  (:mod:`toolkit.repository.validate.onnx_rules`, which the static validator runs too: this stub runs
+  in tritonkit's environment, so tritonkit imports here); a mismatch refuses the load and names the tensor;
 - each ``execute`` stacks the requests into one batch per input, runs ONNX Runtime once and splits
   the outputs back; a request that cannot run gets its own error response, the others succeed;
 - ONNX Runtime threads: the CPU cores divided among the instances; config ``parameters``
@@ -25,6 +29,8 @@ import os
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
+from toolkit.repository.validate import onnx_rules as rules
+
 # ONNX Runtime spells three numpy types its own way; every other type string is numpy's name.
 # Config data types map to numpy through Triton's own table (pb_utils), not a copy of it here.
 _ORT_NAMES = {"float32": "float", "float64": "double", "object": "string"}
@@ -37,14 +43,6 @@ def _ort_type(config_type: str) -> str | None:
     except (KeyError, TypeError):
         return None
     return f"tensor({_ORT_NAMES.get(name, name)})"
-
-
-def _config_type(ort_type: str) -> str:
-    """The config data type of an ONNX Runtime type string, for messages (the string itself if none)."""
-    name = ort_type.removeprefix("tensor(").removesuffix(")")
-    name = {v: k for k, v in _ORT_NAMES.items()}.get(name, name)
-    found = [k for k, v in pb_utils.TRITON_STRING_TO_NUMPY.items() if np.dtype(v).name == name]
-    return found[0] if found else ort_type
 
 
 _OPT_LEVELS = {"disable_all": 0, "disable": 0, "basic": 1, "extended": 2, "all": 99}
@@ -116,69 +114,87 @@ class _Tensor:
 
     __slots__ = ("name", "config_type", "dims", "graph_dims", "reshape", "is_string")
 
-    def __init__(self, io: dict):
+    def __init__(self, io: dict, scalar: bool = False):
         self.name = io["name"]
         self.config_type = io.get("data_type", "TYPE_INVALID")
         self.dims = [int(d) for d in io.get("dims", [])]
         reshape = io.get("reshape")
-        self.graph_dims = [int(d) for d in reshape.get("shape", [])] if reshape is not None else self.dims
-        self.reshape = reshape is not None
+        # A scalar graph tensor is declared dims [1] (all ones): the graph is fed and read rank 0.
+        self.graph_dims = [] if scalar else rules.model_dims(io)
+        self.reshape = reshape is not None or scalar
         self.is_string = self.config_type == "TYPE_STRING"
 
 
-def _dims_text(dims) -> str:
-    return "[" + ",".join(str(d) for d in dims) + "]"
+def _graph(nodes) -> list:
+    """ONNX Runtime's view of graph tensors as the shared rules' GraphTensors."""
+    return [rules.graph_tensor(n.name, rules.type_from_ort(n.type), n.shape) for n in nodes]
 
 
-def _check_tensor(model: str, kind: str, t: _Tensor, node, batching: bool, max_batch: int, path: str) -> None:
-    """Refuse the load, naming the tensor, where the config and the graph disagree."""
-    where = f"model '{model}', {kind} '{t.name}'"
-    graph_type = _config_type(node.type)
-    if _ort_type(t.config_type) != node.type:
-        raise pb_utils.TritonModelException(
-            f"{where}: config data_type {t.config_type} but the ONNX graph {path} has {graph_type}; "
-            "make config.pbtxt match the graph"
-        )
-    shape = [d if isinstance(d, int) and d >= 0 else -1 for d in node.shape]
-    expected = ([-1] if batching else []) + t.graph_dims
-    if len(shape) != len(expected):
-        extra = " (max_batch_size > 0 adds the batch dimension)" if batching else ""
-        raise pb_utils.TritonModelException(
-            f"{where}: config dims {_dims_text(t.graph_dims)}{extra} have rank {len(expected)} but the "
-            f"ONNX graph has shape {_dims_text(shape)} (rank {len(shape)}); make config.pbtxt match the graph"
-        )
-    if batching and shape[0] not in (-1,) and shape[0] < max_batch:
-        raise pb_utils.TritonModelException(
-            f"{where}: max_batch_size {max_batch} needs a dynamic first dimension but the ONNX graph "
-            f"fixes it to {shape[0]}; export with a dynamic batch axis or set max_batch_size: 0"
-        )
-    offset = 1 if batching else 0
-    for i, cfg_dim in enumerate(t.graph_dims):
-        graph_dim = shape[i + offset]
-        if graph_dim != -1 and graph_dim != cfg_dim:
-            raise pb_utils.TritonModelException(
-                f"{where}: config dims {_dims_text(t.graph_dims)} but the ONNX graph has "
-                f"{_dims_text(shape[offset:])} (without batch); make config.pbtxt match the graph"
-            )
+def _model_path(config: dict, version_dir: str) -> str:
+    """The ONNX file of a version folder (``default_model_filename``, a folder holding model.onnx)."""
+    path = os.path.join(version_dir, config.get("default_model_filename") or "model.onnx")
+    return os.path.join(path, "model.onnx") if os.path.isdir(path) else path
+
+
+def _session(model: str, path: str, opts, error=None):
+    """An ONNX Runtime CPU session for ``path``; ``error`` (the exception type) refuses in one line."""
+    import onnxruntime as ort
+
+    error = error or pb_utils.TritonModelException
+    if not os.path.isfile(path):
+        raise error(f"model '{model}': ONNX file {path} not found; put model.onnx in the version folder "
+                    "or set default_model_filename")
+    try:
+        return ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - ORT raises several unrelated types
+        raise error(f"model '{model}': ONNX Runtime cannot load {path}: {exc}") from None
 
 
 class TritonPythonModel:
     """ONNX Runtime behind Triton's Python backend API."""
+
+    @staticmethod
+    def auto_complete_config(auto_complete_model_config):
+        """Triton's auto-complete, as the native backend does it (see :func:`onnx_rules.auto_complete`).
+
+        Runs only when auto-complete is on; ``as_dict`` is the live config, which is how an empty
+        ``reshape`` (the one field ``add_input`` cannot set) gets in.
+        """
+        import onnxruntime as ort
+
+        config = auto_complete_model_config.as_dict()
+        if (config.get("input") or config.get("batch_input")) and config.get("output"):
+            return auto_complete_model_config
+        model = config.get("name", "?")
+        path = _model_path(config, pb_utils.get_model_dir())
+        session = _session(model, path, ort.SessionOptions(), error=ValueError)
+        try:
+            completed, _ = rules.auto_complete(config, _graph(session.get_inputs()), _graph(session.get_outputs()),
+                                               path)
+        except rules.AutoCompleteRefused as exc:
+            raise ValueError(f"model '{model}': {exc}") from None
+        mbs = rules.max_batch(completed)
+        if mbs != rules.max_batch(config):
+            auto_complete_model_config.set_max_batch_size(mbs)
+        if "dynamic_batching" in completed and "dynamic_batching" not in config:
+            auto_complete_model_config.set_dynamic_batching()
+        for key, add in (("input", auto_complete_model_config.add_input),
+                         ("output", auto_complete_model_config.add_output)):
+            if config.get(key):
+                continue
+            for io in completed.get(key, []):
+                add({k: io[k] for k in ("name", "data_type", "dims")})
+                if "reshape" in io:
+                    live = next(x for x in auto_complete_model_config.as_dict()[key] if x["name"] == io["name"])
+                    live["reshape"] = dict(io["reshape"])
+        return auto_complete_model_config
 
     def initialize(self, args: dict) -> None:
         import onnxruntime as ort
 
         config = json.loads(args["model_config"])
         model = config.get("name", args.get("model_name", "?"))
-        filename = config.get("default_model_filename") or "model.onnx"
-        path = os.path.join(args["model_repository"], str(args["model_version"]), filename)
-        if os.path.isdir(path):
-            path = os.path.join(path, "model.onnx")
-        if not os.path.isfile(path):
-            raise pb_utils.TritonModelException(
-                f"model '{model}': ONNX file {path} not found; put model.onnx in the version folder "
-                "or set default_model_filename"
-            )
+        path = _model_path(config, os.path.join(args["model_repository"], str(args["model_version"])))
 
         opts = ort.SessionOptions()
         # The cores are shared among the instances. Measured on 2 cores (resnet_small, 3x64x64,
@@ -195,35 +211,21 @@ class TritonPythonModel:
         opts.execution_mode = (ort.ExecutionMode.ORT_PARALLEL if opts.inter_op_num_threads > 1
                                else ort.ExecutionMode.ORT_SEQUENTIAL)
         opts.graph_optimization_level = _graph_level(config)
-        try:
-            self.session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - ORT raises several unrelated types
-            raise pb_utils.TritonModelException(
-                f"model '{model}': ONNX Runtime cannot load {path}: {exc}"
-            ) from None
+        self.session = _session(model, path, opts)
 
-        max_batch = int(config.get("max_batch_size", 0))
-        self.batching = max_batch > 0
-        self.inputs = [_Tensor(io) for io in config.get("input", [])]
-        self.outputs = [_Tensor(io) for io in config.get("output", [])]
-        graph_in = {n.name: n for n in self.session.get_inputs()}
-        graph_out = {n.name: n for n in self.session.get_outputs()}
-        for kind, tensors, graph in (("input", self.inputs, graph_in), ("output", self.outputs, graph_out)):
-            for t in tensors:
-                if t.name not in graph:
-                    raise pb_utils.TritonModelException(
-                        f"model '{model}', {kind} '{t.name}': not an {kind} of the ONNX graph {path} "
-                        f"(graph {kind}s: {', '.join(graph)}); make config.pbtxt match the graph"
-                    )
-                _check_tensor(model, kind, t, graph[t.name], self.batching, max_batch, path)
-        missing = [n for n in graph_in if n not in {t.name for t in self.inputs}]
-        if missing:
-            raise pb_utils.TritonModelException(
-                f"model '{model}', input '{missing[0]}': required by the ONNX graph {path} but not in "
-                "config.pbtxt; add it to the config's inputs"
-            )
-        if not self.outputs:
-            raise pb_utils.TritonModelException(f"model '{model}': config.pbtxt lists no outputs")
+        graph_in = _graph(self.session.get_inputs())
+        for f in rules.load_findings(config, graph_in, _graph(self.session.get_outputs()),
+                                     _graph(self.session.get_overridable_initializers()), src=path):
+            if f.severity == rules.ERROR:
+                raise pb_utils.TritonModelException(f"model '{model}': {f.line()}")
+        self.batching = rules.max_batch(config) > 0
+        # The sequence batcher's control tensors reach the model as request inputs of shape [1].
+        controls = [{"name": name, "data_type": dtype, "dims": [1]}
+                    for _, name, dtype in rules.sequence_controls(config)]
+        rank0 = {t.name for t in graph_in if not t.shape}
+        rank0 |= {t.name for t in _graph(self.session.get_outputs()) if not t.shape}
+        self.inputs = [_Tensor(io, io.get("name") in rank0) for io in rules.ios(config, "input") + controls]
+        self.outputs = [_Tensor(io, io.get("name") in rank0) for io in rules.ios(config, "output")]
 
         self.model = model
         self.input_names = [t.name for t in self.inputs]
@@ -268,7 +270,8 @@ class TritonPythonModel:
     def _one(self, request):
         try:
             get = pb_utils.get_input_tensor_by_name
-            feeds = {name: get(request, name).as_numpy() for name in self.input_names}
+            # An optional input the request leaves out is not fed (the graph's initializer stands).
+            feeds = {name: t.as_numpy() for name in self.input_names if (t := get(request, name)) is not None}
             if not self.plain:
                 feeds = self._to_graph(feeds)
             outs = self.run(self.output_names, feeds)
@@ -285,6 +288,8 @@ class TritonPythonModel:
 
     def _to_graph(self, feeds: dict) -> dict:
         for t in self.inputs:
+            if t.name not in feeds:
+                continue
             a = feeds[t.name]
             if t.reshape:
                 lead = a.shape[:1] if self.batching else ()
