@@ -26,7 +26,7 @@ name to record) or ``plan_record`` (one record).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +61,7 @@ class Artifact:
     plan_max_batch: int | None = None
     profile_count: int = 0
     record: dict[str, Any] | None = None
+    overridable: list[Tensor] = field(default_factory=list)  # ONNX initializers a request may override
 
 
 def record_dtype(value: object) -> str | None:
@@ -108,7 +109,8 @@ def read_onnx(path: Path, rel: str) -> tuple[Artifact | None, list[str], Any]:
     outputs = [tensor(v) for v in graph.output]
     if not outputs:
         return None, ["holds a graph without outputs"], model
-    return Artifact(rel, inputs, outputs), [], model
+    overridable = [tensor(v) for v in graph.input if v.name in init_names] if model.ir_version >= 4 else []
+    return Artifact(rel, inputs, outputs, overridable=overridable), [], model
 
 
 _RUNTIME_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft", "ai.onnx.preview.training"}

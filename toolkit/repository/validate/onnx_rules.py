@@ -235,7 +235,8 @@ def load_findings(config: dict, inputs: Sequence[GraphTensor], outputs: Sequence
     mbs = max_batch(config)
     graph_in = {t.name: t for t in inputs}
     found.extend(_control_findings(config, graph_in, mbs, src))
-    found.extend(_count_findings(config, inputs, src))
+    if not found:  # a control tensor the graph lacks also breaks the count: said once
+        found.extend(_count_findings(config, inputs, src))
     named = {f.field for f in found}
     any_in = {**graph_in, **{t.name: t for t in overridable}}
     batch_outputs = {n for b in ios(config, "batch_output") for n in b.get("target_name") or []}

@@ -140,7 +140,8 @@ def _check_onnx(ctx: Context, cfg: Any, art: Artifact) -> None:
         ctx.note(CONFIG, "input", f"Triton's auto-complete fills in {'; '.join(filled)} from {art.source}, so "
                  "`tritonkit serve --strict-config` (Triton's --disable-auto-complete-config) refuses this model",
                  "list them in config.pbtxt (tritonkit repo add does) to serve it with --strict-config too")
-    for f in rules.load_findings(completed, inputs, outputs, src=art.source):
+    overridable = [rules.graph_tensor(t.name, t.dtype, t.shape) for t in art.overridable]
+    for f in rules.load_findings(completed, inputs, outputs, overridable, src=art.source):
         (ctx.error if f.severity == rules.ERROR else ctx.warn)(CONFIG, f.field, f.message, f.fix)
 
 
