@@ -26,7 +26,6 @@ from toolkit.repository.validate.problem import ERROR, NOTE, WARNING, Context, P
 from toolkit.repository.validate.scheduling import check_scheduling
 from toolkit.repository.validate.tensors import (
     check_against,
-    check_batching,
     check_instance_groups,
     check_io_config,
     check_labels,
@@ -72,13 +71,12 @@ def _run_checks(ctx: Context, entry: Entry, index: Index, target: str | None, pr
     kind = model_kind(ctx, cfg, entry.path)
     versions = check_versions(ctx, entry, cfg, base_real, present)
     check_manifests(ctx, cfg, versions, checksums=checksums)
-    check_batching(ctx, cfg)
-    check_scheduling(ctx, cfg, kind)
+    check_scheduling(ctx, cfg, kind, entry.path)
     check_io_config(ctx, cfg, kind)
     check_instance_groups(ctx, cfg, kind)
     check_labels(ctx, cfg, entry.path, base_real)
     check_warmup(ctx, cfg, entry.path, base_real, kind)
-    if kind == "ensemble":
+    if kind == "ensemble" or cfg.HasField("ensemble_scheduling"):
         check_ensemble(ctx, entry, cfg, index)
     loaded = set(named_versions(cfg, [v for v, _ in versions]))
     for mf in model_files(ctx, cfg, kind, versions, base_real):

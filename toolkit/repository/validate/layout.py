@@ -41,7 +41,19 @@ DEFAULT_FILE = {
     "openvino": "model.xml",
     "python": "model.py",
 }
-SPECIAL_FOLDERS = {"warmup", "configs"}
+# Backends Triton knows by type, with the platforms each accepts (the first is its default).
+TYPED_BACKENDS = {
+    "tensorrt": ("tensorrt_plan",),
+    "onnxruntime": ("onnxruntime_onnx",),
+    "pytorch": ("pytorch_libtorch",),
+    "tensorflow": ("tensorflow_savedmodel", "tensorflow_graphdef"),
+}
+# What Triton's auto-complete infers from a model file, in the order it looks (kind, backend).
+INFERRED = [("tensorflow_graphdef", "tensorflow"), ("tensorflow_savedmodel", "tensorflow"),
+            ("tensorrt_plan", "tensorrt"), ("onnxruntime_onnx", "onnxruntime"), ("openvino", "openvino"),
+            ("pytorch_libtorch", "pytorch"), ("python", "python")]
+DIR_OK = {"onnxruntime_onnx", "openvino", "python"}  # also inferred when the name is a folder
+SPECIAL_FOLDERS = {"warmup", "configs", "initial_state"}
 _CC = re.compile(r"\d+\.\d+")
 
 
@@ -75,35 +87,82 @@ def check_names(ctx: Context, entry: Entry, cfg: Any) -> None:
 
 
 def model_kind(ctx: Context, cfg: Any, model_dir: Path) -> str | None:
-    """The platform kind (a DEFAULT_FILE key, ``ensemble``, or None for a custom backend)."""
+    """The platform kind (a DEFAULT_FILE key, ``ensemble``, or None for a custom backend).
+
+    Follows Triton: the four backends it knows by type (tensorrt, onnxruntime, pytorch, tensorflow)
+    take only their own platforms; any other backend (python, custom) ignores the platform; with
+    neither set, Triton infers the backend from default_model_filename or the first version folder.
+    """
     platform, backend = cfg.platform, cfg.backend
-    if platform:
-        if platform not in PLATFORM_BACKEND:
-            ctx.error(CONFIG, "platform", f"unknown platform {platform!r}",
-                      f"use one of {', '.join(PLATFORM_BACKEND)}, or set backend instead")
-            return None
-        if backend and PLATFORM_BACKEND[platform] != backend:
-            ctx.error(CONFIG, "backend", f"backend {backend!r} does not serve platform {platform!r}",
-                      f"set backend: \"{PLATFORM_BACKEND[platform]}\" or remove one of the two fields")
-        return platform
+    if platform == "ensemble":
+        if backend:
+            ctx.error(CONFIG, "backend", f"an ensemble takes no backend (backend {backend!r} is set), so Triton "
+                      "refuses it", "remove the backend line; platform: \"ensemble\" alone makes an ensemble")
+        return "ensemble"
+    if backend in TYPED_BACKENDS:
+        platforms = TYPED_BACKENDS[backend]
+        if platform and platform not in platforms:
+            right = PLATFORM_BACKEND.get(platform)
+            fix = (f"set backend: \"{right}\" or remove the backend line (Triton fills it from the platform)"
+                   if right else f"set platform: \"{platforms[0]}\" or remove the platform line")
+            ctx.error(CONFIG, "backend", f"backend {backend!r} does not serve platform {platform!r}", fix)
+        if platform:
+            return platform if platform in PLATFORM_BACKEND else None
+        inferred = _infer(cfg, model_dir, backend)
+        if inferred is None and len(platforms) > 1:
+            ctx.error(CONFIG, "platform", f"backend {backend!r} needs a platform and no model file shows which",
+                      f"set platform: \"{platforms[0]}\" or \"{platforms[1]}\"")
+        return inferred or platforms[0]
     if backend:
+        if platform:
+            ctx.warn(CONFIG, "platform", f"platform {platform!r} is ignored: backend {backend!r} serves this model",
+                     "remove the platform line")
         if backend not in KNOWN_BACKENDS:
             ctx.warn(CONFIG, "backend", f"backend {backend!r} is not one Triton ships",
                      f"check the server has backends/{backend}/ (a custom or Python-based backend), "
                      f"else use one of {', '.join(sorted(BACKEND_KIND))}")
             return None
         return BACKEND_KIND.get(backend)
-    # Neither: Triton's auto-complete guesses from the files; say what it would need.
+    if platform:
+        if platform not in PLATFORM_BACKEND:
+            hint = f"set backend: \"{platform}\" instead" if platform in BACKEND_KIND else "set backend instead"
+            ctx.error(CONFIG, "platform", f"unknown platform {platform!r}",
+                      f"use one of {', '.join(PLATFORM_BACKEND)}, or {hint}")
+            return None
+        return platform
+    kind = _infer(cfg, model_dir, None)
+    # Triton's last resort: a model named "<anything>.<backend>".
+    if kind is None and "." in ctx.name and not cfg.default_model_filename:
+        guess = ctx.name.split(".", 1)[1]
+        ctx.warn(CONFIG, "backend", f"neither platform nor backend is set, so Triton takes backend {guess!r} from "
+                 "the model name", f"set backend: \"{guess}\" if that is meant, else the right backend")
+        return None
+    if kind is None:
+        where = (f"default_model_filename {cfg.default_model_filename!r}" if cfg.default_model_filename
+                 else "the first version folder")
+        ctx.error(CONFIG, "platform", f"neither platform nor backend is set and Triton cannot infer one from "
+                  f"{where}", f"set backend (backend: \"python\" for a model.py) or platform (one of "
+                  f"{', '.join(p for p in PLATFORM_BACKEND if p != 'ensemble')})")
+    return kind
+
+
+def _infer(cfg: Any, model_dir: Path, backend: str | None) -> str | None:
+    """The kind Triton's auto-complete infers from default_model_filename, else from the first sub-folder
+    (in name order, as Triton lists them) and the model files in it."""
+    candidates = [k for k, b in INFERRED if backend in (None, b)]
+    fname = cfg.default_model_filename
+    if fname:
+        return next((k for k in candidates if DEFAULT_FILE[k] == fname), None)
     names, _ = fs.list_dir(model_dir)
-    for v in names or []:
-        if VERSION_RE.fullmatch(v):
-            for kind, fname in DEFAULT_FILE.items():
-                if fs.kind(model_dir / v / fname) != "missing" and kind != "python":
-                    ctx.warn(CONFIG, "platform", f"neither platform nor backend is set; Triton must guess "
-                             f"{kind} from {v}/{fname}", f"set platform: \"{kind}\"")
-                    return kind
-    ctx.error(CONFIG, "platform", "neither platform nor backend is set and no model file shows which",
-              f"set platform (one of {', '.join(PLATFORM_BACKEND)}) or backend")
+    folders = sorted(n for n in names or [] if fs.kind(model_dir / n) == "dir")
+    if not folders:
+        return None
+    first = model_dir / folders[0]
+    for k in candidates:
+        found = fs.kind(first / DEFAULT_FILE[k])
+        wanted = {"dir"} if k == "tensorflow_savedmodel" else {"file", "dir"} if k in DIR_OK else {"file"}
+        if found in wanted:
+            return k
     return None
 
 
@@ -152,10 +211,12 @@ def check_versions(ctx: Context, entry: Entry, cfg: Any, base_real: str,
     policy = cfg.version_policy if cfg is not None else None
     if policy is not None and policy.WhichOneof("policy_choice") == "specific":
         have = {v for v, _ in versions}
+        known = have | (present or set())
+        report = ctx.warn if known & set(policy.specific.versions) else ctx.error  # Triton loads those it finds
         for want in policy.specific.versions:
-            if want not in have and want not in (present or set()):
-                ctx.error(CONFIG, "version_policy", f"specific version {want} has no folder",
-                          f"add folder {want} or list only {sorted(have) or 'existing versions'}")
+            if want not in known:
+                report(CONFIG, "version_policy", f"specific version {want} has no folder",
+                       f"add folder {want} or list only {sorted(have) or 'existing versions'}")
     return versions
 
 

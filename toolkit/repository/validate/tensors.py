@@ -189,24 +189,6 @@ def _compare(ctx: Context, group: str, t: Any, m: Tensor, mbs: int, src: str) ->
             return
 
 
-def check_batching(ctx: Context, cfg: Any) -> None:
-    mbs = cfg.max_batch_size
-    if mbs < 0:
-        ctx.error(CONFIG, "max_batch_size", f"max_batch_size is {mbs}; it must be 0 (no batching) or positive",
-                  "set max_batch_size: 0, or the largest batch the model takes")
-        return
-    if not cfg.HasField("dynamic_batching"):
-        return
-    if mbs == 0:
-        ctx.warn(CONFIG, "dynamic_batching", "dynamic_batching has no effect when max_batch_size is 0",
-                 "remove dynamic_batching or set max_batch_size > 0")
-        return
-    for p in cfg.dynamic_batching.preferred_batch_size:
-        if p < 1 or p > mbs:
-            ctx.error(CONFIG, "dynamic_batching.preferred_batch_size", f"preferred_batch_size {p} is outside "
-                      f"[1, max_batch_size={mbs}]", f"use sizes from 1 to {mbs}, or raise max_batch_size")
-
-
 def check_plan(ctx: Context, cfg: Any, mf: ModelFile, model_dir: Path, target: str | None) -> None:
     """Facts from the plan record: dims/dtypes, max batch vs profile, profiles, TensorRT version."""
     from toolkit.repository import releases as tr
