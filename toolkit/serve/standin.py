@@ -6,8 +6,9 @@ of its throw-away server only (``tritonkit serve`` never sees it). Triton then r
 platforms) to a Python-based backend of that name, so everything Triton's core judges before, around
 and after the backend (names, dims, data types, batching, scheduling, instance groups, warm-up,
 ensembles) still judges the config. The stand-in itself only checks what every real backend checks
-first, that the version's model file exists, and never reads the file; each request gets an error
-saying it is a stand-in. It imports nothing of Triton's at module level, so it can be imported anywhere.
+first, that the version's model file exists, and never reads the file; once loaded, each request gets
+an error saying it is a stand-in (warm-up samples before that get empty answers). It imports nothing
+of Triton's at module level, so it can be imported anywhere.
 """
 
 from __future__ import annotations
@@ -30,6 +31,13 @@ def _model_file(args: dict, config: dict, backend: str) -> str:
     return os.path.join(args["model_repository"], str(args["model_version"]), filename)
 
 
+def warmup_executions(config: dict) -> int:
+    """How many ``execute`` calls Triton's warm-up makes on each instance: every sample with a batch size,
+    ``count`` times (at least once), before any client request can arrive."""
+    samples = [w for w in config.get("model_warmup", []) if int(w.get("batch_size", 0) or 0) > 0]
+    return sum(max(1, int(w.get("count", 0) or 0)) for w in samples)
+
+
 class TritonPythonModel:
     """Accepts a model whose file exists, without loading it; refuses every request."""
 
@@ -46,17 +54,24 @@ class TritonPythonModel:
                 "the model file exists)"
             )
         self.decoupled = pb_utils.using_decoupled_model_transaction_policy(config)
+        self.warmup_left = warmup_executions(config)
 
     def execute(self, requests: list) -> list | None:
+        """Refuse each request, except Triton's warm-up samples: those get an empty answer (warm-up checks
+        only for errors), as a real backend passes warm-up. The error stays short: this Triton's python
+        backend fails on long warm-up error texts."""
         import triton_python_backend_utils as pb_utils
 
-        error = pb_utils.TritonError(
-            f"model '{self.model}' is served by a stand-in for the {self.backend} backend, which runs nothing; "
-            "serve it with the NVIDIA Triton container"
-        )
+        warmup = self.warmup_left > 0
+        self.warmup_left -= warmup
+
+        def answer():  # noqa: ANN202 - one fresh response per request: the backend frees each one
+            if warmup:
+                return pb_utils.InferenceResponse(output_tensors=[])
+            return pb_utils.InferenceResponse(error=pb_utils.TritonError(f"{self.backend} stand-in: runs nothing"))
+
         if not self.decoupled:
-            return [pb_utils.InferenceResponse(error=error) for _ in requests]
+            return [answer() for _ in requests]
         for request in requests:
-            request.get_response_sender().send(pb_utils.InferenceResponse(error=error),
-                                               flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+            request.get_response_sender().send(answer(), flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
         return None
