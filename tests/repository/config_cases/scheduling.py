@@ -209,6 +209,9 @@ SEQUENCE = [
     ok("s_seq_ok_oldest", "sequence",
        seq(extra="oldest { max_candidate_sequences: 4 preferred_batch_size: [2, 8] "
                  "max_queue_delay_microseconds: 10 }")),
+    ok("s_seq_ok_oldest_mbs0", "sequence", seq(extra="oldest { max_candidate_sequences: 2 }"), mbs=0),
+    ok("s_seq_ok_start_with_dtype", "sequence",
+       seq(ctl("START", "CONTROL_SEQUENCE_START", "data_type: TYPE_INT32 int32_false_true: [0, 1]"))),
     ok("s_seq_ok_corrid_string", "sequence", seq(ctl("CID", "CONTROL_SEQUENCE_CORRID", "data_type: TYPE_STRING"))),
     ok("s_seq_ok_state_zero_data", "sequence", seq(extra=state(ZERO))),
     ok("s_seq_ok_state_file", "sequence",
@@ -266,6 +269,8 @@ DYNAMIC = [
     ok("s_db_ok_mbs0_empty", "dynamic_batching", "dynamic_batching { }", "dynamic_batching has no effect", mbs=0),
     ok("s_db_ok_preferred_equal_max", "dynamic_batching",
        "dynamic_batching { preferred_batch_size: [2, 8] max_queue_delay_microseconds: 100 }"),
+    ok("s_db_ok_preferred_unsorted_repeated", "dynamic_batching",
+       "dynamic_batching { preferred_batch_size: [4, 2, 4] }"),
     ok("s_db_ok_priorities", "dynamic_batching",
        "dynamic_batching { priority_levels: 3 default_priority_level: 2 "
        "priority_queue_policy { key: 3 value { max_queue_size: 4 timeout_action: DELAY "
@@ -313,6 +318,7 @@ VERSION = [
     no("s_vp_specific_zero", "version_policy", "version_policy { specific { versions: [0] } }",
        "specific version 0 has no folder"),
     ok("s_vp_ok_latest_more_than_present", "version_policy", "version_policy { latest { num_versions: 3 } }"),
+    ok("s_vp_ok_specific_present", "version_policy", "version_policy { specific { versions: [1] } }"),
     ok("s_vp_ok_all", "version_policy", "version_policy { all { } }"),
     ok("s_vp_ok_specific_partly_missing", "version_policy", "version_policy { specific { versions: [1, 2] } }",
        "specific version 2 has no folder"),
