@@ -9,12 +9,29 @@ from toolkit.repository.validate.config import CONFIG, Entry, Index, safe_model_
 from toolkit.repository.validate.problem import Context
 from toolkit.repository.validate.tensors import dtype_name, shown
 
-# ensemble tensor -> (dtype, full shape, who declares it)
-_Info = tuple[int, list[int], str]
+
+@dataclass(frozen=True)
+class _Info:
+    """An ensemble tensor as one model declares it: type, dims (no batch), whether that model batches."""
+
+    dtype: int
+    dims: tuple[int, ...]
+    batching: bool
+    src: str
+
+    @property
+    def full(self) -> list[int]:
+        return ([-1] if self.batching else []) + list(self.dims)
+
+    def agrees(self, other: _Info) -> bool:
+        """Triton's rule: the dims agree (-1 matches anything), or the shapes with the batch dimension do."""
+        return _compatible(list(self.dims), list(other.dims)) or _compatible(self.full, other.full)
 
 
-def _full(dims: Any, mbs: int) -> list[int]:
-    return ([-1] + list(dims)) if mbs > 0 else list(dims)
+def _info(t: Any, batching: bool, src: str, *, declared: bool = False) -> _Info:
+    """``declared``: the ensemble's own tensor, which Triton takes with its reshape when it has one."""
+    dims = t.reshape.shape if declared and t.HasField("reshape") else t.dims
+    return _Info(t.data_type, tuple(dims), batching, src)
 
 
 def _compatible(a: list[int], b: list[int]) -> bool:
@@ -31,10 +48,22 @@ class _Wiring:
     consumed: set[str] = field(default_factory=set)
     edges: dict[str, set[str]] = field(default_factory=dict)  # tensor -> tensors a step makes from it
     steps: list[tuple[int, Any, Any]] = field(default_factory=list)  # (i, step, composing config or None)
+    outputs: set[str] = field(default_factory=set)  # the ensemble's output names
 
 
 def check_ensemble(ctx: Context, entry: Entry, cfg: Any, index: Index) -> None:
-    """Every rule an ensemble's wiring must pass, in the order its problems are reported."""
+    """Every rule an ensemble's wiring must pass, in the order its problems are reported.
+
+    Runs for ensembles and for any model that sets ``ensemble_scheduling``.
+    """
+    if cfg.platform != "ensemble":
+        ctx.error(CONFIG, "ensemble_scheduling", "ensemble_scheduling is set but platform is not \"ensemble\", so "
+                  "Triton refuses the model", "remove ensemble_scheduling, or make the model an ensemble "
+                  "(platform: \"ensemble\", no backend)")
+        return
+    if cfg.HasField("optimization"):
+        ctx.error(CONFIG, "optimization", "optimization is not allowed on an ensemble",
+                  "remove it; set optimization on the composing models")
     sched = cfg.ensemble_scheduling if cfg.HasField("ensemble_scheduling") else None
     if sched is None or not sched.step:
         ctx.error(CONFIG, "ensemble_scheduling", "an ensemble needs ensemble_scheduling with at least one step",
@@ -43,8 +72,9 @@ def check_ensemble(ctx: Context, entry: Entry, cfg: Any, index: Index) -> None:
     if not cfg.input or not cfg.output:
         ctx.error(CONFIG, "input", "an ensemble must list its inputs and outputs",
                   "declare the ensemble's inputs and outputs with names, data_type and dims")
-    w = _Wiring(cfg.max_batch_size,
-                {t.name: (t.data_type, _full(t.dims, cfg.max_batch_size), "ensemble input") for t in cfg.input})
+    batching = cfg.max_batch_size > 0
+    w = _Wiring(cfg.max_batch_size, {t.name: _info(t, batching, "ensemble input", declared=True) for t in cfg.input},
+                outputs={t.name for t in cfg.output})
     for i, step in enumerate(sched.step):
         _record_step_tensors(ctx, w, i, step)
         w.steps.append((i, step, _composing_config(ctx, entry, index, i, step)))
@@ -52,16 +82,19 @@ def check_ensemble(ctx: Context, entry: Entry, cfg: Any, index: Index) -> None:
     for i, step, comp in w.steps:
         _check_step_inputs(ctx, w, i, step, comp)
     _check_outputs(ctx, w, cfg)
-    for t in cfg.input:
-        if t.name not in w.consumed:
-            ctx.warn(CONFIG, f"input[{t.name}]", f"ensemble input {t.name!r} is used by no step",
-                     "map it into a step or remove it")
+    _check_unused(ctx, w, cfg)
+    _check_decoupled(ctx, w)
     _check_cycles(ctx, w, entry, index)
 
 
 def _record_step_tensors(ctx: Context, w: _Wiring, i: int, step: Any) -> None:
     """Rule: each tensor is produced once, never by a step and as an ensemble input; note the data flow."""
     f = f"ensemble_scheduling.step[{i}]"
+    for what in ("input_map", "output_map"):
+        if not getattr(step, what):
+            ctx.error(CONFIG, f"{f}.{what}", f"step {i} has no {what}, so Triton refuses the ensemble",
+                      f"map the step's {what[:-4]}s: {what} {{ key: \"<model tensor>\" value: \"<ensemble "
+                      "tensor>\" }")
     ins, outs = set(step.input_map.values()), set(step.output_map.values())
     for a in ins:
         w.edges.setdefault(a, set()).update(outs)
@@ -116,7 +149,7 @@ def _type_step_outputs(ctx: Context, w: _Wiring) -> None:
                 ctx.error(CONFIG, f"ensemble_scheduling.step[{i}].output_map", f"{key!r} is not an output of "
                           f"{step.model_name!r} (it has {', '.join(couts) or 'none'})", "map a real output")
             elif tensor not in w.known:
-                w.known[tensor] = (t.data_type, _full(t.dims, comp.max_batch_size), f"{step.model_name}.{key}")
+                w.known[tensor] = _info(t, comp.max_batch_size > 0, f"{step.model_name}.{key}")
 
 
 def _check_step_inputs(ctx: Context, w: _Wiring, i: int, step: Any, comp: Any) -> None:
@@ -128,7 +161,7 @@ def _check_step_inputs(ctx: Context, w: _Wiring, i: int, step: Any, comp: Any) -
                       "produced by any step", "map it from an ensemble input or an earlier step's output")
     if comp is None or comp.max_batch_size < 0 or w.mbs < 0:
         return  # a negative max_batch_size is reported on its own model
-    if w.mbs > 0 and comp.max_batch_size < w.mbs:
+    if 0 < comp.max_batch_size < w.mbs:  # a step that does not batch takes whole batches as its dims
         ctx.error(CONFIG, "max_batch_size", f"ensemble max_batch_size {w.mbs} exceeds the max_batch_size "
                   f"{comp.max_batch_size} of step model {step.model_name!r}",
                   f"set the ensemble's max_batch_size <= {comp.max_batch_size}")
@@ -139,25 +172,23 @@ def _check_step_inputs(ctx: Context, w: _Wiring, i: int, step: Any, comp: Any) -
             ctx.error(CONFIG, f + ".input_map", f"{key!r} is not an input of {step.model_name!r} (it has "
                       f"{', '.join(cins) or 'none'})", "map a real input name")
         elif tensor in w.known:
-            _check_input_agrees(ctx, f, w.known[tensor], tensor, step.model_name, key, t, comp.max_batch_size)
+            _check_input_agrees(ctx, f, w.known[tensor], tensor, _info(t, comp.max_batch_size > 0,
+                                                                     f"{step.model_name}.{key}"))
     for key in cins:
         if key not in step.input_map and not cins[key].optional:
             ctx.error(CONFIG, f + ".input_map", f"step {i} does not feed input {key!r} of "
                       f"{step.model_name!r}", f"add input_map {{ key: \"{key}\" value: \"<tensor>\" }}")
 
 
-def _check_input_agrees(ctx: Context, f: str, info: _Info, tensor: str, model: str, key: str, t: Any,
-                        comp_mbs: int) -> None:
+def _check_input_agrees(ctx: Context, f: str, have: _Info, tensor: str, want: _Info) -> None:
     """Rule: a tensor fed to a step input has the type and shape that input declares."""
-    dt, shape, src = info
-    if dt and t.data_type and dt != t.data_type:
-        ctx.error(CONFIG, f + ".input_map", f"type mismatch: {tensor!r} is {dtype_name(dt)} ({src}) but "
-                  f"{model}.{key} wants {dtype_name(t.data_type)}",
+    if have.dtype and want.dtype and have.dtype != want.dtype:
+        ctx.error(CONFIG, f + ".input_map", f"type mismatch: {tensor!r} is {dtype_name(have.dtype)} ({have.src}) "
+                  f"but {want.src} wants {dtype_name(want.dtype)}",
                   "convert the type in the producing step or fix the data_type")
-    want = _full(t.dims, comp_mbs)
-    if not _compatible(shape, want):
-        ctx.error(CONFIG, f + ".input_map", f"shape mismatch: {tensor!r} is {shown(shape)} ({src}) but "
-                  f"{model}.{key} wants {shown(want)}", "make the shapes agree")
+    if not have.agrees(want):
+        ctx.error(CONFIG, f + ".input_map", f"shape mismatch: {tensor!r} is {shown(have.full)} ({have.src}) but "
+                  f"{want.src} wants {shown(want.full)}", "make the shapes agree")
 
 
 def _check_outputs(ctx: Context, w: _Wiring, cfg: Any) -> None:
@@ -167,14 +198,58 @@ def _check_outputs(ctx: Context, w: _Wiring, cfg: Any) -> None:
         if t.name not in w.produced:
             ctx.error(CONFIG, f"output[{t.name}]", f"ensemble output {t.name!r} is produced by no step",
                       "map a step output to it in output_map")
-        elif info is not None and info[2] != "ensemble input":
-            if t.data_type and info[0] and t.data_type != info[0]:
+        elif info is not None and info.src != "ensemble input":
+            mine = _info(t, w.mbs > 0, "ensemble output", declared=True)
+            if mine.dtype and info.dtype and mine.dtype != info.dtype:
                 ctx.error(CONFIG, f"output[{t.name}].data_type", f"type mismatch: ensemble output is "
-                          f"{dtype_name(t.data_type)} but {info[2]} is {dtype_name(info[0])}",
-                          f"set data_type: {dtype_name(info[0])}")
-            if not _compatible(_full(t.dims, w.mbs), info[1]):
+                          f"{dtype_name(mine.dtype)} but {info.src} is {dtype_name(info.dtype)}",
+                          f"set data_type: {dtype_name(info.dtype)}")
+            if not mine.agrees(info):
                 ctx.error(CONFIG, f"output[{t.name}].dims", f"shape mismatch: ensemble output is "
-                          f"{shown(_full(t.dims, w.mbs))} but {info[2]} is {shown(info[1])}", "make the shapes agree")
+                          f"{shown(mine.full)} but {info.src} is {shown(info.full)}", "make the shapes agree")
+
+
+def _check_unused(ctx: Context, w: _Wiring, cfg: Any) -> None:
+    """Rule: Triton refuses an ensemble input no step reads and a step output nothing reads."""
+    for t in cfg.input:
+        if t.name not in w.consumed and t.name not in w.produced:
+            ctx.error(CONFIG, f"input[{t.name}]", f"ensemble input {t.name!r} is used by no step, so Triton "
+                      "refuses the ensemble", "map it into a step's input_map or remove it")
+    for tensor, who in w.produced.items():
+        if tensor not in w.consumed and tensor not in w.outputs:
+            ctx.error(CONFIG, "ensemble_scheduling", f"tensor {tensor!r} from {who} is used by no step and is not an "
+                      "ensemble output, so Triton refuses the ensemble",
+                      f"map {tensor!r} into a later step or declare it as an ensemble output, else drop it from "
+                      "output_map")
+
+
+def _check_decoupled(ctx: Context, w: _Wiring) -> None:
+    """Rule: a step's inputs all come from the same decoupled model (or from none).
+
+    Each tensor carries the decoupled step it descends from (0: the ensemble's inputs); a decoupled
+    step starts a new one for its outputs, as Triton labels them.
+    """
+    origin = {t: (0, "") for t, info in w.known.items() if info.src == "ensemble input"}
+    pending = [(i, step, comp) for i, step, comp in w.steps if step.input_map]
+    fresh = 0
+    while pending:
+        ready = [s for s in pending if all(t in origin for t in s[1].input_map.values())]
+        if not ready:
+            return  # the rest wait on tensors nothing produces (reported above)
+        for i, step, comp in ready:
+            pending.remove((i, step, comp))
+            sources = {origin[t] for t in step.input_map.values()}
+            if len(sources) > 1:
+                names = ", ".join(sorted(f"{who or 'the ensemble inputs'}" for _, who in sources))
+                ctx.error(CONFIG, f"ensemble_scheduling.step[{i}]", f"step {i} ({step.model_name!r}) receives "
+                          f"tensors from different decoupled models ({names}), so Triton refuses the ensemble",
+                          "feed the step from one decoupled model only, or make the models before it not decoupled")
+            label = min(sources)
+            if comp is not None and comp.model_transaction_policy.decoupled:
+                fresh += 1
+                label = (fresh, f"decoupled step {i} ({step.model_name!r})")
+            for tensor in step.output_map.values():
+                origin.setdefault(tensor, label)
 
 
 def _check_cycles(ctx: Context, w: _Wiring, entry: Entry, index: Index) -> None:

@@ -58,8 +58,8 @@ def check_io_config(ctx: Context, cfg: Any, kind: str | None) -> None:
             dims = list(t.dims)
             if not dims:
                 ctx.error(CONFIG, field + ".dims", "dims is empty",
-                          "list the shape without the batch dimension; for a scalar use dims: [1] with "
-                          "reshape { shape: [] }")
+                          "list the shape without the batch dimension; for a scalar use dims: [1] (with "
+                          "max_batch_size > 0, reshape { shape: [] } makes it a scalar)")
             bad = [d for d in dims if d == 0 or d < -1]
             if bad:
                 ctx.error(CONFIG, field + ".dims", f"dims {shown(dims)} contain {shown(bad)}; a dimension is a "
@@ -70,13 +70,23 @@ def check_io_config(ctx: Context, cfg: Any, kind: str | None) -> None:
                           f"sample, over {MAX_ELEMENTS} (2^31 - 1), which Triton cannot allocate or index",
                           "export the model with realistic sizes (or -1 for a variable size)")
             if t.HasField("reshape"):
-                _check_reshape(ctx, field, dims, list(t.reshape.shape))
+                _check_reshape(ctx, field, dims, list(t.reshape.shape), cfg.max_batch_size)
             if group == "input" and t.format in (1, 2) and len(dims) != 3:  # FORMAT_NHWC, FORMAT_NCHW
                 ctx.error(CONFIG, field + ".format", f"format needs 3 dims but dims is {shown(dims)}",
                           "remove format or give 3 dims (without batch)")
 
 
-def _check_reshape(ctx: Context, field: str, dims: list[int], shape: list[int]) -> None:
+def _check_reshape(ctx: Context, field: str, dims: list[int], shape: list[int], mbs: int) -> None:
+    """Triton's reshape rules: the same element count, and with -1 sizes the same count between each pair."""
+    if not shape:  # a scalar the model sees: batching only, and dims must hold one element
+        if mbs == 0:
+            ctx.error(CONFIG, field + ".reshape", "an empty reshape (a scalar) needs max_batch_size > 0; Triton has "
+                      "no scalar tensors without batching", "remove reshape, or set max_batch_size > 0")
+        elif -1 in dims or math.prod(dims) != 1:
+            held = "a variable number" if -1 in dims else str(math.prod(dims))
+            ctx.error(CONFIG, field + ".reshape", f"an empty reshape (a scalar) needs dims of 1 element, but dims "
+                      f"{shown(dims)} hold {held}", "set dims: [1], or remove reshape")
+        return
     if any(d == 0 or d < -1 for d in shape):
         ctx.error(CONFIG, field + ".reshape", f"reshape {shown(shape)} has a zero or negative size",
                   "use positive sizes or -1")
@@ -90,6 +100,25 @@ def _check_reshape(ctx: Context, field: str, dims: list[int], shape: list[int]) 
     elif (var_d == 0) != (var_s == 0):
         ctx.error(CONFIG, field + ".reshape", f"only one of dims {shown(dims)} and reshape {shown(shape)} has a "
                   "variable (-1) size, so the element counts cannot match", "use -1 on both sides or neither")
+    elif var_d != var_s:
+        ctx.error(CONFIG, field + ".reshape", f"dims {shown(dims)} have {var_d} variable (-1) sizes but reshape "
+                  f"{shown(shape)} has {var_s}", "give both the same number of -1 sizes")
+    elif _parts(dims) != _parts(shape):
+        ctx.error(CONFIG, field + ".reshape", f"between their -1 sizes dims {shown(dims)} hold "
+                  f"{shown(_parts(dims))} elements but reshape {shown(shape)} holds {shown(_parts(shape))}",
+                  "make the fixed sizes between -1s multiply to the same counts on both sides")
+
+
+def _parts(dims: list[int]) -> list[int]:
+    """Element counts of the runs of fixed sizes around each -1 (``[2, 4, -1, 6]`` -> ``[8, 6]``)."""
+    out, run = [], 1
+    for d in dims:
+        if d == -1:
+            out.append(run)
+            run = 1
+        else:
+            run *= d
+    return out + [run]
 
 
 def check_against(ctx: Context, cfg: Any, art: Artifact) -> None:
@@ -327,13 +356,55 @@ def check_warmup(ctx: Context, cfg: Any, model_dir: Path, base_real: str, kind: 
 
 
 def check_instance_groups(ctx: Context, cfg: Any, kind: str | None) -> None:
+    """Triton's instance-group rules: kinds and the GPUs they list, profiles, counts, rate-limiter resources.
+
+    A KIND_GPU group (or a KIND_AUTO group listing GPUs) is valid for a GPU server: which GPUs the serving
+    machine has is not a property of the repository, so it is not judged here.
+    """
     if kind == "ensemble":
         if cfg.instance_group:
             ctx.error(CONFIG, "instance_group", "instance_group is not allowed on an ensemble",
                       "remove it; set instance groups on the composing models")
         return
+    for i, g in enumerate(cfg.instance_group):
+        field = f"instance_group[{g.name or i}]"
+        gpus = list(g.gpus)
+        if g.count < 0:  # 0 is the same as no count
+            ctx.warn(CONFIG, field + ".count", f"count {g.count} is negative, so Triton starts its default "
+                     "number of instances (1; 2 on CPU for onnxruntime and tensorflow)", "set count: 1 or more")
+        if any(gpu < 0 for gpu in gpus):
+            ctx.error(CONFIG, field + ".gpus", f"gpus {shown(gpus)} lists a negative GPU id, which no machine has",
+                      "list GPU ids from 0 (as nvidia-smi numbers them)")
+        elif gpus and _kind_name(g.kind) in ("KIND_CPU", "KIND_MODEL"):
+            other = "" if _kind_name(g.kind) == "KIND_CPU" else " (the model places itself)"
+            ctx.error(CONFIG, field + ".gpus", f"kind {_kind_name(g.kind)} but lists gpus {shown(gpus)}, which "
+                      f"Triton refuses", f"remove gpus{other}, or set kind: KIND_GPU to run on those GPUs")
+        if g.profile and "tensorrt_plan" not in (kind, cfg.platform):
+            ctx.error(CONFIG, field + ".profile", "profile is only for TensorRT plans (platform tensorrt_plan), so "
+                      "Triton refuses it here", "remove profile")
+        if g.secondary_devices and "tensorrt_plan" not in (kind, cfg.platform):
+            ctx.warn(CONFIG, field + ".secondary_devices", "secondary_devices are used only by TensorRT plans; "
+                     "this model ignores them", "remove secondary_devices")
+    _check_rate_limiter(ctx, cfg)
+
+
+def _kind_name(value: int) -> str:
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    try:
+        return mc.ModelInstanceGroup.Kind.Name(value)
+    except ValueError:
+        return f"<{value}>"
+
+
+def _check_rate_limiter(ctx: Context, cfg: Any) -> None:
+    """A resource both global and per-device: Triton refuses it once rate limiting is on."""
+    scopes: dict[str, set[bool]] = {}
     for g in cfg.instance_group:
-        if g.count < 0:
-            ctx.error(CONFIG, "instance_group.count", f"count {g.count} is negative", "use count >= 1")
-        if any(gpu < 0 for gpu in g.gpus):
-            ctx.error(CONFIG, "instance_group.gpus", f"gpus {list(g.gpus)} has a negative id", "list GPU ids >= 0")
+        for r in g.rate_limiter.resources:
+            scopes.setdefault(r.name, set()).add(bool(getattr(r, "global")))
+    for name, seen in scopes.items():
+        if len(seen) > 1:
+            ctx.warn(CONFIG, "instance_group.rate_limiter", f"resource {name!r} is global in one place and "
+                     "per-device in another; a server started with --rate-limit=execution_count refuses the model",
+                     f"make every use of {name!r} global: true, or none of them")
