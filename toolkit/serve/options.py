@@ -79,6 +79,19 @@ def repository_is_empty(repository: str, strict_config: bool = False) -> bool:
     return root.is_dir() and not any(_is_model(child, strict_config) for child in root.iterdir())
 
 
+def check_strict_configs(repository: str) -> None:
+    """With auto-complete off Triton refuses a model folder without config.pbtxt (it cannot read one):
+    say so before starting, naming the folder, instead of a failed start."""
+    root = Path(repository)
+    if not root.is_dir():
+        return
+    bare = sorted(c.name for c in root.iterdir() if _is_model(c, False) and not (c / "config.pbtxt").is_file())
+    if bare:
+        raise UsageError(f"--strict-config: model folder {bare[0]} in {repository} has no config.pbtxt, which Triton "
+                         "refuses without auto-complete; write one (tritonkit repo add does) or serve without "
+                         "--strict-config")
+
+
 def check_serve_options(opts: ServeOptions, runtime: str) -> list[str]:
     """Refuse (UsageError, one line) what cannot work; return one-line warnings for what is risky.
 
@@ -95,6 +108,8 @@ def check_serve_options(opts: ServeOptions, runtime: str) -> list[str]:
                          "--runtime docker")
     if not opts.timeout > 0:
         raise UsageError(f"--timeout {opts.timeout} must be a positive number of seconds")
+    if opts.strict_config:
+        check_strict_configs(opts.repository)
     warnings = []
     if opts.host in ("0.0.0.0", "") or opts.host.startswith("0."):
         warnings.append(f"--host {opts.host} exposes every endpoint to every network this machine is on; anyone "
