@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from contract.errors import UsageError
+
+if TYPE_CHECKING:
+    from toolkit.repository.validate.problem import Problem
 
 
 def _check_release(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -29,13 +33,23 @@ def _check_release(ctx: click.Context, param: click.Parameter, value: str | None
               help="Triton container release the repository will run on (checks TensorRT plan versions).")
 @click.option("--checksums/--no-checksums", default=True, show_default=True,
               help="Check each version's files against its manifest.json (where one exists).")
-def validate(directory: str, as_json: bool, target_triton: str | None, checksums: bool) -> None:
+@click.option("--load", "load", is_flag=True,
+              help="Then load every model in a throw-away embedded Triton and show its verdict beside the static one.")
+@click.option("--strict-config", is_flag=True,
+              help="With --load: judge with config auto-completion off, as `tritonkit serve` runs (default: on).")
+def validate(directory: str, as_json: bool, target_triton: str | None, checksums: bool, load: bool,
+             strict_config: bool) -> None:
     """Check a Triton model repository before a server loads it.
 
     Prints one line per problem (model/file: field: what is wrong; how to fix) and a summary.
     Versions published by tritonkit are checked against their manifest: changed or extra files,
     a recorded config other than the one the live config serves them with, unpublished versions.
     Exits 1 when any error is found, 0 when clean (warnings allowed).
+
+    With --load, Triton itself judges too: a private server (loopback only, stopped at the end) loads
+    each model and its verdict is printed beside the static one; the exit is 1 when Triton refuses a
+    model or the two disagree. Runtimes it lacks (TensorRT, PyTorch, TensorFlow) are stand-ins that
+    accept any model whose file exists, so Triton's config checks still run.
     """
     from toolkit.repository.validate import summary, validate_repository
 
@@ -43,7 +57,11 @@ def validate(directory: str, as_json: bool, target_triton: str | None, checksums
     if (folder / "config.pbtxt").is_file() and not folder.is_symlink():
         raise UsageError(f"{folder}: is a model folder (it holds config.pbtxt); pass the repository (its parent): "
                          f"tritonkit repo validate {folder.parent}")
+    if load:
+        _check_folder(folder)
     problems = validate_repository(directory, target_triton=target_triton, checksums=checksums)
+    if load:
+        _validate_and_load(folder, problems, as_json, strict_config)
     if as_json:
         click.echo(json.dumps([p.to_dict() for p in problems], indent=2))
         click.echo(summary(problems), err=True)
@@ -52,3 +70,56 @@ def validate(directory: str, as_json: bool, target_triton: str | None, checksums
             click.echo(f"{p.severity}: {p.line()}")
         click.echo(summary(problems))
     sys.exit(1 if any(p.is_error for p in problems) else 0)
+
+
+def _check_folder(folder: Path) -> None:
+    """One line for a repository Triton could not be started on."""
+    import os
+    import stat
+
+    try:
+        mode = folder.stat().st_mode
+        if stat.S_ISDIR(mode):
+            os.listdir(folder)
+            return
+    except FileNotFoundError:
+        raise UsageError(f"{folder}: no such repository; pass the folder that holds the model folders") from None
+    except OSError as exc:
+        raise UsageError(f"{folder}: cannot be read ({exc.strerror}); make the repository readable") from None
+    raise UsageError(f"{folder}: is a file, not a repository folder; pass the folder that holds the model folders")
+
+
+def _validate_and_load(folder: Path, problems: list[Problem], as_json: bool, strict_config: bool) -> None:
+    """Static problems, then Triton's verdict per model beside the static one; exits."""
+    from toolkit.repository.validate import summary
+    from toolkit.repository.validate.problem import clean
+    from toolkit.serve.load_check import compare, load_verdicts, model_names
+
+    count = len(model_names(folder))
+    mode = "off" if strict_config else "on"
+    click.echo(f"loading {count} model{'s' * (count != 1)} in a throw-away Triton (config auto-complete {mode})...",
+               err=True)
+    rows = compare(problems, load_verdicts(folder, strict_config=strict_config))
+    refused = [r for r in rows if not r.triton.loaded]
+    disagree = [r for r in rows if not r.agree]
+    verdict = (f"Triton: {len(rows) - len(refused)} loaded, {len(refused)} refused; "
+               f"{len(disagree)} disagreement{'s' * (len(disagree) != 1)} with the static verdict")
+    if as_json:
+        click.echo(json.dumps({"problems": [p.to_dict() for p in problems], "models": [r.to_dict() for r in rows]},
+                              indent=2))
+        click.echo(f"{summary(problems)}; {verdict}", err=True)
+    else:
+        for p in problems:
+            click.echo(f"{p.severity}: {p.line()}")
+        click.echo(summary(problems))
+        width = max((len(r.model) for r in rows), default=0)
+        for r in rows:
+            flag = "" if r.agree else "  DISAGREE"
+            why = f"  {clean(r.triton.error)}" if r.triton.error else ""
+            if r.triton.standin:
+                why = "  (a stand-in backend: the model file is not read)"
+            click.echo(f"{clean(r.model):<{width}}  static: {r.static:<8}  triton: {r.triton_verdict:<8}{flag}  "
+                       f"({r.triton.seconds:.1f} s){why}")
+        click.echo(verdict)
+    failed = any(p.is_error for p in problems) or refused or disagree
+    sys.exit(1 if failed else 0)

@@ -30,7 +30,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from contract.errors import ServerError
-from toolkit.serve.embedded import EmbeddedServer, check_repository
+from toolkit.repository.validate.problem import Problem
+from toolkit.serve.embedded import EmbeddedServer, check_repository, http_get
 from toolkit.serve.install import prepare_triton
 from toolkit.serve.interrupts import interrupts_raise
 from toolkit.serve.ports import free_port
@@ -47,6 +48,7 @@ class Verdict:
     loaded: bool
     error: str
     seconds: float
+    standin: bool = False  # loaded by a stand-in backend, which never reads the model file
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -100,8 +102,9 @@ def load_groups(repository: Path, names: list[str]) -> list[list[str]]:
     return [sorted(g, key=lambda n: (depth_of(n), n)) for g in groups.values()]
 
 
-def backend_folder(dest: Path) -> Path:
-    """Lay out the throw-away server's backends in ``dest``: the install's own, plus stand-ins for the rest.
+def backend_folder(dest: Path) -> tuple[Path, set[str]]:
+    """Lay out the throw-away server's backends in ``dest``: the install's own, plus stand-ins for the rest
+    (their names are returned).
 
     The python backend is linked, not copied; tritonkit's Python-based backends are copied; each stand-in
     is :mod:`toolkit.serve.standin` as ``<backend>/model.py``, which Triton's core resolves as a
@@ -115,11 +118,11 @@ def backend_folder(dest: Path) -> Path:
         elif (src / "model.py").is_file():
             (dest / src.name).mkdir()
             shutil.copyfile(src / "model.py", dest / src.name / "model.py")
-    for name in STANDIN_BACKENDS:
-        if not (dest / name).exists():
-            (dest / name).mkdir()
-            shutil.copyfile(_STANDIN_SOURCE, dest / name / "model.py")
-    return dest
+    standins = {name for name in STANDIN_BACKENDS if not (dest / name).exists()}
+    for name in standins:
+        (dest / name).mkdir()
+        shutil.copyfile(_STANDIN_SOURCE, dest / name / "model.py")
+    return dest, standins
 
 
 def _post(server: EmbeddedServer, path: str, timeout: float) -> tuple[int, str]:
@@ -163,14 +166,27 @@ def _with_poll_reasons(verdicts: dict[str, Verdict], log_text: str) -> dict[str,
             for n, v in verdicts.items()}
 
 
-def _judge_group(server: EmbeddedServer, group: list[str], timeout_s: float) -> list[Verdict]:
+def _served_by_standin(server: EmbeddedServer, name: str, standins: set[str]) -> bool:
+    status, body = http_get(f"http://{server.http_url}/v2/models/{urllib.parse.quote(name, safe='')}/config",
+                            timeout=10.0)
+    try:
+        config = json.loads(body) if status == 200 else {}
+    except ValueError:
+        return False
+    return config.get("backend") in standins and config.get("runtime") == "model.py"
+
+
+def _judge_group(server: EmbeddedServer, group: list[str], timeout_s: float, standins: set[str]) -> list[Verdict]:
     verdicts = []
     for name in group:
         quoted = urllib.parse.quote(name, safe="")
         t0 = time.monotonic()
         status, text = _post(server, f"/v2/repository/models/{quoted}/load", timeout_s)
         seconds = round(time.monotonic() - t0, 3)
-        verdicts.append(Verdict(name, status == 200, "" if status == 200 else _first_line(text), seconds))
+        if status == 200:
+            verdicts.append(Verdict(name, True, "", seconds, _served_by_standin(server, name, standins)))
+        else:
+            verdicts.append(Verdict(name, False, _first_line(text), seconds))
     for name in reversed(group):  # an accepted model must not keep its python stubs running
         _post(server, f"/v2/repository/models/{urllib.parse.quote(name, safe='')}/unload", timeout_s)
     return verdicts
@@ -229,7 +245,7 @@ def load_verdicts(
     verdicts: dict[str, Verdict] = {}
     try:
         with interrupts_raise():
-            backends = backend_folder(scratch / "backends")
+            backends, standins = backend_folder(scratch / "backends")
             server = _server(root, backends, scratch / "triton.log", workers, strict_config)
             try:
                 server.start(timeout=max(60.0, timeout_s))
@@ -237,7 +253,8 @@ def load_verdicts(
                 keep_log = True
                 raise
             pool = ThreadPoolExecutor(max_workers=min(workers, len(groups)), thread_name_prefix="load-check")
-            pending: set[Future[list[Verdict]]] = {pool.submit(_judge_group, server, g, timeout_s) for g in groups}
+            pending: set[Future[list[Verdict]]] = {
+                pool.submit(_judge_group, server, g, timeout_s, standins) for g in groups}
             while pending:
                 done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
                 for fut in done:
@@ -254,3 +271,30 @@ def load_verdicts(
         if not keep_log:
             shutil.rmtree(scratch, ignore_errors=True)
     return {n: verdicts[n] for n in wanted if n in verdicts}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One model: the static validator's verdict next to Triton's."""
+
+    model: str
+    static: str  # "accepted" | "refused"
+    triton: Verdict
+
+    @property
+    def triton_verdict(self) -> str:
+        return "accepted" if self.triton.loaded else "refused"
+
+    @property
+    def agree(self) -> bool:
+        return self.static == self.triton_verdict
+
+    def to_dict(self) -> dict[str, object]:
+        return {"model": self.model, "static": self.static, "triton": self.triton_verdict, "agree": self.agree,
+                "triton_error": self.triton.error, "standin": self.triton.standin, "seconds": self.triton.seconds}
+
+
+def compare(problems: Iterable[Problem], verdicts: dict[str, Verdict]) -> list[Comparison]:
+    """Each judged model's static verdict (refused when the validator found an error in it) beside Triton's."""
+    refused = {p.model for p in problems if p.is_error}
+    return [Comparison(n, "refused" if n in refused else "accepted", v) for n, v in sorted(verdicts.items())]
