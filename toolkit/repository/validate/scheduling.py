@@ -70,7 +70,8 @@ def _preferred(ctx: Context, field: str, sizes: Any, mbs: int) -> None:
             continue
         fix = (f"use sizes from 1 to {mbs}, or raise max_batch_size" if mbs > 0 else
                "remove preferred_batch_size, or set max_batch_size > 0 so the model batches")
-        ctx.error(CONFIG, field, f"{field} preferred_batch_size {p} is outside [1, max_batch_size={mbs}]", fix)
+        ctx.error(CONFIG, field + ".preferred_batch_size", f"{field} preferred_batch_size {p} is outside "
+                  f"[1, max_batch_size={mbs}]", fix)
 
 
 def check_batch_io(ctx: Context, cfg: Any) -> None:
@@ -84,7 +85,7 @@ def check_batch_io(ctx: Context, cfg: Any) -> None:
               ("batch_output", cfg.batch_output, mc.BatchOutput.Kind, ("BATCH_SCATTER_WITH_INPUT_SHAPE",)))
     for group, entries, enum, kinds in groups:
         for i, b in enumerate(entries):
-            label = (b.target_name if group == "batch_input" else ",".join(b.target_name)) or str(i)
+            label = ",".join(b.target_name) or str(i)
             field = f"{group}[{label}]"
             kind = enum.Name(b.kind) if b.kind in enum.values() else f"<{b.kind}>"
             if kind not in kinds:
