@@ -14,7 +14,6 @@ from tests.repository.config_cases import PY_MODEL, Case
 IO = ('input [{ name: "IN" data_type: TYPE_FP32 dims: [4] }]\n'
       'output [{ name: "OUT" data_type: TYPE_FP32 dims: [4] }]\n')
 GPU = "needs a GPU"
-NO_BACKEND = "its backend is not installed in the embedded server"
 
 
 def py(name: str, extra: str = "", *, mbs: int = 0, io: str = IO, backend: bool = True) -> str:
@@ -65,6 +64,18 @@ def _zip() -> bytes:
     return buf.getvalue()
 
 
+def _onnx_identity() -> bytes:
+    """A one-node ONNX graph OUT = Identity(IN), FP32 [4], opset 17."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Identity", ["IN"], ["OUT"])], "identity",
+                              [helper.make_tensor_value_info("IN", TensorProto.FLOAT, [4])],
+                              [helper.make_tensor_value_info("OUT", TensorProto.FLOAT, [4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
 DECOUPLED = "model_transaction_policy { decoupled: true }"
 IN22 = tensor("input", "IN", "[2, 2]") + tensor("output", "OUT")
 TWO_IN = (tensor("input", "X") + tensor("input", "Y") + tensor("output", "OUT"))
@@ -84,6 +95,10 @@ INSTANCE_GROUP: list[Case] = [
     Case("m_ig_profile_python", "instance_group",
          py("m_ig_profile_python", 'instance_group [{ kind: KIND_CPU profile: ["0"] }]'),
          "refused", "profile is only for TensorRT plans"),
+    Case("m_ig_profile_onnx", "instance_group",
+         'name: "m_ig_profile_onnx"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 0\n'
+         f'{IO}instance_group [{{ kind: KIND_CPU profile: ["0"] }}]\n', "refused",
+         "profile is only for TensorRT plans", files={"1/model.onnx": _onnx_identity()}),
     ens_case("m_ig_on_ensemble", "instance_group", "refused", "instance_group is not allowed on an ensemble",
              ens_extra="instance_group [{ kind: KIND_CPU }]\n"),
     # accepted
@@ -276,6 +291,8 @@ ENSEMBLE: list[Case] = [
          step("m_en_ok_decoupled_siblings_a", {"IN": "IN"}, {"OUT": "ta", "AUX": "tb"})
          + step("m_en_ok_decoupled_siblings_c", {"X": "ta", "Y": "tb"}, {"OUT": "OUT"}),
          {"a": (DECOUPLED, AUX_IO), "c": ("", TWO_IN)}),
+    _ens("m_en_ok_decoupled_out", "ensemble", "accepted", "",
+         step("m_en_ok_decoupled_out_a", {"IN": "IN"}, {"OUT": "OUT"}), {"a": (DECOUPLED, "")}),
     _fan("m_en_ok_fan", "", ""),
     _ens("m_en_ok_optional", "ensemble", "accepted", "",
          step("m_en_ok_optional_a", {"X": "IN"}, {"OUT": "OUT"}), {"a": ("", OPT_IO)}),
@@ -283,18 +300,6 @@ ENSEMBLE: list[Case] = [
          ensemble("m_en_ok_no_name", step("m_en_ok_no_name_a", {"IN": "IN"}, {"OUT": "OUT"})).split("\n", 1)[1],
          "accepted", extra={"m_en_ok_no_name_a": stepper("m_en_ok_no_name_a")}),
 ]
-
-
-def _onnx_identity() -> bytes:
-    """A one-node ONNX graph OUT = Identity(IN), FP32 [4], opset 17."""
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph([helper.make_node("Identity", ["IN"], ["OUT"])], "identity",
-                              [helper.make_tensor_value_info("IN", TensorProto.FLOAT, [4])],
-                              [helper.make_tensor_value_info("OUT", TensorProto.FLOAT, [4])])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model.SerializeToString()
 
 
 def typed(name: str, platform: str, backend: str, files: dict[str, str | bytes], verdict: str, message: str = "",
@@ -332,6 +337,9 @@ NAMING: list[Case] = [
     Case("m_nm_custom_filename", "naming", py("m_nm_custom_filename", 'default_model_filename: "net.py"',
                                               backend=False),
          "refused", "neither platform nor backend is set and Triton cannot infer one", files={"1/net.py": PY_MODEL}),
+    Case("m_nm_hidden_first", "naming", py("m_nm_hidden_first", backend=False), "refused",
+         "cannot infer one from folder '.ipynb_checkpoints', the first in name order",
+         files={"1/model.py": PY_MODEL, ".ipynb_checkpoints/model-checkpoint.py": PY_MODEL}),
     typed("m_nm_onnx_without_file", "onnxruntime_onnx", "", PYFILE, "refused",
           "1/model.onnx: platform: is missing"),
     # accepted
@@ -340,6 +348,8 @@ NAMING: list[Case] = [
     Case("m_nm_no_name_no_backend", "naming", py("m_nm_no_name_no_backend", backend=False).split("\n", 1)[1],
          "accepted"),
     Case("m_nm_empty_name", "naming", 'name: ""\n' + py("m_nm_empty_name").split("\n", 1)[1], "accepted"),
+    Case("m_nm_hidden_first_with_backend", "naming", py("m_nm_hidden_first_with_backend"), "accepted",
+         files={"1/model.py": PY_MODEL, ".ipynb_checkpoints/model-checkpoint.py": PY_MODEL}),
     Case("m_nm_python_filename", "naming", py("m_nm_python_filename", 'default_model_filename: "net.py"'),
          "accepted", files={"1/net.py": PY_MODEL}),
     Case("m_nm_model_py_filename", "naming",
@@ -348,13 +358,11 @@ NAMING: list[Case] = [
           "platform 'onnxruntime_onnx' is ignored"),
     typed("m_nm_onnx_pair", "onnxruntime_onnx", "onnxruntime", {"1/model.onnx": _onnx_identity()}, "accepted"),
     typed("m_nm_onnx_inferred", "", "", {"1/model.onnx": _onnx_identity()}, "accepted"),
-    typed("m_nm_trt_pair", "tensorrt_plan", "tensorrt", PLAN, "accepted", triton=False, why=NO_BACKEND),
-    typed("m_nm_trt_inferred", "", "", PLAN, "accepted", triton=False, why=NO_BACKEND),
-    typed("m_nm_torch_pair", "pytorch_libtorch", "pytorch", TORCH, "accepted", triton=False, why=NO_BACKEND),
-    typed("m_nm_savedmodel_pair", "tensorflow_savedmodel", "tensorflow", SAVED, "accepted", triton=False,
-          why=NO_BACKEND),
-    typed("m_nm_graphdef_pair", "tensorflow_graphdef", "tensorflow", GRAPHDEF, "accepted", triton=False,
-          why=NO_BACKEND),
+    typed("m_nm_trt_pair", "tensorrt_plan", "tensorrt", PLAN, "accepted"),
+    typed("m_nm_trt_inferred", "", "", PLAN, "accepted"),
+    typed("m_nm_torch_pair", "pytorch_libtorch", "pytorch", TORCH, "accepted"),
+    typed("m_nm_savedmodel_pair", "tensorflow_savedmodel", "tensorflow", SAVED, "accepted"),
+    typed("m_nm_graphdef_pair", "tensorflow_graphdef", "tensorflow", GRAPHDEF, "accepted"),
 ]
 
 CASES: list[Case] = INSTANCE_GROUP + RESHAPE + ENSEMBLE + NAMING

@@ -138,12 +138,20 @@ def model_kind(ctx: Context, cfg: Any, model_dir: Path) -> str | None:
                  "the model name", f"set backend: \"{guess}\" if that is meant, else the right backend")
         return None
     if kind is None:
+        first = _first_folder(model_dir)
         where = (f"default_model_filename {cfg.default_model_filename!r}" if cfg.default_model_filename
-                 else "the first version folder")
+                 else f"folder {first!r}, the first in name order and the only one it reads" if first
+                 else "the model folder, which has no sub-folder")
         ctx.error(CONFIG, "platform", f"neither platform nor backend is set and Triton cannot infer one from "
                   f"{where}", f"set backend (backend: \"python\" for a model.py) or platform (one of "
                   f"{', '.join(p for p in PLATFORM_BACKEND if p != 'ensemble')})")
     return kind
+
+
+def _first_folder(model_dir: Path) -> str | None:
+    """The sub-folder Triton's auto-complete reads: the first by name, hidden ones included."""
+    names, _ = fs.list_dir(model_dir)
+    return min((n for n in names or [] if fs.kind(model_dir / n) == "dir"), default=None)
 
 
 def _infer(cfg: Any, model_dir: Path, backend: str | None) -> str | None:
@@ -153,11 +161,10 @@ def _infer(cfg: Any, model_dir: Path, backend: str | None) -> str | None:
     fname = cfg.default_model_filename
     if fname:
         return next((k for k in candidates if DEFAULT_FILE[k] == fname), None)
-    names, _ = fs.list_dir(model_dir)
-    folders = sorted(n for n in names or [] if fs.kind(model_dir / n) == "dir")
-    if not folders:
+    name = _first_folder(model_dir)
+    if name is None:
         return None
-    first = model_dir / folders[0]
+    first = model_dir / name
     for k in candidates:
         found = fs.kind(first / DEFAULT_FILE[k])
         wanted = {"dir"} if k == "tensorflow_savedmodel" else {"file", "dir"} if k in DIR_OK else {"file"}
