@@ -188,7 +188,8 @@ SEQUENCE = [
     Case("s_seq_state_initial_no_data", "sequence",
          py(seq(extra=state('{ name: "init" data_type: TYPE_FP32 dims: [4] }'))), "refused",
          "initial_state of state 'STATE_IN' sets neither zero_data nor data_file",
-         triton=False, why="tritonserver 2.51 crashes (SIGSEGV) loading it, taking every other model down"),
+         triton=False, why="tritonserver 2.51 refuses it, but crashed (SIGSEGV) once in five loads here, which "
+         "would take every other model of a shared server down"),
     no("s_seq_state_initial_file_missing", "sequence",
        seq(extra=state('{ name: "init" data_type: TYPE_FP32 dims: [4] data_file: "init.bin" }')),
        "initial_state data file 'initial_state/init.bin' is missing"),
