@@ -83,7 +83,7 @@ class Entry:
         names, _ = fs.list_dir(self.path)
         out = []
         for n in names or []:
-            if VERSION_RE.fullmatch(n) and not n.startswith("0") and fs.kind(self.path / n) == "dir":
+            if VERSION_RE.fullmatch(n) and (n == "0" or n[0] != "0") and fs.kind(self.path / n) == "dir":
                 out.append(int(n))
         return sorted(out)
 

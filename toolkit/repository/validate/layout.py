@@ -188,7 +188,7 @@ def check_versions(ctx: Context, entry: Entry, cfg: Any, base_real: str,
         p = entry.path / n
         k = fs.kind(p)
         if VERSION_RE.fullmatch(n):
-            if n.startswith("0"):
+            if len(n) > 1 and n.startswith("0"):  # Triton loads a folder named 0 as version 0
                 ignored.append(n)
                 better = str(int(n)) if int(n) > 0 else "1"
                 ctx.warn(n, "version", f"version folder {n!r} starts with 0, so Triton ignores it",
