@@ -103,6 +103,7 @@ def test_backend_load_verdict_equals_validator_verdict(case: Case, loaded: tuple
     served = "accepted" if v.loaded else "refused"
     assert served == static == case.verdict, (v.error, errors)
     if not v.loaded:
-        # One line naming the model and, from the shared rules, the same field the validator names.
+        # One line naming the model and, from the shared rules, what the validator names (a tensor or field).
         assert "\n" not in v.error and f"model '{case.name}'" in v.error
-        assert any(e.split(": ", 2)[1] in v.error for e in errors), (v.error, errors)
+        subjects = [rules.Finding(e.split(": ", 2)[1], "", "").subject() for e in errors]
+        assert any(f"'{case.name}', {s}: " in v.error for s in subjects), (v.error, errors)

@@ -31,6 +31,7 @@ What the native backend does, and so what these rules say:
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +79,13 @@ class Finding:
 
     def line(self) -> str:
         return f"{self.field}: {self.message}; {self.fix}"
+
+    def subject(self) -> str:
+        """What the finding is about, in words: ``input 'x'`` for ``input[x].dims``, else the field."""
+        m = re.match(r"^(?:sequence_batching\.)?(input|output|control_input)\[(.*)\]", self.field)
+        if not m:
+            return self.field
+        return f"{m.group(1).replace('control_input', 'control tensor')} '{m.group(2)}'"
 
 
 class AutoCompleteRefused(ValueError):

@@ -172,7 +172,8 @@ class TritonPythonModel:
             completed, _ = rules.auto_complete(config, _graph(session.get_inputs()), _graph(session.get_outputs()),
                                                path)
         except rules.AutoCompleteRefused as exc:
-            raise ValueError(f"model '{model}': {exc}") from None
+            f = exc.finding
+            raise ValueError(f"model '{model}', {f.subject()}: {f.message}; {f.fix}") from None
         mbs = rules.max_batch(completed)
         if mbs != rules.max_batch(config):
             auto_complete_model_config.set_max_batch_size(mbs)
@@ -217,7 +218,7 @@ class TritonPythonModel:
         for f in rules.load_findings(config, graph_in, _graph(self.session.get_outputs()),
                                      _graph(self.session.get_overridable_initializers()), src=path):
             if f.severity == rules.ERROR:
-                raise pb_utils.TritonModelException(f"model '{model}': {f.line()}")
+                raise pb_utils.TritonModelException(f"model '{model}', {f.subject()}: {f.message}; {f.fix}")
         self.batching = rules.max_batch(config) > 0
         # The sequence batcher's control tensors reach the model as request inputs of shape [1].
         controls = [{"name": name, "data_type": dtype, "dims": [1]}
