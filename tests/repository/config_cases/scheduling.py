@@ -81,6 +81,10 @@ BATCH_IO = [
        "source input 'OUTPUT0' is not"),
     no("s_bi_unknown_source_mbs0", "batch_io", bi("BATCH_ACCUMULATED_ELEMENT_COUNT", '["input0"]'),
        "source input 'input0' is not", mbs=0),
+    no("s_bi_unknown_kind", "batch_io", bi("9"), "batch_input kind <9> is unknown to Triton"),
+    no("s_bo_unknown_kind", "batch_io",
+       'batch_output [{ kind: 3 target_name: ["OUTPUT1"] source_input: ["INPUT1"] }]',
+       "batch_output kind <3> is unknown to Triton"),
     no("s_bo_no_source", "batch_io", bo("[]"), "expects 1 source input, got 0"),
     no("s_bo_two_sources", "batch_io", bo('["INPUT0", "INPUT1"]'), "expects 1 source input, got 2"),
     no("s_bo_unknown_source", "batch_io", bo('["NOPE"]'), "source input 'NOPE' is not"),
@@ -210,6 +214,7 @@ SEQUENCE = [
     ok("s_seq_ok_oldest", "sequence",
        seq(extra="oldest { max_candidate_sequences: 4 preferred_batch_size: [2, 8] "
                  "max_queue_delay_microseconds: 10 }")),
+    ok("s_seq_ok_unknown_control_kind", "sequence", seq(ctl("C", "7"))),
     ok("s_seq_ok_oldest_mbs0", "sequence", seq(extra="oldest { max_candidate_sequences: 2 }"), mbs=0),
     ok("s_seq_ok_start_with_dtype", "sequence",
        seq(ctl("START", "CONTROL_SEQUENCE_START", "data_type: TYPE_INT32 int32_false_true: [0, 1]"))),
