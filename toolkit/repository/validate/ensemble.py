@@ -230,14 +230,14 @@ def _check_decoupled(ctx: Context, w: _Wiring) -> None:
     step starts a new one for its outputs, as Triton labels them.
     """
     origin = {t: (0, "") for t, info in w.known.items() if info.src == "ensemble input"}
-    pending = [(i, step, comp) for i, step, comp in w.steps if step.input_map]
+    pending = {i: (step, comp) for i, step, comp in w.steps if step.input_map}
     fresh = 0
     while pending:
-        ready = [s for s in pending if all(t in origin for t in s[1].input_map.values())]
+        ready = [i for i, (step, _) in pending.items() if all(t in origin for t in step.input_map.values())]
         if not ready:
             return  # the rest wait on tensors nothing produces (reported above)
-        for i, step, comp in ready:
-            pending.remove((i, step, comp))
+        for i in ready:
+            step, comp = pending.pop(i)
             sources = {origin[t] for t in step.input_map.values()}
             if len(sources) > 1:
                 names = ", ".join(sorted(f"{who or 'the ensemble inputs'}" for _, who in sources))
