@@ -17,7 +17,7 @@ import pytest
 import tritonclient.http as httpclient
 
 from contract.errors import ServerError
-from tests.repository.config_cases.onnx import BATCHED, VECTOR
+from tests.repository.config_cases.onnx import BATCHED, SCALAR, VECTOR
 from tests.server.helpers import one_error_line, run_tritonkit
 from toolkit.repository.validate import onnx_rules as rules
 from toolkit.serve.embedded import EmbeddedServer, failed_models, http_get
@@ -58,6 +58,9 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _model(root, "onnx_nocfg", None, VECTOR)  # rank-1 graph: auto-complete writes dims [1] + an empty reshape
     _model(root, "py_nobackend", "max_batch_size: 0\n", {"1/model.py": PY_MODEL})
     _model(root, "py_nocfg", None, {"1/model.py": PY_MODEL})
+    # Complete config, no auto-complete needed: a scalar graph tensor declared dims [1] (max_batch_size 0).
+    _model(root, "onnx_scalar", 'backend: "onnxruntime"\ninput [{ name: "x" data_type: TYPE_FP32 dims: [1] }]\n'
+           'output [{ name: "y" data_type: TYPE_FP32 dims: [1] }]\n', SCALAR)
     return root
 
 
@@ -103,6 +106,11 @@ def test_onnx_model_without_config_file_serves_a_rank_one_graph_through_an_empty
     assert cfg["input"][0]["reshape"] == {"shape": []} and [int(d) for d in cfg["input"][0]["dims"]] == [1]
     x = np.array([[1.5], [2.5]], dtype=np.float32)
     np.testing.assert_array_equal(_infer(served, "onnx_nocfg", x), x)
+
+
+def test_scalar_graph_tensor_declared_dims_one_serves_without_reshape(served: EmbeddedServer) -> None:
+    assert "reshape" not in _served_config(served, "onnx_scalar")["input"][0]
+    np.testing.assert_array_equal(_infer(served, "onnx_scalar", np.array([7.5], np.float32)), [7.5])
 
 
 @pytest.mark.parametrize("model", ["py_nobackend", "py_nocfg"])

@@ -31,20 +31,6 @@ import triton_python_backend_utils as pb_utils
 
 from toolkit.repository.validate import onnx_rules as rules
 
-# ONNX Runtime spells three numpy types its own way; every other type string is numpy's name.
-# Config data types map to numpy through Triton's own table (pb_utils), not a copy of it here.
-_ORT_NAMES = {"float32": "float", "float64": "double", "object": "string"}
-
-
-def _ort_type(config_type: str) -> str | None:
-    """ONNX Runtime's type string (``tensor(float)``) for a config data type; None when Triton has none."""
-    try:
-        name = np.dtype(pb_utils.triton_string_to_numpy(config_type)).name
-    except (KeyError, TypeError):
-        return None
-    return f"tensor({_ORT_NAMES.get(name, name)})"
-
-
 _OPT_LEVELS = {"disable_all": 0, "disable": 0, "basic": 1, "extended": 2, "all": 99}
 
 
