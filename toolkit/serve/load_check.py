@@ -206,7 +206,7 @@ def _server(repository: Path, backends: Path, log: Path, workers: int, strict_co
     server = _JudgeServer(
         repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
         model_control="explicit", load_at_start=False, backend_directory=backends, log_path=log,
-        extra_args=(f"--model-load-thread-count={workers}", f"--http-thread-count={workers + 2}",
+        extra_args=(f"--model-load-thread-count={2 * workers}", f"--http-thread-count={workers + 2}",
                     "--log-verbose=0"),
     )
     server.strict_config = strict_config
@@ -224,8 +224,8 @@ def load_verdicts(
 ) -> dict[str, Verdict]:
     """Model folder name -> Triton's verdict, for every model in ``repository`` (or just ``names``).
 
-    ``timeout_s`` bounds each model's load; ``workers`` loads that many groups at once (default: two per
-    CPU core, at most 8); ``progress`` is called with each verdict as it comes. The server started here is
+    ``timeout_s`` bounds each model's load; ``workers`` loads that many groups at once (default: four per
+    CPU core, at most 16: a python model's load mostly waits, a second per stub it stops); ``progress`` is called with each verdict as it comes. The server started here is
     stopped on return, on any error and on Ctrl-C (SIGTERM and SIGHUP too).
 
     Raises:
@@ -236,7 +236,7 @@ def load_verdicts(
     wanted = model_names(root) if names is None else sorted(set(names))
     if not wanted:
         return {}
-    workers = max(1, workers or min(8, 2 * (os.cpu_count() or 1)))
+    workers = max(1, workers or min(16, 4 * (os.cpu_count() or 1)))
     groups = load_groups(root, wanted)
     scratch = Path(tempfile.mkdtemp(prefix="tritonkit-load-check-"))
     keep_log = False
