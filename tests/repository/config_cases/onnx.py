@@ -99,6 +99,10 @@ ACCEPTED = [
     Case("o_output_subset", "onnx", ORT + "max_batch_size: 4\n" + IO_B4, "accepted", "", TWO_OUTPUTS),
     Case("o_sequence_control_is_model_input", "onnx", ORT + "max_batch_size: 4\n" + START_INT32 + IO_B4,
          "accepted", "", with_start()),
+    Case("o_sequence_bool_control", "onnx", ORT + "max_batch_size: 4\n" + START_BOOL + IO_B4, "accepted", "",
+         with_start(BOOL)),
+    Case("o_autocomplete_fixed_batch_not_batching", "onnx", ORT, "accepted",
+         "fills in inputs x; outputs y", FIXED_BATCH[8]),
     Case("o_optional_initializer_not_batching", "onnx",
          ORT + io("input", "x", "[2, 4]") + io("input", "b", "[4]", "optional: true ")
          + io("output", "y", "[2, 4]"), "accepted", "",
