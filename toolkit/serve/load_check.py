@@ -267,7 +267,7 @@ def load_verdicts(
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
         if server is not None:
-            server.stop(timeout=10)
+            server.stop(timeout=4)  # throw-away: a short grace, then its stubs are killed
         if not keep_log:
             shutil.rmtree(scratch, ignore_errors=True)
     return {n: verdicts[n] for n in wanted if n in verdicts}

@@ -1,0 +1,50 @@
+"""Triton itself agrees with every configuration case, and so does the static validator.
+
+All cases Triton here can judge go into ONE repository; one throw-away embedded Triton loads each model
+(:func:`toolkit.serve.load_check.load_verdicts`, config auto-completion on, Triton's default). Each case
+then checks Triton's verdict and the static verdict against the case's own.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.repository.config_cases import Case, all_cases, build
+from toolkit.repository.validate import validate_model
+from toolkit.serve.load_check import Verdict, load_verdicts
+
+pytestmark = pytest.mark.server
+
+CASES = [c for c in all_cases() if c.triton]
+
+
+@pytest.fixture(scope="module")
+def judged(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Verdict]]:
+    root = tmp_path_factory.mktemp("agreement") / "repo"
+    root.mkdir()
+    for case in CASES:
+        build(case, root)
+    t0 = time.monotonic()
+    verdicts = load_verdicts(root, timeout_s=180)
+    print(f"\nTriton judged {len(verdicts)} models ({len(CASES)} cases) in {time.monotonic() - t0:.1f} s")
+    return root, verdicts
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_triton_and_the_validator_give_the_case_verdict(case: Case, judged: tuple[Path, dict[str, Verdict]]) -> None:
+    root, verdicts = judged
+    triton = verdicts[case.name]
+    said = "accepted" if triton.loaded else f"refused ({triton.error})"
+    assert ("accepted" if triton.loaded else "refused") == case.verdict, f"Triton {said}; the case says {case.verdict}"
+    errors = [p.line() for p in validate_model(root / case.name, repository=root) if p.is_error]
+    static = "refused" if errors else "accepted"
+    assert static == case.verdict, f"the validator {static} ({errors}); Triton {said}"
+
+
+def test_every_model_in_the_repository_was_judged(judged: tuple[Path, dict[str, Verdict]]) -> None:
+    root, verdicts = judged
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir())
+    assert sorted(verdicts) == folders and len(folders) >= len(CASES)
