@@ -180,13 +180,17 @@ def test_validate_load_exits_zero_when_triton_and_the_validator_accept_everythin
     assert "auto-complete off" in r.stderr and "1 loaded, 0 refused; 0 disagreements" in r.stdout
 
 
-@pytest.mark.parametrize("what", ["missing", "file"])
-def test_validate_load_refuses_a_bad_repository_in_one_line(tmp_path: Path, what: str) -> None:
+@pytest.mark.parametrize("what", ["missing", "file", "strict-without-load"])
+def test_validate_load_refuses_bad_input_in_one_line(tmp_path: Path, what: str) -> None:
     target = tmp_path / "repo"
     if what == "file":
         target.write_text("x")
-    line = one_error_line(run_tritonkit(["repo", "validate", "--load", str(target)], tmp_path))
-    assert ("no such repository" if what == "missing" else "is a file") in line
+    elif what == "strict-without-load":
+        target.mkdir()
+    flag = "--strict-config" if what == "strict-without-load" else "--load"
+    line = one_error_line(run_tritonkit(["repo", "validate", flag, str(target)], tmp_path))
+    expected = {"missing": "no such repository", "file": "is a file", "strict-without-load": "add --load"}
+    assert expected[what] in line
 
 
 def test_ctrl_c_during_validate_load_stops_the_server_and_its_stubs(tmp_path: Path) -> None:

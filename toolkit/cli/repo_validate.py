@@ -28,13 +28,15 @@ def _check_release(ctx: click.Context, param: click.Parameter, value: str | None
 
 @click.command("validate")
 @click.argument("directory", type=click.Path(path_type=str))
-@click.option("--json", "as_json", is_flag=True, help="Print the problems as a JSON list.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the problems as a JSON list (with --load: an object of problems and models).")
 @click.option("--target-triton", metavar="YY.MM", callback=_check_release,
               help="Triton container release the repository will run on (checks TensorRT plan versions).")
 @click.option("--checksums/--no-checksums", default=True, show_default=True,
               help="Check each version's files against its manifest.json (where one exists).")
 @click.option("--load", "load", is_flag=True,
-              help="Then load every model in a throw-away embedded Triton and show its verdict beside the static one.")
+              help="Then load every model in a throw-away embedded Triton (Python models' code runs) and show "
+                   "its verdict beside the static one.")
 @click.option("--strict-config", is_flag=True,
               help="With --load: judge with config auto-completion off, as `tritonkit serve` runs (default: on).")
 def validate(directory: str, as_json: bool, target_triton: str | None, checksums: bool, load: bool,
@@ -47,9 +49,10 @@ def validate(directory: str, as_json: bool, target_triton: str | None, checksums
     Exits 1 when any error is found, 0 when clean (warnings allowed).
 
     With --load, Triton itself judges too: a private server (loopback only, stopped at the end) loads
-    each model and its verdict is printed beside the static one; the exit is 1 when Triton refuses a
-    model or the two disagree. Runtimes it lacks (TensorRT, PyTorch, TensorFlow) are stand-ins that
-    accept any model whose file exists, so Triton's config checks still run.
+    each model (running the repository's Python models, as serving would) and its verdict is printed
+    beside the static one; the exit is 1 when Triton refuses a model or the two disagree. Runtimes it
+    lacks (TensorRT, PyTorch, TensorFlow) are stand-ins that accept any model whose file exists, so
+    Triton's config checks still run.
     """
     from toolkit.repository.validate import summary, validate_repository
 
@@ -57,6 +60,8 @@ def validate(directory: str, as_json: bool, target_triton: str | None, checksums
     if (folder / "config.pbtxt").is_file() and not folder.is_symlink():
         raise UsageError(f"{folder}: is a model folder (it holds config.pbtxt); pass the repository (its parent): "
                          f"tritonkit repo validate {folder.parent}")
+    if strict_config and not load:
+        raise UsageError("--strict-config only changes how --load judges; add --load")
     if load:
         _check_folder(folder)
     problems = validate_repository(directory, target_triton=target_triton, checksums=checksums)

@@ -225,15 +225,19 @@ def load_verdicts(
     """Model folder name -> Triton's verdict, for every model in ``repository`` (or just ``names``).
 
     ``timeout_s`` bounds each model's load; ``workers`` loads that many groups at once (default: four per
-    CPU core, at most 16: a python model's load mostly waits, a second per stub it stops); ``progress`` is called with each verdict as it comes. The server started here is
-    stopped on return, on any error and on Ctrl-C (SIGTERM and SIGHUP too).
+    CPU core, at most 16: a python model's load mostly waits, a second per stub it stops); ``progress`` is
+    called with each verdict as it comes. The server started here is stopped on return, on any error and
+    on Ctrl-C (SIGTERM and SIGHUP too). The repository's Python models run (their ``initialize``).
 
     Raises:
         ServerError: the repository is not a folder, or the throw-away server did not start.
     """
     root = Path(repository)
     check_repository(root)
-    wanted = model_names(root) if names is None else sorted(set(names))
+    try:
+        wanted = model_names(root) if names is None else sorted(set(names))
+    except OSError as exc:
+        raise ServerError(f"model repository {root} cannot be read ({exc.strerror}); check its permissions") from None
     if not wanted:
         return {}
     workers = max(1, workers or min(16, 4 * (os.cpu_count() or 1)))
@@ -246,12 +250,15 @@ def load_verdicts(
     try:
         with interrupts_raise():
             backends, standins = backend_folder(scratch / "backends")
-            server = _server(root, backends, scratch / "triton.log", workers, strict_config)
-            try:
-                server.start(timeout=max(60.0, timeout_s))
-            except ServerError:
-                keep_log = True
-                raise
+            for attempt in range(3):  # a free port can be taken between choosing it and Triton binding it
+                server = _server(root, backends, scratch / "triton.log", workers, strict_config)
+                try:
+                    server.start(timeout=max(60.0, timeout_s))
+                    break
+                except ServerError as exc:
+                    if attempt == 2 or "in use" not in str(exc):
+                        keep_log = True
+                        raise
             pool = ThreadPoolExecutor(max_workers=min(workers, len(groups)), thread_name_prefix="load-check")
             pending: set[Future[list[Verdict]]] = {
                 pool.submit(_judge_group, server, g, timeout_s, standins) for g in groups}
