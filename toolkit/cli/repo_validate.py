@@ -38,7 +38,8 @@ def _check_release(ctx: click.Context, param: click.Parameter, value: str | None
               help="Then load every model in a throw-away embedded Triton (Python models' code runs) and show "
                    "its verdict beside the static one.")
 @click.option("--strict-config", is_flag=True,
-              help="With --load: judge with config auto-completion off, as `tritonkit serve` runs (default: on).")
+              help="With --load: judge with config auto-completion off, as `tritonkit serve --strict-config` "
+                   "runs (default: on, Triton's default).")
 def validate(directory: str, as_json: bool, target_triton: str | None, checksums: bool, load: bool,
              strict_config: bool) -> None:
     """Check a Triton model repository before a server loads it.

@@ -4,8 +4,7 @@ The static validator (:mod:`toolkit.repository.validate`) predicts what Triton w
 :func:`load_verdicts` asks Triton. It starts a private ``tritonserver`` (loopback only, free ports, the
 admin header, explicit model control with nothing loaded at start, so one refused model never stops the
 others), loads each model through the repository API, records Triton's own answer, unloads it and
-stops the server it started. Triton's default config auto-completion is on unless ``strict_config``
-(what ``tritonkit serve`` runs with).
+stops the server it started. Config auto-completion is on (Triton's default) unless ``strict_config``.
 
 Runtimes the embedded server lacks (TensorRT, PyTorch, TensorFlow, OpenVINO) are served by
 :mod:`toolkit.serve.standin` in this server's own backend folder: Triton's core still judges those
@@ -192,25 +191,14 @@ def _judge_group(server: EmbeddedServer, group: list[str], timeout_s: float, sta
     return verdicts
 
 
-class _JudgeServer(EmbeddedServer):
-    """The throw-away server: auto-completion as asked, whatever the serving default is."""
-
-    strict_config = False
-
-    def command(self) -> list[str]:
-        cmd = [a for a in super().command() if a != "--disable-auto-complete-config"]
-        return [*cmd, "--disable-auto-complete-config"] if self.strict_config else cmd
-
-
 def _server(repository: Path, backends: Path, log: Path, workers: int, strict_config: bool) -> EmbeddedServer:
-    server = _JudgeServer(
+    return EmbeddedServer(
         repository, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
         model_control="explicit", load_at_start=False, backend_directory=backends, log_path=log,
+        strict_config=strict_config,
         extra_args=(f"--model-load-thread-count={2 * workers}", f"--http-thread-count={workers + 2}",
                     "--log-verbose=0"),
     )
-    server.strict_config = strict_config
-    return server
 
 
 def load_verdicts(
