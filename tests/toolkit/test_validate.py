@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 from tritonclient.grpc import model_config_pb2 as mc
 
+import toolkit.repository.validate.tensors as tensors
 from tests.toolkit.validate_fixtures import (
     add_onnx_model,
     build_clean_repository,
@@ -21,9 +22,16 @@ from tests.toolkit.validate_fixtures import (
     read_config,
     write_config,
 )
-from toolkit.repository.validate import Problem, validate_model, validate_repository
+from toolkit.repository.validate import NOTE, Problem, validate_model, validate_repository
 
 CRASH = "the validator failed"
+
+
+@pytest.fixture(autouse=True)
+def machine_with_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Verdicts here must not depend on the machine: the fixture repository's KIND_GPU model gets a
+    note only where no GPU is visible (tested on its own below)."""
+    monkeypatch.setattr(tensors, "gpu_visible", lambda: True)
 
 
 @pytest.fixture(scope="session")
@@ -439,6 +447,15 @@ CASES: list[tuple[Callable[[Path], None], str, str]] = [
 def test_validate_finds_no_problem_when_repository_is_clean(repo: Path) -> None:
     assert validate_repository(repo) == []
     assert validate_repository(repo, target_triton="24.09") == []
+
+
+def test_kind_gpu_note_appears_only_without_a_gpu(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """KIND_GPU is valid for a GPU server; on a machine without one a note (never an error) says so."""
+    assert validate_repository(repo) == []  # the module's fixture stands in a GPU
+    monkeypatch.setattr(tensors, "gpu_visible", lambda: False)
+    notes = validate_repository(repo)
+    assert [(p.severity, p.model, p.field) for p in notes] == [(NOTE, "digits_trt", "instance_group[0].kind")]
+    assert "tritonkit repo add --kind cpu" in notes[0].fix
 
 
 @pytest.mark.parametrize(("build", "expected", "severity"), CASES, ids=[c[0].__name__[2:] for c in CASES])

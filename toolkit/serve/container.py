@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from contract.errors import MissingDependencyError, ServerError
+from toolkit.gpus import gpu_visible
 from toolkit.serve.embedded import KEY_VARIABLE, EmbeddedServer, safe_flags
 from toolkit.serve.install import argv_key_library
 
@@ -147,19 +148,6 @@ def require_docker() -> None:
             "does not answer `docker info` (not running, or no permission)"
         raise MissingDependencyError(f"the docker runtime needs a Docker engine, and Docker {where}; install or "
                                      "start Docker, or use --runtime embedded")
-
-
-def gpu_visible() -> bool:
-    """True when an NVIDIA GPU is visible here (device node or ``nvidia-smi -L``)."""
-    if Path("/dev/nvidia0").exists():
-        return True
-    if shutil.which("nvidia-smi") is None:
-        return False
-    try:
-        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-    return out.returncode == 0 and "GPU" in out.stdout
 
 
 class DockerServer(EmbeddedServer):

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from contract.errors import ServerError, UsageError
-from toolkit.serve.container import DockerServer, docker_available, gpu_visible, require_docker
+from toolkit.gpus import gpu_visible
+from toolkit.serve.container import DockerServer, docker_available, require_docker
 from toolkit.serve.embedded import ADMIN_HEADER, EmbeddedServer, check_ports, check_repository, http_get
 from toolkit.serve.install import argv_key_library
 from toolkit.serve.interrupts import interrupts_raise, signals_held

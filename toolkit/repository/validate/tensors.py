@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from contract.fileio import sha256_of_regular
+from toolkit.gpus import gpu_visible
 from toolkit.repository.validate import fs
 from toolkit.repository.validate.artifacts import MAX_HASH_BYTES, Artifact, Tensor, find_plan_record, plan_artifact
 from toolkit.repository.validate.config import CONFIG
@@ -359,7 +360,8 @@ def check_instance_groups(ctx: Context, cfg: Any, kind: str | None) -> None:
     """Triton's instance-group rules: kinds and the GPUs they list, profiles, counts, rate-limiter resources.
 
     A KIND_GPU group (or a KIND_AUTO group listing GPUs) is valid for a GPU server: which GPUs the serving
-    machine has is not a property of the repository, so it is not judged here.
+    machine has is not a property of the repository, so it is never an error; on a machine without a GPU a
+    note says that serving it here is refused.
     """
     if kind == "ensemble":
         if cfg.instance_group:
@@ -382,6 +384,10 @@ def check_instance_groups(ctx: Context, cfg: Any, kind: str | None) -> None:
         if g.profile and "tensorrt_plan" not in (kind, cfg.platform):
             ctx.error(CONFIG, field + ".profile", "profile is only for TensorRT plans (platform tensorrt_plan), so "
                       "Triton refuses it here", "remove profile")
+        if _kind_name(g.kind) == "KIND_GPU" and not gpu_visible():
+            ctx.note(CONFIG, field + ".kind", "KIND_GPU is valid for a server with an NVIDIA GPU; this machine has "
+                     "none, so serving the model here is refused", "serve it on a GPU machine, or publish it with "
+                     "tritonkit repo add --kind cpu to serve it here")
         if g.secondary_devices and "tensorrt_plan" not in (kind, cfg.platform):
             ctx.warn(CONFIG, field + ".secondary_devices", "secondary_devices are used only by TensorRT plans; "
                      "this model ignores them", "remove secondary_devices")
