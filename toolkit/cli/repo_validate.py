@@ -13,6 +13,7 @@ from contract.errors import UsageError
 
 if TYPE_CHECKING:
     from toolkit.repository.validate.problem import Problem
+    from toolkit.serve.load_check import Verdict
 
 
 def _check_release(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
@@ -105,7 +106,14 @@ def _validate_and_load(folder: Path, problems: list[Problem], as_json: bool, str
     mode = "off" if strict_config else "on"
     click.echo(f"loading {count} model{'s' * (count != 1)} in a throw-away Triton (config auto-complete {mode})...",
                err=True)
-    rows = compare(problems, load_verdicts(folder, strict_config=strict_config))
+    done: list[str] = []
+
+    def progress(_verdict: Verdict) -> None:  # a counter on a terminal only: logs and pipes get the result alone
+        done.append("")
+        click.echo(f"\r{len(done)}/{count} judged", err=True, nl=len(done) == count)
+
+    tty = sys.stderr.isatty()
+    rows = compare(problems, load_verdicts(folder, strict_config=strict_config, progress=progress if tty else None))
     refused = [r for r in rows if not r.triton.loaded]
     disagree = [r for r in rows if not r.agree]
     verdict = (f"Triton: {len(rows) - len(refused)} loaded, {len(refused)} refused; "
