@@ -1,4 +1,4 @@
-"""``tritonkit repo validate DIR``: lint a Triton model repository offline."""
+"""``tritonkit repo validate DIR``: lint a Triton model repository offline; with ``--load``, ask Triton too."""
 
 from __future__ import annotations
 
