@@ -96,9 +96,14 @@ def load_entry(name: str, path: Path) -> Entry:
     has_file = k != "missing"
     cfg = None
     if k == "missing":
-        ctx.error(CONFIG, "file", "is missing, so the model has no declared platform, inputs or outputs",
-                  "write one (tritonkit repo add does); Triton loads a model without one only when "
-                  "auto-complete can guess everything")
+        # Triton (auto-complete on, its default) builds the config: backend from the model file, the
+        # rest from the model; the other checks judge that empty config as Triton would.
+        from tritonclient.grpc import model_config_pb2 as mc
+
+        cfg = mc.ModelConfig(name=name)
+        ctx.note(CONFIG, "file", "is missing: Triton's auto-complete builds the config (backend from the model "
+                 "file, inputs and outputs from the model); tritonkit serve --strict-config refuses the model",
+                 "write one to pin what is served (tritonkit repo add does)")
     else:
         text, why = fs.read_text(cfg_path, MAX_CONFIG_BYTES)
         if text is None:
