@@ -15,6 +15,7 @@ SERVE_PORTS := $(if $(PORT),--http-port $(PORT) --grpc-port $(shell echo $$(($(P
   --metrics-port $(shell echo $$(($(PORT)+2))))
 DIAL := $(if $(URL),--url $(URL),$(if $(PORT),--url 127.0.0.1:$(shell echo $$(($(PORT)+1)))))
 STAMP := $(VENV)/.installed
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
 .PHONY: help setup repo test serve predict bench benchmarks soak demo lint clean
 
@@ -33,8 +34,8 @@ setup: $(STAMP) ## Create .venv, install tritonkit and the system library perf_a
 repo: $(STAMP) ## Set up, train the default model if needed, export ONNX, publish to model_repository/
 	$(TK) pipeline --repository $(REPO)
 
-test: $(STAMP) ## Run the whole test suite (starts real Triton servers)
-	$(BIN)/pytest -q
+test: $(STAMP) ## Run the whole test suite (starts real Triton servers) [JOBS=N workers, default: CPU count]
+	$(BIN)/pytest -q -n $(JOBS) --dist loadfile
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .

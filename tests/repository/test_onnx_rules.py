@@ -1,7 +1,8 @@
-"""The native ONNX Runtime backend's rules, judged twice: by the static validator and by tritonkit's
-Python-based onnxruntime backend loading each case in a real embedded Triton (auto-complete on, as by
-default). Both run :mod:`toolkit.repository.validate.onnx_rules`; the two verdicts must agree with each
-other and with the case table."""
+"""The native ONNX Runtime backend's rules, as the static validator applies them (with their messages).
+
+The same cases are loaded by tritonkit's Python-based onnxruntime backend in a real embedded Triton in
+``test_triton_agreement.py`` (one server for every case table): both run
+:mod:`toolkit.repository.validate.onnx_rules`, and the two verdicts must agree."""
 
 from __future__ import annotations
 
@@ -81,29 +82,3 @@ def test_types_outside_the_native_backend_map_are_refused() -> None:
            "output": [{"name": "y", "data_type": "TYPE_FP32", "dims": [2]}]}
     found = rules.load_findings(cfg, [rules.GraphTensor("x", "TYPE_INVALID", (2,))], [_t("y", 2)])
     assert [f.field for f in found] == ["input[x].data_type"] and "not one the ONNX Runtime" in found[0].message
-
-
-@pytest.fixture(scope="module")
-def loaded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """Every case in one repository, each loaded once by one throw-away embedded Triton."""
-    from toolkit.serve.load_check import load_verdicts
-
-    root = tmp_path_factory.mktemp("onnx_cases")
-    for case in CASES:
-        build(case, root)
-    return root, load_verdicts(root, workers=2)
-
-
-@pytest.mark.server
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_backend_load_verdict_equals_validator_verdict(case: Case, loaded: tuple[Path, dict]) -> None:
-    root, verdicts = loaded
-    v = verdicts[case.name]
-    static, errors, _ = _static(case, root)
-    served = "accepted" if v.loaded else "refused"
-    assert served == static == case.verdict, (v.error, errors)
-    if not v.loaded:
-        # One line naming the model and, from the shared rules, what the validator names (a tensor or field).
-        assert "\n" not in v.error and f"model '{case.name}'" in v.error
-        subjects = [rules.Finding(e.split(": ", 2)[1], "", "").subject() for e in errors]
-        assert any(f"'{case.name}', {s}: " in v.error for s in subjects), (v.error, errors)
