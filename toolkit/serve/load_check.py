@@ -69,10 +69,10 @@ def _steps(repository: Path, name: str) -> list[str]:
 
 
 def load_groups(repository: Path, names: list[str]) -> list[list[str]]:
-    """Models that must load in one worker, in load order: an ensemble after its steps; unrelated models alone.
+    """Models that must load in one worker, in load order; unrelated models alone.
 
     Loading an ensemble makes Triton load its steps too, so an ensemble and its steps never load in
-    different workers (one's unload would race the other's load).
+    different workers (one's unload would race the other's load), steps first.
     """
     present = set(names)
     steps = {n: [s for s in _steps(repository, n) if s in present] for n in names}
@@ -201,6 +201,67 @@ def _server(repository: Path, backends: Path, log: Path, workers: int, strict_co
     )
 
 
+_NO_ANSWER = ("no answer from Triton", "Triton did not answer")
+_SIGNAL = re.compile(r"^Signal \((\d+)\) received", re.MULTILINE)
+
+
+def _crash(server: EmbeddedServer) -> str | None:
+    """How the server died, if it did: Triton prints ``Signal (11) received.`` and may then hang."""
+    if not server.is_running():
+        return "it exited"
+    m = _SIGNAL.search(server.read_log())
+    return f"signal {m.group(1)}" if m else None
+
+
+def _start(root: Path, backends: Path, log: Path, workers: int, strict_config: bool,
+           timeout_s: float) -> EmbeddedServer:
+    for attempt in range(3):  # a free port can be taken between choosing it and Triton binding it
+        server = _server(root, backends, log, workers, strict_config)
+        try:
+            return server.start(timeout=max(60.0, timeout_s))
+        except ServerError as exc:
+            if attempt == 2 or "in use" not in str(exc):
+                raise
+    raise AssertionError("unreachable")
+
+
+def _judge_all(server: EmbeddedServer, groups: list[list[str]], workers: int, timeout_s: float,
+               standins: set[str], progress: Callable[[Verdict], None] | None,
+               ) -> tuple[dict[str, Verdict], list[list[str]], str | None]:
+    """Judge ``groups`` on one server: (verdicts, groups to judge again, how it crashed) -- nothing to judge
+    again unless it crashed. A group whose load got no answer is final only if the server lived."""
+    verdicts: dict[str, Verdict] = {}
+    unanswered: dict[int, list[Verdict]] = {}
+    pool = ThreadPoolExecutor(max_workers=min(workers, len(groups)), thread_name_prefix="load-check")
+    futures = {pool.submit(_judge_group, server, g, timeout_s, standins): i for i, g in enumerate(groups)}
+    pending: set[Future[list[Verdict]]] = set(futures)
+    crash = None
+    try:
+        while pending and crash is None:
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for fut in done:
+                got = fut.result()
+                if any(v.error.startswith(_NO_ANSWER) for v in got):
+                    unanswered[futures[fut]] = got
+                    continue
+                for v in got:
+                    verdicts[v.model] = v
+                    if progress is not None:
+                        progress(v)
+            crash = _crash(server)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+    if crash is not None:
+        again = sorted(unanswered) + sorted(futures[f] for f in pending)
+        return _with_poll_reasons(verdicts, server.read_log()), [groups[i] for i in again], crash
+    for got in unanswered.values():
+        for v in got:
+            verdicts[v.model] = v
+            if progress is not None:
+                progress(v)
+    return _with_poll_reasons(verdicts, server.read_log()), [], None
+
+
 def load_verdicts(
     repository: str | os.PathLike[str],
     *,
@@ -212,13 +273,16 @@ def load_verdicts(
 ) -> dict[str, Verdict]:
     """Model folder name -> Triton's verdict, for every model in ``repository`` (or just ``names``).
 
-    ``timeout_s`` bounds each model's load; ``workers`` loads that many groups at once (default: four per
-    CPU core, at most 16: a python model's load mostly waits, a second per stub it stops); ``progress`` is
-    called with each verdict as it comes. The server started here is stopped on return, on any error and
-    on Ctrl-C (SIGTERM and SIGHUP too). The repository's Python models run (their ``initialize``).
+    ``timeout_s`` bounds each model's load; ``workers`` loads that many groups at once (default: 16, or
+    four per CPU core where that is more: a python model's load mostly waits, a second per stub it
+    stops); ``progress`` is called with each verdict as it comes. Should Triton crash (2.51 did, rarely,
+    with sequence models loading at once), a fresh server judges the models it left, with half the
+    workers, up to three times. The server is stopped on return, on any error and on Ctrl-C (SIGTERM
+    and SIGHUP too). The repository's Python models run (their ``initialize``).
 
     Raises:
-        ServerError: the repository is not a folder, or the throw-away server did not start.
+        ServerError: the repository is not a folder, the throw-away server did not start, or it crashed
+            four times.
     """
     root = Path(repository)
     check_repository(root)
@@ -228,41 +292,35 @@ def load_verdicts(
         raise ServerError(f"model repository {root} cannot be read ({exc.strerror}); check its permissions") from None
     if not wanted:
         return {}
-    workers = max(1, workers or min(16, 4 * (os.cpu_count() or 1)))
-    groups = load_groups(root, wanted)
+    workers = max(1, workers or max(16, 4 * (os.cpu_count() or 1)))
+    groups = sorted(load_groups(root, wanted), key=len, reverse=True)  # the longest chains start first
     scratch = Path(tempfile.mkdtemp(prefix="tritonkit-load-check-"))
     keep_log = False
-    server: EmbeddedServer | None = None
-    pool: ThreadPoolExecutor | None = None
     verdicts: dict[str, Verdict] = {}
     try:
         with interrupts_raise():
             backends, standins = backend_folder(scratch / "backends")
-            for attempt in range(3):  # a free port can be taken between choosing it and Triton binding it
-                server = _server(root, backends, scratch / "triton.log", workers, strict_config)
+            for run in range(4):
+                log = scratch / f"triton-{run}.log"
                 try:
-                    server.start(timeout=max(60.0, timeout_s))
+                    server = _start(root, backends, log, workers, strict_config, timeout_s)
+                except ServerError:
+                    keep_log = True
+                    raise
+                try:
+                    got, groups, crash = _judge_all(server, groups, workers, timeout_s, standins, progress)
+                finally:
+                    server.stop(timeout=4)  # throw-away: a short grace, then its stubs are killed
+                verdicts.update(got)
+                if not groups:
                     break
-                except ServerError as exc:
-                    if attempt == 2 or "in use" not in str(exc):
-                        keep_log = True
-                        raise
-            pool = ThreadPoolExecutor(max_workers=min(workers, len(groups)), thread_name_prefix="load-check")
-            pending: set[Future[list[Verdict]]] = {
-                pool.submit(_judge_group, server, g, timeout_s, standins) for g in groups}
-            while pending:
-                done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    for v in fut.result():
-                        verdicts[v.model] = v
-                        if progress is not None:
-                            progress(v)
-            verdicts = _with_poll_reasons(verdicts, server.read_log())
+                workers = max(1, workers // 2)
+            else:
+                keep_log = True
+                left = [n for g in groups for n in g]
+                raise ServerError(f"Triton crashed four times ({crash}) while loading {', '.join(left[:5])}"
+                                  f"{' and others' if len(left) > 5 else ''} (log: {log})")
     finally:
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
-        if server is not None:
-            server.stop(timeout=4)  # throw-away: a short grace, then its stubs are killed
         if not keep_log:
             shutil.rmtree(scratch, ignore_errors=True)
     return {n: verdicts[n] for n in wanted if n in verdicts}
