@@ -220,3 +220,35 @@ def test_ctrl_c_during_validate_load_stops_the_server_and_its_stubs(tmp_path: Pa
     for m in survivors:  # never leave them behind, even when the test fails
         os.kill(m.pid, signal.SIGKILL)
     assert not survivors, f"left running: {survivors}"
+
+
+CRASH_ONCE = """import os
+import signal
+from pathlib import Path
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        marker = Path(args["model_repository"]) / "crashed-once"
+        if not marker.exists():
+            marker.write_text("")
+            os.kill(os.getppid(), signal.SIGSEGV)  # the stub's parent is tritonserver
+
+    def execute(self, requests):
+        return []
+"""
+
+
+def test_a_crashed_server_is_replaced_and_the_models_it_left_are_judged_again(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    write_model(repo, "crash_once", 'backend: "python"\nmax_batch_size: 8\n' + IO, {"1/model.py": CRASH_ONCE})
+    for i in range(3):
+        write_model(repo, f"fine_{i}", 'backend: "python"\nmax_batch_size: 8\n' + IO, {})
+    write_model(repo, "zero_dim", 'backend: "python"\nmax_batch_size: 8\n'
+                'input { name: "x" data_type: TYPE_FP32 dims: [ 0 ] }\n', {})
+    verdicts = load_verdicts(repo, timeout_s=60, workers=4)
+    assert (repo / "crash_once" / "crashed-once").exists()  # the first server did crash
+    assert {n: v.loaded for n, v in verdicts.items()} == {
+        "crash_once": True, "fine_0": True, "fine_1": True, "fine_2": True, "zero_dim": False}
+    assert "dimension must be integer >= 1" in verdicts["zero_dim"].error
+    assert _tritonservers(repo) == []
