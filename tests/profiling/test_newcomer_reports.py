@@ -221,6 +221,32 @@ def test_profile_refuses_in_one_line_when_measurement_setting_invalid(flag: str,
     assert not list(tmp_path.iterdir())
 
 
+def test_profile_asks_for_model_in_one_line_when_none_is_given(tmp_path: Path) -> None:
+    line = one_error_line(tk("profile", "--out", str(tmp_path)))
+    assert "give MODEL" in line and "tritonkit profile digits" in line
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("url", ["localhost", "127.0.0.1:0", "127.0.0.1:70000"])
+def test_profile_refuses_in_one_line_when_url_has_no_valid_port(url: str, tmp_path: Path) -> None:
+    line = one_error_line(tk("profile", "digits", "--url", url, "--out", str(tmp_path)))
+    assert f"{url!r}" in line and "host:port" in line
+    assert not list(tmp_path.iterdir())
+
+
+def test_profile_refuses_missing_local_file_in_one_line_before_any_import_heavier_than_click(tmp_path: Path) -> None:
+    missing = tmp_path / "gone.onnx"
+    code = ("import sys\nfrom click.testing import CliRunner\nfrom toolkit.cli import main\n"
+            f"r = CliRunner().invoke(main, ['profile', 'digits', '--local', 'digits={missing}', "
+            f"'--out', '{tmp_path}'])\n"
+            "assert r.exit_code != 0 and 'model file not found' in r.output, r.output\n"
+            "assert 'torch' not in sys.modules and 'onnxruntime' not in sys.modules, 'imported a runtime'\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    line = one_error_line(tk("profile", "digits", "--local", f"digits={missing}", "--out", str(tmp_path)))
+    assert str(missing) in line and "model file not found" in line
+
+
 def test_profile_help_imports_no_torch_when_asked_for_help() -> None:
     code = ("import sys\nfrom click.testing import CliRunner\nfrom toolkit.cli import main\n"
             "r = CliRunner().invoke(main, ['profile', '--help'])\nassert r.exit_code == 0, r.output\n"

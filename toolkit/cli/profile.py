@@ -103,6 +103,15 @@ def profile(models: tuple[str, ...], url: str | None, protocol: str, concurrency
     Every concurrency x batch configuration is measured; failed and unstable ones are reported as
     such, each configuration gets a one-sentence bottleneck.
     """
+    from contract.errors import UsageError
+
+    if not models:
+        raise UsageError("give MODEL, the served model's name: tritonkit profile MODEL[:VERSION]... "
+                         "(e.g. tritonkit profile digits)")
+    if url is not None:
+        from toolkit.client.endpoint import check_url
+
+        check_url(url)
     check_measurement(measurement_ms, stability_pct, max_trials)
     from toolkit.model_files import model_kind
 
@@ -117,7 +126,6 @@ def profile(models: tuple[str, ...], url: str | None, protocol: str, concurrency
 
     check_perf_analyzer()  # before anything else: one line saying how to install it
     url = url or recorded_url(protocol, repository) or ("127.0.0.1:8001" if protocol == "grpc" else "127.0.0.1:8000")
-    models = models or ("digits",)
     targets = preflight(models, url, protocol=protocol, shapes=_shapes(shape))  # fails before any folder exists
     folder = report_dir(out, targets[0].name)
     step, close = _progress(len(targets) * len(batch) * len(concurrency))
