@@ -166,6 +166,7 @@ def _with_poll_reasons(verdicts: dict[str, Verdict], log_text: str) -> dict[str,
 
 
 def _served_by_standin(server: EmbeddedServer, name: str, standins: set[str]) -> bool:
+    """Whether a loaded model runs on a stand-in: its file was never read, so "accepted" says less."""
     status, body = http_get(f"http://{server.http_url}/v2/models/{urllib.parse.quote(name, safe='')}/config",
                             timeout=10.0)
     try:
@@ -176,6 +177,7 @@ def _served_by_standin(server: EmbeddedServer, name: str, standins: set[str]) ->
 
 
 def _judge_group(server: EmbeddedServer, group: list[str], timeout_s: float, standins: set[str]) -> list[Verdict]:
+    """Load each model of ``group`` in order, then unload them all (last first)."""
     verdicts = []
     for name in group:
         quoted = urllib.parse.quote(name, safe="")
