@@ -11,6 +11,9 @@ MODEL ?= digits
 # With neither, predict and bench dial the server `tritonkit serve` recorded, whatever its ports.
 PORT ?=
 URL ?=
+# bench: where reports go, and extra `tritonkit profile` options (e.g. BENCH_ARGS="--concurrency 1,2 --batch 1").
+REPORTS ?= benchmarks/reports
+BENCH_ARGS ?=
 SERVE_PORTS := $(if $(PORT),--http-port $(PORT) --grpc-port $(shell echo $$(($(PORT)+1))) \
   --metrics-port $(shell echo $$(($(PORT)+2))))
 DIAL := $(if $(URL),--url $(URL),$(if $(PORT),--url 127.0.0.1:$(shell echo $$(($(PORT)+1)))))
@@ -47,7 +50,7 @@ predict: $(STAMP) ## Classify held-out digits through the running server [URL=ho
 	$(TK) predict $(MODEL) --digits 20 $(DIAL)
 
 bench: $(STAMP) ## perf_analyzer against the running server; report under benchmarks/reports/ [URL= or PORT=]
-	$(TK) profile $(MODEL) --report $(DIAL)
+	$(TK) profile $(MODEL) --report --repository $(REPO) --out $(REPORTS) $(DIAL) $(BENCH_ARGS)
 
 benchmarks: $(STAMP) ## All figure scripts under benchmarks/ (several minutes; reports in benchmarks/reports/)
 	$(BIN)/python benchmarks/bench_training.py
@@ -64,7 +67,7 @@ soak: $(STAMP) ## 15-minute soak at 80% of saturation, plus 30 publish crashes
 demo: repo ## repo -> start server -> predict -> bench -> stop [PORT=8000]
 	$(TK) serve --repository $(REPO) --detach $(SERVE_PORTS)
 	$(TK) predict $(MODEL) --digits all $(DIAL) || { $(TK) serve stop --repository $(REPO); exit 1; }
-	$(TK) profile $(MODEL) --report $(DIAL) || { $(TK) serve stop --repository $(REPO); exit 1; }
+	$(TK) profile $(MODEL) --report --repository $(REPO) --out $(REPORTS) $(DIAL) $(BENCH_ARGS) || { $(TK) serve stop --repository $(REPO); exit 1; }
 	$(TK) serve stop --repository $(REPO)
 
 clean: ## Remove generated models, runs and caches (keeps .venv)

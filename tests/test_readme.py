@@ -2,9 +2,10 @@
 at test time (never a copy kept here), so the README cannot drift from what the tools accept.
 
 * ``python`` blocks run as written, in a fresh folder, in a subprocess (only the project on the path).
-* ``bash`` blocks and the ``make`` targets: ``make help`` runs; the others are costly or long-running
-  (training, the whole suite, a server that runs until Ctrl-C, minutes of perf_analyzer), so
-  ``make -n TARGET`` checks that each target exists and its recipe expands.
+* ``bash`` blocks and the ``make`` targets: ``make help`` runs, and ``make -n TARGET`` checks that each
+  target exists and its recipe expands. The targets themselves run elsewhere: ``make serve``,
+  ``make predict PORT=N`` and ``make bench`` in ``test_make_targets.py``; ``make repo``'s steps in
+  ``repository/test_pipeline_steps.py``; ``make test`` is this suite.
 * ``tritonkit`` synopses in the tables: each is a command line with placeholders, so the command path
   must exist (``tritonkit ... --help`` exits 0) and every option it names must be one that command
   accepts; ``tritonkit --help`` runs as written.
