@@ -119,12 +119,15 @@ def test_predict_refuses_in_one_line_when_corrupt_image_is_named_on_command_line
 # -- item 2: the image ensemble (digits_image) through predict ----------------------------------------
 
 @pytest.mark.server
-@pytest.mark.parametrize("given", ["image files", "held-out digits"])
+@pytest.mark.parametrize("given", ["image files", "held-out digits", "held-out digits, spec from --repository"])
 def test_predict_on_image_ensemble_gives_tensor_models_answers_when_sent_bytes_or_raw_uint8(
         triton_server, png_folder: Path, given: str) -> None:
-    """Files go as encoded bytes (IMAGE_BYTES), held-out digits as raw UINT8 pixels (IMAGE); either way the
-    ensemble's answer is the tensor model's on the same inputs, preprocessed here."""
+    """Files go as encoded bytes (IMAGE_BYTES), held-out digits as raw UINT8 pixels (IMAGE), also when the
+    spec is read from the local repository; either way the ensemble's answer is the tensor model's on the
+    same inputs, preprocessed here."""
     what = [str(png_folder)] if given == "image files" else ["--digits", "20"]
+    if given.endswith("--repository"):
+        what += ["--repository", str(triton_server.repository)]
     answers = {}
     for model in ("digits", "digits_image"):
         proc = run_cli(model, *what, "--url", triton_server.grpc_url, "--json")
