@@ -93,7 +93,7 @@ def test_readme_tritonkit_commands_name_only_options_the_commands_accept_when_pa
 
 
 @pytest.mark.parametrize("cell", ["repo list [--json]", "repo rollback NAME --to N", "repo prune NAME --keep N",
-                                  "repo validate DIR [--json] [--target-triton 24.09]",
+                                  "repo validate DIR [--json] [--target-triton 24.09] [--load]",
                                   "serve status [--repository DIR]", "serve stop [--repository DIR]",
                                   "profile-local FILE", "report DIR [--compare OLD]", "tune NAME [--apply]"])
 def test_readme_table_cells_parse_when_given_after_tritonkit(cell: str) -> None:
