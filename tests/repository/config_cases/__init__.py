@@ -8,7 +8,8 @@ throw-away embedded Triton (``test_triton_agreement.py``), which must agree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 # A python model that loads and answers nothing: enough for Triton's core checks to run.
@@ -32,7 +33,9 @@ class Case:
     steps), each ``name -> (config text, files)``; their names must start with ``name``.
     ``message``: a substring of one static *error* line (refused), or of a *warning/note* line
     (accepted; empty = no requirement). ``triton``: False where the embedded Triton here cannot
-    judge (say why in ``why``; e.g. needs a GPU).
+    judge (say why in ``why``; e.g. needs a GPU). ``fixed``: for a refused case, its config.pbtxt after
+    doing exactly what the validator's fix text says (same files, same extra models), which Triton must
+    load; empty where the fix is not a config edit (write a file, re-export the model) or needs a GPU.
     """
 
     name: str
@@ -44,6 +47,7 @@ class Case:
     extra: dict[str, tuple[str, dict[str, str | bytes]]] = field(default_factory=dict)
     triton: bool = True
     why: str = ""
+    fixed: str = ""
 
 
 def write_model(root: Path, name: str, config: str, files: dict[str, str | bytes]) -> Path:
@@ -66,6 +70,46 @@ def build(case: Case, root: Path) -> Path:
         assert name.startswith(case.name), f"{case.name}: extra model {name} must start with the case name"
         write_model(root, name, config, files)
     return write_model(root, case.name, case.config, case.files)
+
+
+def build_fixed(case: Case, root: Path) -> Path:
+    """Write ``case.fixed`` as model ``<name>_fixed`` beside the case (its ``name:`` line renamed to match).
+
+    The extra models are shared with the case: written here only when :func:`build` has not written them.
+    """
+    assert case.fixed, f"{case.name} has no fixed config"
+    for name, (config, files) in case.extra.items():
+        if not (root / name).exists():
+            write_model(root, name, config, files)
+    name = f"{case.name}_fixed"
+    config = re.sub(r'(?m)^name:\s*"[^"]*"', f'name: "{name}"', case.fixed)
+    return write_model(root, name, config, case.files)
+
+
+Edit = tuple[str, str]
+
+
+def with_fixes(cases: list[Case], edits: dict[str, Edit | list[Edit]]) -> list[Case]:
+    """``cases`` with ``fixed`` filled for each name in ``edits``: its config with each ``(old, new)`` replaced once.
+
+    Written as edits so that each reads as the fix text it applies, and cannot drift from the case's config.
+    """
+    unknown = set(edits) - {c.name for c in cases}
+    assert not unknown, f"edits for unknown cases: {sorted(unknown)}"
+    out: list[Case] = []
+    for case in cases:
+        if case.name not in edits:
+            out.append(case)
+            continue
+        given = edits[case.name]
+        pairs: list[Edit] = [given] if isinstance(given, tuple) else given
+        text = case.config
+        for old, new in pairs:
+            assert old in text, f"{case.name}: {old!r} is not in its config"
+            text = text.replace(old, new, 1)
+        assert case.verdict == "refused" and text != case.config, case.name
+        out.append(replace(case, fixed=text))
+    return out
 
 
 def all_cases() -> list[Case]:

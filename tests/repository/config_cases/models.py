@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import zipfile
 
-from tests.repository.config_cases import PY_MODEL, Case
+from tests.repository.config_cases import PY_MODEL, Case, Edit, with_fixes
 
 IO = ('input [{ name: "IN" data_type: TYPE_FP32 dims: [4] }]\n'
       'output [{ name: "OUT" data_type: TYPE_FP32 dims: [4] }]\n')
@@ -366,3 +366,59 @@ NAMING: list[Case] = [
 ]
 
 CASES: list[Case] = INSTANCE_GROUP + RESHAPE + ENSEMBLE + NAMING
+
+# Each refused case's config after doing what the validator's fix says (``Case.fixed``).
+FIXES: dict[str, Edit | list[Edit]] = {
+    # instance_group: remove gpus (or profile, or the group on an ensemble)
+    "m_ig_cpu_gpus": (" gpus: [0]", ""),
+    "m_ig_cpu_gpus_second": (" gpus: [0, 1]", ""),
+    "m_ig_model_gpus": (" gpus: [0]", ""),
+    "m_ig_profile_python": (' profile: ["0"]', ""),
+    "m_ig_profile_onnx": (' profile: ["0"]', ""),
+    "m_ig_on_ensemble": ("instance_group [{ kind: KIND_CPU }]", ""),
+    # reshape: the same element count, -1 alike on both sides, positive sizes
+    "m_rs_count": ("shape: [5]", "shape: [2, 2]"),
+    "m_rs_var_one_side": ("shape: [4]", "shape: [-1]"),
+    "m_rs_var_reshape_side": ("shape: [-1]", "shape: [4]"),
+    "m_rs_segments": ("shape: [3, -1, 2]", "shape: [2, -1, 3]"),
+    "m_rs_var_moved": ("shape: [-1, 4]", "shape: [4, -1]"),
+    "m_rs_var_count": ("shape: [-1]", "shape: [-1, -1]"),
+    "m_rs_empty_nobatch": ("max_batch_size: 0", "max_batch_size: 4"),
+    "m_rs_empty_dims2": ("dims: [2]", "dims: [1]"),
+    "m_rs_empty_var": ("dims: [-1]", "dims: [1]"),
+    "m_rs_zero": ("[0, 4]", "[1, 4]"),
+    "m_rs_negative": ("[-2, -2]", "[2, 2]"),
+    "m_rs_output": ("shape: [5]", "shape: [6]"),
+    "m_rs_ensemble_count": ("dims: [4] reshape { shape: [5] }", "dims: [5] reshape { shape: [5] }"),
+    # ensemble
+    "m_en_unused_input": ('input { name: "EXTRA" data_type: TYPE_FP32 dims: [4] }\n', ""),
+    "m_en_unused_tensor": ('output_map { key: "AUX" value: "aux" } ', ""),
+    "m_en_optimization": ("optimization { input_pinned_memory { enable: true } }", ""),
+    "m_en_sched_on_python": ('ensemble_scheduling { step { model_name: "m_en_sched_on_python_a" model_version: -1 '
+                             'input_map { key: "IN" value: "IN" } output_map { key: "OUT" value: "OUT" } }\n}', ""),
+    "m_en_backend": ('backend: "python"\n', ""),
+    "m_en_batch_smaller": ("max_batch_size: 8", "max_batch_size: 4"),
+    "m_en_output_twice": [('output_map { key: "OUT" value: "OUT" } }\n}',
+                           'output_map { key: "OUT" value: "OUT_B" } }\n}'),
+                          ("ensemble_scheduling {", 'output { name: "OUT_B" data_type: TYPE_FP32 dims: [4] }\n'
+                                                    "ensemble_scheduling {")],
+    "m_en_step_input_unfed": ('input_map { key: "IN" value: "IN" }',
+                              'input_map { key: "IN" value: "IN" } input_map { key: "Y" value: "IN" }'),
+    "m_en_warmup": ('model_warmup [{ name: "w" batch_size: 1 inputs { key: "IN" value: { data_type: TYPE_FP32 '
+                    "dims: [4] zero_data: true } } }]", ""),
+    "m_en_bad_output_key": ('key: "NOPE"', 'key: "OUT"'),
+    "m_en_version_missing": ("model_version: 3", "model_version: -1"),
+    # naming: the folder's name; a backend that serves the platform; a backend where none can be inferred
+    "m_nm_differs": ('name: "m_nm_other"', 'name: "m_nm_differs"'),
+    "m_nm_pair_trt_onnxrt": ('backend: "onnxruntime"', 'backend: "tensorrt"'),
+    "m_nm_pair_onnx_pytorch": ('backend: "pytorch"', 'backend: "onnxruntime"'),
+    "m_nm_pair_savedmodel_trt": ('backend: "tensorrt"', 'backend: "tensorflow"'),
+    "m_nm_pair_libtorch_tf": ('backend: "tensorflow"', 'backend: "pytorch"'),
+    "m_nm_pair_graphdef_onnxrt": ('backend: "onnxruntime"', 'backend: "tensorflow"'),
+    "m_nm_pair_onnx_trt": ('backend: "tensorrt"', 'backend: "onnxruntime"'),
+    "m_nm_unknown_platform": ('platform: "pytorch"', 'backend: "pytorch"'),
+    "m_nm_platform_python": ('platform: "python"', 'backend: "python"'),
+    "m_nm_custom_filename": ("max_batch_size: 0", 'backend: "python"\nmax_batch_size: 0'),
+    "m_nm_hidden_first": ("max_batch_size: 0", 'backend: "python"\nmax_batch_size: 0'),
+}
+CASES = with_fixes(CASES, FIXES)

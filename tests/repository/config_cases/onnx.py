@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from tests.repository.config_cases import Case
+from tests.repository.config_cases import Case, Edit, with_fixes
 
 FP32, INT32, BOOL = TensorProto.FLOAT, TensorProto.INT32, TensorProto.BOOL
 Shape = list[Any]
@@ -164,3 +164,26 @@ REFUSED = [
 ]
 
 CASES: list[Case] = ACCEPTED + REFUSED
+
+# Each refused case's config after doing what the validator's fix says (``Case.fixed``).
+FIXES: dict[str, Edit | list[Edit]] = {
+    "o_output_symbolic_vs_fixed": ('"y" data_type: TYPE_FP32 dims: [3]', '"y" data_type: TYPE_FP32 dims: [-1]'),
+    "o_output_fixed_vs_variable": ("dims: [-1]", "dims: [4]"),
+    "o_input_variable_vs_fixed": ("dims: [-1]", "dims: [4]"),
+    "o_optional_input_batching": ('input [{ name: "b" data_type: TYPE_FP32 dims: [4] optional: true }]\n', ""),
+    "o_optional_but_required": ("optional: true ", ""),
+    "o_fixed_batch_above_max": [("max_batch_size: 4", "max_batch_size: 0"), ("dims: [4]", "dims: [8, 4]"),
+                                ("dims: [4]", "dims: [8, 4]")],
+    "o_fixed_batch_below_max": [("max_batch_size: 4", "max_batch_size: 0"), ("dims: [4]", "dims: [2, 4]"),
+                                ("dims: [4]", "dims: [2, 4]")],
+    "o_autocomplete_max_batch_unbatchable": ("max_batch_size: 4", "max_batch_size: 0"),
+    "o_partial_contradicting": ("dims: [5]", "dims: [4]"),
+    "o_scalar_dims_two": ("dims: [2]", "dims: [1]"),
+    "o_dtype_mismatch": ("TYPE_FP16", "TYPE_FP32"),
+    "o_unknown_output": ('"logits"', '"y"'),
+    "o_rank_mismatch": ("dims: [12]", "dims: [3, 4]"),
+    "o_batch_dim_in_dims": ("dims: [-1, 4]", "dims: [4]"),
+    "o_control_also_listed_as_input": (', { name: "START" data_type: TYPE_INT32 dims: [1] }', ""),
+    "o_control_wrong_type": ("bool_false_true: [false, true]", "int32_false_true: [0, 1]"),
+}
+CASES = with_fixes(CASES, FIXES)

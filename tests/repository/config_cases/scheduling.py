@@ -6,7 +6,7 @@ Every model is a python model with two inputs and two outputs; ``body`` adds the
 
 from __future__ import annotations
 
-from tests.repository.config_cases import PY_MODEL, Case
+from tests.repository.config_cases import PY_MODEL, Case, Edit, with_fixes
 
 IO = (
     'input [{ name: "INPUT0" data_type: TYPE_FP32 dims: [4] }, { name: "INPUT1" data_type: TYPE_FP32 dims: [-1] }]\n'
@@ -334,3 +334,104 @@ VERSION = [
 ]
 
 CASES: list[Case] = BATCH_IO + SEQUENCE + DYNAMIC + TRANSACTION + CACHE + VERSION
+
+# Each refused case's config after doing what the validator's fix says (``Case.fixed``).
+SOURCE_NONE, SOURCE_TWO = "source_input: []", 'source_input: ["INPUT0", "INPUT1"]'
+FIXES: dict[str, Edit | list[Edit]] = {
+    # list exactly one of the model's inputs / use one of the model's inputs
+    "s_bi_element_count_no_source": (SOURCE_NONE, 'source_input: ["INPUT0"]'),
+    "s_bi_element_count_two_sources": (SOURCE_TWO, 'source_input: ["INPUT0"]'),
+    "s_bi_accumulated_two_sources": (SOURCE_TWO, 'source_input: ["INPUT1"]'),
+    "s_bi_with_zero_no_source": (SOURCE_NONE, 'source_input: ["INPUT1"]'),
+    "s_bi_max_shape_no_source": (SOURCE_NONE, 'source_input: ["INPUT1"]'),
+    "s_bi_item_shape_two_sources": ('["INPUT1", "INPUT1"]', '["INPUT1"]'),
+    "s_bi_flatten_no_source": (SOURCE_NONE, 'source_input: ["INPUT0"]'),
+    "s_bi_unknown_source": ('["NOPE"]', '["INPUT0"]'),
+    "s_bi_source_is_output": ('["OUTPUT0"]', '["INPUT0"]'),
+    "s_bi_unknown_source_mbs0": ('["input0"]', '["INPUT0"]'),
+    "s_bo_no_source": (SOURCE_NONE, 'source_input: ["INPUT1"]'),
+    "s_bo_two_sources": (SOURCE_TWO, 'source_input: ["INPUT1"]'),
+    "s_bo_unknown_source": ('["NOPE"]', '["INPUT1"]'),
+    # set data_type: TYPE_INT32 or TYPE_FP32
+    "s_bi_dtype_int64": ("TYPE_INT64", "TYPE_INT32"),
+    "s_bi_dtype_fp16": ("TYPE_FP16", "TYPE_FP32"),
+    "s_bi_dtype_unset": ('target_name: "B0"', 'target_name: "B0" data_type: TYPE_INT32'),
+    # use one of the kinds; use one of the model's outputs; list each target once; name the outputs it fills
+    "s_bi_unknown_kind": ("kind: 9", "kind: BATCH_ELEMENT_COUNT"),
+    "s_bo_unknown_kind": ("kind: 3", "kind: BATCH_SCATTER_WITH_INPUT_SHAPE"),
+    "s_bo_unknown_target": ('["NOPE"]', '["OUTPUT1"]'),
+    "s_bo_target_is_input": ('["INPUT0"]', '["OUTPUT1"]'),
+    "s_bo_duplicate_target": ('["OUTPUT1", "OUTPUT1"]', '["OUTPUT1"]'),
+    "s_bo_no_target": ("target_name: []", 'target_name: ["OUTPUT1"]'),
+    # sequence controls
+    "s_seq_control_no_name": ("control_input [{ control", 'control_input [{ name: "START" control'),
+    "s_seq_tensor_in_two_entries": (' }] }, { name: "CTRL" control [{ kind: CONTROL_SEQUENCE_END', ' }, {'
+                                    ' kind: CONTROL_SEQUENCE_END'),
+    "s_seq_two_start": (', { name: "START_B" control [{ kind: CONTROL_SEQUENCE_START int32_false_true: [0, 1] }] }',
+                        ""),
+    "s_seq_two_end": (', { name: "END_B" control [{ kind: CONTROL_SEQUENCE_END int32_false_true: [0, 1] }] }', ""),
+    "s_seq_two_ready": (', { name: "READY_B" control [{ kind: CONTROL_SEQUENCE_READY int32_false_true: [0, 1] }] }',
+                        ""),
+    "s_seq_two_corrid": (', { name: "CID_B" control [{ kind: CONTROL_SEQUENCE_CORRID data_type: TYPE_UINT64 }] }',
+                         ""),
+    "s_seq_same_kind_twice_in_entry": (", { kind: CONTROL_SEQUENCE_START fp32_false_true: [0, 1] }", ""),
+    "s_seq_start_no_values": ("kind: CONTROL_SEQUENCE_START ", "kind: CONTROL_SEQUENCE_START int32_false_true: [0, 1]"),
+    "s_seq_end_no_values_dtype_only": ("data_type: TYPE_INT32", "data_type: TYPE_INT32 int32_false_true: [0, 1]"),
+    "s_seq_kind_defaults_to_start": ("data_type: TYPE_UINT64", "data_type: TYPE_UINT64 int32_false_true: [0, 1]"),
+    "s_seq_ready_two_value_kinds": (" fp32_false_true: [0, 1]", ""),
+    "s_seq_start_int32_and_bool": (" bool_false_true: [false, true]", ""),
+    "s_seq_int32_three_values": ("[0, 1, 2]", "[0, 1]"),
+    "s_seq_fp32_one_value": ("fp32_false_true: [1]", "fp32_false_true: [0, 1]"),
+    "s_seq_bool_one_value": ("bool_false_true: [true]", "bool_false_true: [false, true]"),
+    "s_seq_corrid_with_values": (" int32_false_true: [0, 1]", ""),
+    "s_seq_corrid_fp32": ("TYPE_FP32 }", "TYPE_UINT64 }"),
+    "s_seq_corrid_no_dtype": ("CONTROL_SEQUENCE_CORRID ", "CONTROL_SEQUENCE_CORRID data_type: TYPE_UINT64"),
+    "s_seq_corrid_bool": ("TYPE_BOOL", "TYPE_UINT64"),
+    # sequence strategies
+    "s_seq_oldest_preferred_zero": ("preferred_batch_size: [0]", "preferred_batch_size: [1]"),
+    "s_seq_oldest_preferred_above_max": ("[4, 16]", "[4, 8]"),
+    "s_seq_oldest_preferred_mbs0": ("preferred_batch_size: [1] ", ""),
+    "s_seq_direct_utilization_negative": ("-0.5", "0.5"),
+    "s_seq_direct_utilization_above_one": ("1.5", "1.0"),
+    "s_seq_batch_strategy_library": ('parameters { key: "TRITON_BATCH_STRATEGY_PATH" value { string_value: '
+                                     '"/tmp/x.so" } }', ""),
+    # sequence state
+    "s_seq_state_two_initial": (f", {ZERO}", ""),
+    "s_seq_state_initial_dtype": ("TYPE_INT32", "TYPE_FP32"),
+    "s_seq_state_initial_no_name": ("initial_state [{ data_type", 'initial_state [{ name: "initial" data_type'),
+    "s_seq_state_input_twice": ('input_name: "STATE_IN" output_name: "STATE_OUT2"',
+                                'input_name: "STATE_IN2" output_name: "STATE_OUT2"'),
+    "s_seq_state_initial_rank": ("dims: [2, 2]", "dims: [4]"),
+    "s_seq_state_initial_variable": ('name: "init" data_type: TYPE_FP32 dims: [-1]',
+                                     'name: "init" data_type: TYPE_FP32 dims: [4]'),
+    "s_seq_state_initial_dim_mismatch": ("dims: [3]", "dims: [4]"),
+    "s_seq_state_initial_no_data": ('name: "init" data_type: TYPE_FP32 dims: [4] }',
+                                    'name: "init" data_type: TYPE_FP32 dims: [4] zero_data: true }'),
+    "s_seq_state_initial_file_missing": ('data_file: "init.bin"', "zero_data: true"),
+    # dynamic batching
+    "s_db_max_batch_negative": ("max_batch_size: -1", "max_batch_size: 0"),
+    "s_db_preferred_zero": ("[0]", "[1]"),
+    "s_db_preferred_negative": ("[2, -4]", "[2, 4]"),
+    "s_db_preferred_above_max": ("[4, 9]", "[4, 8]"),
+    "s_db_preferred_mbs0": ("preferred_batch_size: [1] ", ""),
+    "s_db_default_level_zero": ("priority_levels: 3", "priority_levels: 3 default_priority_level: 1"),
+    "s_db_default_level_above": ("default_priority_level: 3", "default_priority_level: 2"),
+    "s_db_policy_level_zero": ("key: 0", "key: 1"),
+    "s_db_policy_level_above": ("key: 3", "key: 2"),
+    "s_db_preserve_two_levels": ("priority_levels: 2", "priority_levels: 1"),
+    "s_db_preserve_default_delay": ("DELAY", "REJECT"),
+    "s_db_preserve_priority_delay": ("DELAY", "REJECT"),
+    "s_db_preserve_delay_unused_level": ("DELAY", "REJECT"),
+    "s_db_strategy_library_missing": ('parameters { key: "TRITON_BATCH_STRATEGY_PATH" value { string_value: '
+                                      '"/nonexistent/batchstrategy.so" } }', ""),
+    # transaction policy, response cache, version policy
+    "s_tx_decoupled_cache": ("enable: true", "enable: false"),
+    "s_rc_sequence": ("enable: true", "enable: false"),
+    "s_rc_sequence_oldest_mbs0": ("response_cache { enable: true }", ""),
+    "s_vp_specific_empty": ("specific { }", "specific { versions: [1] }"),
+    "s_vp_latest_zero": ("num_versions: 0", "num_versions: 1"),
+    "s_vp_latest_unset": ("latest { }", "latest { num_versions: 1 }"),
+    "s_vp_specific_missing": ("[3]", "[1]"),
+    "s_vp_specific_zero": ("[0]", "[1]"),
+}
+CASES = with_fixes(CASES, FIXES)

@@ -102,7 +102,8 @@ def _record_step_tensors(ctx: Context, w: _Wiring, i: int, step: Any) -> None:
     for tensor in step.output_map.values():
         if tensor in w.produced:
             ctx.error(CONFIG, f + ".output_map", f"tensor {tensor!r} is produced by two steps "
-                      f"({w.produced[tensor]} and step {i})", "give each step output its own tensor name")
+                      f"({w.produced[tensor]} and step {i})", "give each step output its own tensor name, then read "
+                      "it in a later step or declare it as an ensemble output")
         elif tensor in w.known:
             ctx.error(CONFIG, f + ".output_map", f"tensor {tensor!r} is an ensemble input and also a step "
                       "output", "rename the step output tensor")

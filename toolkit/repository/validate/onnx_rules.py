@@ -327,7 +327,8 @@ def _tensor_findings(group: str, io: dict, graph: dict[str, GraphTensor], mbs: i
     if optional and mbs != 0:
         return [Finding(field + ".optional", f"input {name!r} is optional, which the ONNX Runtime backend "
                         f"refuses on a model that batches (max_batch_size {mbs})",
-                        "remove optional: true, or set max_batch_size: 0")]
+                        f"remove input {name!r} from the config (the graph's initializer gives its value), or set "
+                        "max_batch_size: 0 and write every tensor's dims in full")]
     t = graph.get(name)
     if t is None:
         return [Finding(field, f"{src} has no {group} named {name!r} (it has {', '.join(sorted(graph)) or 'none'})",
