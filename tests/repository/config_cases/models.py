@@ -408,6 +408,15 @@ FIXES: dict[str, Edit | list[Edit]] = {
                     "dims: [4] zero_data: true } } }]", ""),
     "m_en_bad_output_key": ('key: "NOPE"', 'key: "OUT"'),
     "m_en_version_missing": ("model_version: 3", "model_version: -1"),
+    "m_en_bad_input_key": ('input_map { key: "NOPE" value: "IN" } ', ""),
+    "m_en_shape_mismatch": ('input { name: "IN" data_type: TYPE_FP32 dims: [4] }',
+                            'input { name: "IN" data_type: TYPE_FP32 dims: [3] }'),
+    "m_en_type_mismatch": ('input { name: "IN" data_type: TYPE_FP32', 'input { name: "IN" data_type: TYPE_INT32'),
+    "m_en_nonbatch_step_shape": [('input { name: "IN" data_type: TYPE_FP32 dims: [4] }',
+                                  'input { name: "IN" data_type: TYPE_FP32 dims: [3] }'),
+                                 ('output { name: "OUT" data_type: TYPE_FP32 dims: [4] }',
+                                  'output { name: "OUT" data_type: TYPE_FP32 dims: [3] }')],
+    "m_rs_ensemble_shape": (" reshape { shape: [4] }", ""),
     # naming: the folder's name; a backend that serves the platform; a backend where none can be inferred
     "m_nm_differs": ('name: "m_nm_other"', 'name: "m_nm_differs"'),
     "m_nm_pair_trt_onnxrt": ('backend: "onnxruntime"', 'backend: "tensorrt"'),
@@ -420,5 +429,6 @@ FIXES: dict[str, Edit | list[Edit]] = {
     "m_nm_platform_python": ('platform: "python"', 'backend: "python"'),
     "m_nm_custom_filename": ("max_batch_size: 0", 'backend: "python"\nmax_batch_size: 0'),
     "m_nm_hidden_first": ("max_batch_size: 0", 'backend: "python"\nmax_batch_size: 0'),
+    "m_nm_onnx_without_file": ("max_batch_size: 0", 'backend: "python"\nmax_batch_size: 0'),
 }
 CASES = with_fixes(CASES, FIXES)

@@ -181,6 +181,7 @@ FIXES: dict[str, Edit | list[Edit]] = {
     "o_scalar_dims_two": ("dims: [2]", "dims: [1]"),
     "o_dtype_mismatch": ("TYPE_FP16", "TYPE_FP32"),
     "o_unknown_output": ('"logits"', '"y"'),
+    "o_missing_input": ("}]\noutput", '}]\ninput [{ name: "w" data_type: TYPE_FP32 dims: [4] }]\noutput'),
     "o_rank_mismatch": ("dims: [12]", "dims: [3, 4]"),
     "o_batch_dim_in_dims": ("dims: [-1, 4]", "dims: [4]"),
     "o_control_also_listed_as_input": (', { name: "START" data_type: TYPE_INT32 dims: [1] }', ""),

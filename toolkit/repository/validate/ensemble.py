@@ -171,7 +171,7 @@ def _check_step_inputs(ctx: Context, w: _Wiring, i: int, step: Any, comp: Any) -
         t = cins.get(key)
         if t is None:
             ctx.error(CONFIG, f + ".input_map", f"{key!r} is not an input of {step.model_name!r} (it has "
-                      f"{', '.join(cins) or 'none'})", "map a real input name")
+                      f"{', '.join(cins) or 'none'})", _bad_key_fix(step.model_name, cins, step.input_map))
         elif tensor in w.known:
             _check_input_agrees(ctx, f, w.known[tensor], tensor, _info(t, comp.max_batch_size > 0,
                                                                      f"{step.model_name}.{key}"))
@@ -181,15 +181,28 @@ def _check_step_inputs(ctx: Context, w: _Wiring, i: int, step: Any, comp: Any) -
                       f"{step.model_name!r}", f"add input_map {{ key: \"{key}\" value: \"<tensor>\" }}")
 
 
+def _bad_key_fix(model: str, inputs: dict[str, Any], mapped: Any) -> str:
+    unfed = [n for n in inputs if n not in mapped]
+    if unfed:
+        return f"key the entry by an input of {model!r} that no entry feeds ({', '.join(unfed)}), or drop it"
+    return f"drop the entry: every input of {model!r} is fed already"
+
+
 def _check_input_agrees(ctx: Context, f: str, have: _Info, tensor: str, want: _Info) -> None:
     """Rule: a tensor fed to a step input has the type and shape that input declares."""
     if have.dtype and want.dtype and have.dtype != want.dtype:
         ctx.error(CONFIG, f + ".input_map", f"type mismatch: {tensor!r} is {dtype_name(have.dtype)} ({have.src}) "
                   f"but {want.src} wants {dtype_name(want.dtype)}",
-                  "convert the type in the producing step or fix the data_type")
+                  f"declare ensemble input {tensor!r} with data_type: {dtype_name(want.dtype)}"
+                  if have.src == "ensemble input" else
+                  f"feed {want.src} a {dtype_name(want.dtype)} tensor (convert it in a step before), or change the "
+                  f"data_type of {have.src} or {want.src}")
     if not have.agrees(want):
         ctx.error(CONFIG, f + ".input_map", f"shape mismatch: {tensor!r} is {shown(have.full)} ({have.src}) but "
-                  f"{want.src} wants {shown(want.full)}", "make the shapes agree")
+                  f"{want.src} wants {shown(want.full)}",
+                  f"declare ensemble input {tensor!r} with dims: {shown(list(want.dims))} and no reshape"
+                  if have.src == "ensemble input" else
+                  f"change the dims of {have.src} or {want.src} so that they agree")
 
 
 def _check_outputs(ctx: Context, w: _Wiring, cfg: Any) -> None:
@@ -207,7 +220,8 @@ def _check_outputs(ctx: Context, w: _Wiring, cfg: Any) -> None:
                           f"set data_type: {dtype_name(info.dtype)}")
             if not mine.agrees(info):
                 ctx.error(CONFIG, f"output[{t.name}].dims", f"shape mismatch: ensemble output is "
-                          f"{shown(mine.full)} but {info.src} is {shown(info.full)}", "make the shapes agree")
+                          f"{shown(mine.full)} but {info.src} is {shown(info.full)}",
+                          f"set the ensemble output's dims: {shown(list(info.dims))} (and no reshape)")
 
 
 def _check_unused(ctx: Context, w: _Wiring, cfg: Any) -> None:

@@ -284,6 +284,8 @@ def _check_file(ctx: Context, kind: str, v: int, vdir: Path, names: list[str], f
         suffix = Path(fname).suffix
         cands = [n for n in names if suffix and n.endswith(suffix) and n != fname]
         fix = (f"rename {cands[0]} to {fname} or set default_model_filename: \"{cands[0]}\"" if cands
+               else f"put {fname} there, or set backend: \"python\" to serve {v}/model.py (the platform is then "
+               "ignored)" if kind != "python" and "model.py" in names
                else f"put {fname} there or set default_model_filename to the file's name")
         ctx.error(rel, field, f"is missing; {kind} loads {fname} from each version folder", fix)
         return None

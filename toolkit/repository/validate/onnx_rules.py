@@ -305,8 +305,10 @@ def _count_findings(config: dict, inputs: Sequence[GraphTensor], src: str) -> li
             return [Finding(f"input[{name}]", f"input {name!r} is optional, but {src} requires it (only an "
                             "initializer of the graph may be left out)", "remove optional: true")]
     if missing:
-        return [Finding(f"input[{missing[0]}]", f"{src} needs input {missing[0]!r}, which the config does not list",
-                        "add it to the config's inputs (name, data_type, dims)")]
+        t = next(t for t in inputs if t.name == missing[0])
+        dims = list(t.shape[1:] if max_batch(config) > 0 else t.shape)
+        return [Finding(f"input[{t.name}]", f"{src} needs input {t.name!r}, which the config does not list",
+                        f'add input [{{ name: "{t.name}" data_type: {t.data_type} dims: {shown(dims)} }}]')]
     twice = sorted(set(plain) & set(controls))
     if twice:
         return [Finding(f"input[{twice[0]}]", f"input {twice[0]!r} is also a sequence_batching control tensor, "
