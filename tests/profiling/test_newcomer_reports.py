@@ -199,6 +199,9 @@ def test_plots_label_real_levels_and_break_line_when_level_unstable(run: dict, t
     assert any(c.get_offsets().shape[0] == 1 for c in ax1.collections)  # but marked
     legend = [t.get_text() for t in ax2.get_legend().get_texts()]
     assert {"p50", "p90", "p99"} <= set(legend)
+    markers = {h.get_label(): h.get_marker() for h in ax2.get_legend().legend_handles}
+    assert len({markers["p50"], markers["p90"], markers["p99"]}) == 3, markers  # told apart without colour
+    assert len(ax2.lines) == 0  # latency vs throughput: points, no line to fold back when throughput dips
     assert {a.get_text() for a in ax2.texts} == {"c1"}  # stable points annotated with their level
     plt.close(fig)
     assert tk("report", str(folder)).returncode == 0  # and the breakdown draws the unstable level
