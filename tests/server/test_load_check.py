@@ -31,6 +31,20 @@ ENSEMBLE = ('platform: "ensemble"\nmax_batch_size: 8\n' + IO + 'ensemble_schedul
 PLAN = {"1/model.plan": b"not a plan: the stand-in never reads it"}
 
 
+def _stubs(repo: Path) -> list[int]:
+    """Pids of python stubs running a model of ``repo``."""
+    where = str(repo.resolve()).encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"triton_python_backend_stub") and any(where in a for a in argv):
+            pids.append(int(entry.name))
+    return pids
+
+
 def _tritonservers(repo: Path) -> list[int]:
     """Pids of tritonservers serving ``repo`` (a path unique to the test)."""
     flag = f"--model-repository={repo.resolve()}".encode()
@@ -252,3 +266,4 @@ def test_a_crashed_server_is_replaced_and_the_models_it_left_are_judged_again(tm
         "crash_once": True, "fine_0": True, "fine_1": True, "fine_2": True, "zero_dim": False}
     assert "dimension must be integer >= 1" in verdicts["zero_dim"].error
     assert _tritonservers(repo) == []
+    assert _stubs(repo) == []  # the crashed server's python stubs too

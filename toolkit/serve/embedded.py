@@ -425,7 +425,11 @@ class EmbeddedServer:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait(10)
-        # Stubs left behind by a killed server belong to its session; never leak them.
+        # Stubs left behind by a killed server belong to its session; never leak them. A second look once
+        # it is gone: a crashing server can still start a stub after the first one.
+        if ours and ident is not None:
+            seen = {h.identity.pid for h in leftovers}
+            leftovers += [h for h in session_handles(proc.pid, ident.start_time) if h.identity.pid not in seen]
         for handle in leftovers:
             handle.send(signal.SIGKILL)
             handle.close()

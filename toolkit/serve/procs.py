@@ -121,9 +121,12 @@ def session_handles(leader: int, started_since: int = 0) -> list[PidHandle]:
     that started at or after ``started_since`` (clock ticks since boot, as the leader's start time).
 
     Empty unless ``leader`` leads its own session and group (pgid == sid == pid): a group number taken
-    from elsewhere names nothing we may signal.
+    from elsewhere names nothing we may signal. A leader that is gone (a crashed server, reaped) still
+    names its session: Linux never hands out a pid that is in use as a session or group id, so
+    processes in session ``leader`` can only be the stubs it left.
     """
-    if session_of(leader) != (leader, leader):
+    lead = session_of(leader)
+    if lead is not None and lead != (leader, leader):
         return []
     handles = []
     for ident in session_members(leader):
