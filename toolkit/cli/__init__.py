@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "report": "toolkit.cli.profile:report",
     "tune": "toolkit.cli.profile:tune",
     "pipeline": "toolkit.cli.pipeline:pipeline",
+    "monitor": "toolkit.cli.monitor:monitor",
 }
 
 
