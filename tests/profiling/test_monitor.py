@@ -46,7 +46,9 @@ nv_inference_compute_infer_duration_us{model="digits",version="1"} 60000
 nv_inference_pending_request_count{model="digits",version="1"} 5
 # TYPE nv_inference_request_summary_us summary
 nv_inference_request_summary_us{model="digits",version="1",quantile="0.5"} 900
-nv_inference_request_summary_us{model="digits",version="1",quantile="0.99"} 2500
+nv_inference_request_summary_us{model="digits",version="1",quantile="0.990000"} 2500
+nv_inference_request_summary_us{model="digits",version="1",quantile="0.999"} 9999
+nv_inference_request_summary_us{model="digits",version="2",quantile="0.990000"} Nan
 nv_inference_request_summary_us_sum{model="digits",version="1"} 123456
 nv_inference_request_summary_us_count{model="digits",version="1"} 140
 """
@@ -63,15 +65,17 @@ MALFORMED = [
     "9starts_with_digit 1",
     "{model=\"x\"} 1",
     "\x00\xff garbage",
+    "nv_inference_request_success NaNa",
 ]
 
 
 def test_parser_reads_labels_escapes_timestamps_and_special_values() -> None:
-    text = 'a{x="q\\"uote\\\\b\\nc",y="{}, "} 1.5e3\nb +Inf\nc NaN 17\nd{z="1",} -2\n\n# comment {\n'
+    text = 'a{x="q\\"uote\\\\b\\nc",y="{}, "} 1.5e3\nb +Inf\nc NaN 17\nd{z="1",} -2\ne Nan\n\n# comment {\n'
     samples, skipped = parse_metrics(text)
     assert skipped == 0
     assert samples[0] == ("a", {"x": 'q"uote\\b\nc', "y": "{}, "}, 1500.0)
     assert samples[1][2] == float("inf") and samples[2][2] != samples[2][2] and samples[3] == ("d", {"z": "1"}, -2.0)
+    assert samples[4][2] != samples[4][2]  # prometheus-cpp's spelling of NaN
 
 
 def test_malformed_lines_are_skipped_and_counted_never_raised() -> None:
@@ -92,7 +96,7 @@ def test_rates_from_two_scrapes() -> None:
     assert one["p99_ms"] == pytest.approx(2.5) and one["pending"] == 5
     # version 2's counter went 7 -> 3: a restart; its rate counts the 3 since, never a negative one
     two = rows[("digits", "2")]
-    assert two["requests_per_s"] == pytest.approx(1.5) and two["p99_ms"] is None
+    assert two["requests_per_s"] == pytest.approx(1.5) and two["p99_ms"] is None  # its only quantile is NaN
     assert ("nv_gpu_utilization", "") not in rows and len(rows) == 2
 
 

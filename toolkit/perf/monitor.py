@@ -71,9 +71,18 @@ def _labels(text: str) -> dict[str, str] | None:
 
 def _value(text: str) -> float | None:
     """A sample value as the exposition format writes it (``NaN``, ``+Inf`` included); None otherwise."""
-    if not re.fullmatch(r"[+-]?(?:[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?|[0-9]+\.|Inf|NaN)", text):
+    # Go's ParseFloat (what Prometheus reads with) takes NaN and Inf in any case; prometheus-cpp writes "Nan"
+    if not re.fullmatch(r"[+-]?(?:[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?|[0-9]+\.|(?i:inf|infinity))|(?i:nan)", text):
         return None
     return float(text)
+
+
+def _number(text: str) -> float | None:
+    """A label's value as a number, None when it is not one."""
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 def parse_line(line: str) -> Sample | None:
@@ -152,17 +161,17 @@ class Snapshot:
 
 
 def snapshot(samples: list[Sample], at: float, skipped: int = 0) -> Snapshot:
-    """Group Triton's per-model samples by (model, version); a non-finite value counts as malformed."""
+    """Group Triton's per-model samples by (model, version); a non-finite value (an idle summary's NaN
+    quantile) says nothing and is left out."""
     snap = Snapshot(at=at, skipped=skipped)
     for name, labels, value in samples:
         if "model" not in labels or (name not in FIELDS and name != SUMMARY):
             continue
         if not math.isfinite(value):
-            snap.skipped += 1
             continue
         counters = snap.models.setdefault((labels["model"], labels.get("version", "")), Counters())
         if name == SUMMARY:
-            if labels.get("quantile") in ("0.99", "0.990"):
+            if _number(labels.get("quantile", "")) == 0.99:  # written "0.99" or "0.990000" by exporters
                 counters.p99_us = value
         else:
             key = FIELDS[name]
