@@ -64,3 +64,12 @@ def triton_server(digits_build: dict[str, Path], tmp_path_factory: pytest.TempPa
     server.start(timeout=180)
     yield server
     server.stop()
+
+
+# Files that run for minutes go first: with `pytest -n N --dist loadfile` a file runs whole in one
+# worker, and one started last would leave the others idle at the end of the run.
+_LONGEST_FIRST = ("tests/repository/test_triton_agreement.py",)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: not item.nodeid.startswith(_LONGEST_FIRST))  # stable: the rest keep their order
