@@ -10,28 +10,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.repository.config_cases import Case, build
+from tests.repository.config_cases import Case, assert_static_verdict, build
 from tests.repository.config_cases.onnx import CASES
 from toolkit.repository.validate import onnx_rules as rules
 from toolkit.repository.validate import validate_model
 
 
-def _static(case: Case, root: Path) -> tuple[str, list[str], list[str]]:
-    problems = validate_model(root / case.name, repository=root)
-    errors = [p.line() for p in problems if p.is_error]
-    others = [p.line() for p in problems if not p.is_error]
-    return ("refused" if errors else "accepted"), errors, others
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_validator_gives_native_verdict(case: Case, tmp_path: Path) -> None:
-    build(case, tmp_path)
-    verdict, errors, others = _static(case, tmp_path)
-    assert verdict == case.verdict, (errors, others)
-    if case.message:
-        assert any(case.message in line for line in (errors if case.verdict == "refused" else others)), (
-            case.message, errors, others)
-    assert all("\n" not in line for line in errors + others)
+    assert_static_verdict(case, tmp_path)
 
 
 def test_cases_cover_both_verdicts() -> None:

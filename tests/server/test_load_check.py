@@ -31,32 +31,27 @@ ENSEMBLE = ('platform: "ensemble"\nmax_batch_size: 8\n' + IO + 'ensemble_schedul
 PLAN = {"1/model.plan": b"not a plan: the stand-in never reads it"}
 
 
-def _stubs(repo: Path) -> list[int]:
-    """Pids of python stubs running a model of ``repo``."""
-    where = str(repo.resolve()).encode()
+def _pids_running(program: bytes, wanted: bytes, *, exact: bool = False) -> list[int]:
+    """Pids of live ``program`` processes with an argument equal to (``exact``) or containing ``wanted``."""
     pids = []
     for entry in Path("/proc").iterdir():
         try:
             argv = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
         except OSError:
             continue
-        if argv and argv[0].endswith(b"triton_python_backend_stub") and any(where in a for a in argv):
+        if argv and argv[0].endswith(program) and any(a == wanted if exact else wanted in a for a in argv[1:]):
             pids.append(int(entry.name))
     return pids
+
+
+def _stubs(repo: Path) -> list[int]:
+    """Pids of python stubs running a model of ``repo``."""
+    return _pids_running(b"triton_python_backend_stub", str(repo.resolve()).encode())
 
 
 def _tritonservers(repo: Path) -> list[int]:
     """Pids of tritonservers serving ``repo`` (a path unique to the test)."""
-    flag = f"--model-repository={repo.resolve()}".encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0") if entry.name.isdigit() else []
-        except OSError:
-            continue
-        if argv and argv[0].endswith(b"tritonserver") and flag in argv:
-            pids.append(int(entry.name))
-    return pids
+    return _pids_running(b"tritonserver", f"--model-repository={repo.resolve()}".encode(), exact=True)
 
 
 @pytest.fixture(scope="module")

@@ -128,3 +128,18 @@ def all_cases() -> list[Case]:
     names = [c.name for c in out]
     assert len(names) == len(set(names)), "case names must be unique"
     return out
+
+
+def assert_static_verdict(case: Case, root: Path) -> None:
+    """Build ``case`` into ``root`` and check the static validator gives its verdict, with its words: in an
+    error line when refused, in a warning or note when accepted; every line one line."""
+    from toolkit.repository.validate import validate_model
+
+    problems = validate_model(build(case, root), repository=root)
+    errors = [p.line() for p in problems if p.is_error]
+    others = [p.line() for p in problems if not p.is_error]
+    assert ("refused" if errors else "accepted") == case.verdict, (errors, others)
+    if case.message:
+        assert any(case.message in line for line in (errors if case.verdict == "refused" else others)), (
+            case.message, errors, others)
+    assert all("\n" not in line for line in errors + others)
