@@ -20,8 +20,8 @@ fi
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   echo "installing ${need[*]} with apt-get"
-  apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq "${need[@]}" >/dev/null
 else
   echo "note: tritonkit needs the system packages ${need[*]}: run 'sudo apt-get install ${need[*]}' (Debian/Ubuntu)" >&2
   case " ${need[*]} " in *" python3-venv "*) exit 1 ;; esac  # no .venv can be made without it

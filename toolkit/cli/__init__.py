@@ -32,6 +32,8 @@ COMMANDS: dict[str, str] = {
     "tune": "toolkit.cli.profile:tune",
     "pipeline": "toolkit.cli.pipeline:pipeline",
     "monitor": "toolkit.cli.monitor:monitor",
+    "image": "toolkit.cli.image:image",
+    "deploy": "toolkit.cli.deploy:deploy",
 }
 
 
