@@ -278,6 +278,9 @@ def state_record(server: EmbeddedServer) -> dict[str, Any]:
         "model_control": server.model_control,
         "admin_headers": server.admin_headers,
         "container": getattr(server, "container", None),
+        # The container runtime: the engine (program name, DOCKER_HOST) and the ID `serve stop` checks with it.
+        "container_id": getattr(server, "container_id", None),
+        "engine": getattr(server, "engine_record", None),
         "started": time.time(),
         "ready_seconds": server.ready_seconds,
     }
