@@ -165,9 +165,8 @@ def plan_image() -> ImagePlan:
     }
     for key in sorted(inputs):
         h.update(f"{key}={inputs[key]}\n".encode())
-    root = Path(__file__).resolve().parents[2]
     for src in _backend_sources():
-        h.update(f"backend {src.relative_to(root)}\n".encode() + src.read_bytes())
+        h.update(f"backend {src.parent.name}/{src.name}\n".encode() + src.read_bytes())
     for rel, src in sorted(backend_module_files().items()):
         h.update(f"module {rel}\n".encode() + src.read_bytes())
     digest = h.hexdigest()[:12]
@@ -305,7 +304,7 @@ def _rootfs(home: Path, mirror: str) -> Path:
     key = hashlib.sha256(f"{SUITE} minbase {' '.join(DEBIAN_PACKAGES)}".encode()).hexdigest()[:12]
 
     def make(tmp: Path) -> None:
-        debootstrap = shutil.which("debootstrap") or "/usr/sbin/debootstrap"
+        debootstrap = shutil.which("debootstrap") or "debootstrap"
         _run([debootstrap, "--variant=minbase", f"--include={','.join(DEBIAN_PACKAGES)}", SUITE,
               str(tmp / "root"), mirror], f"debootstrap {SUITE} from {mirror}", timeout=1800)
         root = tmp / "root"
@@ -350,12 +349,13 @@ def _link_tree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst, copy_function=link, symlinks=True, dirs_exist_ok=True)
 
 
-def _overlay(tmp: Path, rootfs: Path, site: Path, plan: ImagePlan) -> Path:
-    """Everything the image adds to the Debian tree, in ``tmp/overlay`` (later tar entries win)."""
+def _assemble(tmp: Path, rootfs: Path, site: Path, plan: ImagePlan) -> Path:
+    """The image's tree in ``tmp/tree``: the cached Debian tree hard-linked (never written through), plus
+    the server, its libraries, backends, Python packages, tritonkit's modules and the user."""
     server, libs, _wheel = _wheel_paths()
-    top = tmp / "overlay"
-    opt = top / OPT.lstrip("/")
-    opt.parent.mkdir(parents=True)
+    tree = tmp / "tree"
+    _run(["cp", "-a", "-l", str(rootfs), str(tree)], "hard-linking the cached Debian tree", timeout=600)
+    opt = tree / OPT.lstrip("/")
     shutil.copytree(server, opt, ignore=shutil.ignore_patterns("python_backend_stubs", "__pycache__"))
     stub = server / "python_backend_stubs" / PYTHON_VERSION / "triton_python_backend_stub"
     if not stub.is_file():
@@ -364,8 +364,7 @@ def _overlay(tmp: Path, rootfs: Path, site: Path, plan: ImagePlan) -> Path:
     shutil.copy2(stub, opt / "backends" / "python" / stub.name)
     _sync_backends(opt)
     _link_tree(libs, opt / "lib")
-    site_dst = top / SITE_DIR.lstrip("/")
-    site_dst.parent.mkdir(parents=True)
+    site_dst = tree / SITE_DIR.lstrip("/")
     _link_tree(site, site_dst)
     for rel, src in backend_module_files().items():
         dst = site_dst / rel
@@ -373,31 +372,25 @@ def _overlay(tmp: Path, rootfs: Path, site: Path, plan: ImagePlan) -> Path:
         shutil.copy2(src, dst)
     import compileall
 
-    for package in ("toolkit", "contract"):
-        compileall.compile_dir(str(site_dst / package), quiet=1)
-    compileall.compile_dir(str(opt / "backends"), quiet=1)
-    etc = top / "etc"
-    etc.mkdir()
-    passwd = (rootfs / "etc" / "passwd").read_text()
-    group = (rootfs / "etc" / "group").read_text()
-    (etc / "passwd").write_text(passwd + f"{USER}:x:{UID}:{UID}::/home/{USER}:/bin/bash\n")
-    (etc / "group").write_text(group + f"{USER}:x:{UID}:\n")
+    # Bytecode written now: the non-root user cannot write it next to the sources at run time.
+    for folder in (site_dst / "toolkit", site_dst / "contract", opt / "backends"):
+        compileall.compile_dir(str(folder), quiet=1)
+    etc = tree / "etc"
+    for name, line in (("passwd", f"{USER}:x:{UID}:{UID}::/home/{USER}:/bin/bash\n"), ("group", f"{USER}:x:{UID}:\n")):
+        text = (etc / name).read_text()
+        (etc / name).unlink()  # a hard link into the cache: replace it, never write through it
+        (etc / name).write_text(text + line)
+        os.chmod(etc / name, 0o644)
     (etc / "tritonkit-image").write_text("".join(f"{k}={v}\n" for k, v in sorted(plan.inputs.items())))
-    home_dir = top / "home" / USER
+    home_dir = tree / "home" / USER
     home_dir.mkdir(parents=True)
     os.chown(home_dir, UID, UID)
-    # Directory entries the overlay repeats must keep the Debian tree's modes.
-    for path in [top, *(p for p in top.rglob("*") if p.is_dir())]:
-        twin = rootfs / path.relative_to(top)
-        if twin.is_dir() and not twin.is_symlink():
-            os.chmod(path, twin.stat().st_mode & 0o7777)
-        elif path != home_dir:
-            os.chmod(path, 0o755)
-    return top
+    os.chmod(home_dir, 0o750)
+    return tree
 
 
-def _import(podman: str, rootfs: Path, overlay: Path, plan: ImagePlan) -> str:
-    """``podman import`` the Debian tree plus the overlay (one tar stream); returns the untagged image id."""
+def _import(podman: str, tree: Path, plan: ImagePlan) -> str:
+    """``podman import`` the assembled tree (one tar stream); returns the untagged image id."""
     changes = [f"USER {USER}", f"WORKDIR {OPT}", f"ENV PATH={_PATH}", f"ENV LD_LIBRARY_PATH={OPT}/lib",
                "ENV PYTHONDONTWRITEBYTECODE=1", f"ENV HOME=/home/{USER}",
                'CMD ["tritonserver", "--model-repository=/models"]',
@@ -406,7 +399,7 @@ def _import(podman: str, rootfs: Path, overlay: Path, plan: ImagePlan) -> str:
     cmd = [podman, "import", "--quiet"]
     for change in changes:
         cmd += ["--change", change]
-    tar = subprocess.Popen(["tar", "--numeric-owner", "-cf", "-", "-C", str(rootfs), ".", "-C", str(overlay), "."],
+    tar = subprocess.Popen(["tar", "--numeric-owner", "-cf", "-", "-C", str(tree), "."],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         done = subprocess.run(cmd + ["-"], stdin=tar.stdout, capture_output=True, text=True, timeout=1800)
@@ -424,7 +417,7 @@ def _import(podman: str, rootfs: Path, overlay: Path, plan: ImagePlan) -> str:
 
 def _require_build_tools() -> str:
     podman = require_engine()
-    if not (shutil.which("debootstrap") or Path("/usr/sbin/debootstrap").is_file()):
+    if not shutil.which("debootstrap"):
         raise MissingDependencyError("debootstrap is not installed; run `sudo bash scripts/setup-containers.sh`")
     if not shutil.which("tar"):
         raise MissingDependencyError("tar is not installed; install it with your system's package manager")
@@ -467,8 +460,8 @@ def build_image(*, force: bool = False, progress: Progress | None = None) -> Bui
         tmp = Path(tempfile.mkdtemp(dir=home, prefix=".assemble."))
         image_id = ""
         try:
-            overlay = step("assemble", "Triton server, backends and user", lambda: _overlay(tmp, rootfs, site, plan))
-            image_id = step("import", f"podman import as {plan.tag}", lambda: _import(podman, rootfs, overlay, plan))
+            tree = step("assemble", "Triton server, backends and user", lambda: _assemble(tmp, rootfs, site, plan))
+            image_id = step("import", f"podman import as {plan.tag}", lambda: _import(podman, tree, plan))
             _run([podman, "tag", image_id, plan.tag], f"podman tag {plan.tag}", timeout=120)
             image_id = ""
         finally:

@@ -1,0 +1,160 @@
+"""The CPU stand-in Triton image on a real podman: layout, content-hash tag, reuse, bad input, serving."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toolkit.serve.ports import free_port
+
+CLI = [str(Path(sys.executable).parent / "tritonkit")]
+
+
+def _cli(*args: str, env: dict[str, str] | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def _podman_run(podman: str, image: str, script: str) -> str:
+    done = subprocess.run([podman, "run", "--rm", "--network=none", image, "bash", "-c", script],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_image_has_the_ngc_layout_and_runs_as_non_root(container_engine: str, triton_image: str) -> None:
+    out = _podman_run(container_engine, triton_image, """
+        id -u; id -un; command -v tritonserver; pwd
+        for f in /opt/tritonserver/bin/tritonserver /opt/tritonserver/backends/python/libtriton_python.so \
+                 /opt/tritonserver/backends/python/triton_python_backend_utils.py \
+                 /opt/tritonserver/backends/python/triton_python_backend_stub \
+                 /opt/tritonserver/backends/onnxruntime/model.py; do test -f "$f" && echo "have $f"; done
+        echo "missing libs: $(ldd /opt/tritonserver/bin/tritonserver \
+              /opt/tritonserver/backends/python/triton_python_backend_stub | grep -c 'not found')"
+        python3 -c 'import sys, numpy, onnxruntime, PIL; print(sys.version.split()[0], numpy.__version__)'
+        python3 -c 'from toolkit.repository.validate import onnx_rules; print("rules", onnx_rules.__name__)'
+        touch /opt/tritonserver/x 2>/dev/null && echo writable || echo read-only
+    """).splitlines()
+    assert out[0] != "0" and out[0] == "1000", out
+    assert out[1] == "triton-server"
+    assert out[2] == "/opt/tritonserver/bin/tritonserver"
+    assert out[3] == "/opt/tritonserver"
+    assert sum(line.startswith("have ") for line in out) == 5, out
+    assert "missing libs: 0" in out
+    python, numpy_version = next(line for line in out if line.startswith("3.")).split()
+    assert python.startswith("3.11.") and int(numpy_version.split(".")[0]) < 2
+    assert "rules toolkit.repository.validate.onnx_rules" in out
+    assert out[-1] == "read-only"  # the non-root user cannot change the server
+
+
+def test_tag_is_the_content_hash(triton_image: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from toolkit.serve import image, install
+
+    plan = image.plan_image()
+    assert plan.tag == triton_image
+    info = image.image_info(triton_image)
+    assert info is not None and info["labels"]["tritonkit.content-hash"] == plan.digest
+    assert triton_image.startswith("localhost/tritonkit/tritonserver-cpu:2.51.0-")
+    # A changed backend source is another image.
+    changed = tmp_path / "backends"
+    shutil.copytree(install._BACKEND_SOURCE, changed)
+    model = changed / "onnxruntime" / "model.py"
+    model.write_text(model.read_text() + "\n# changed\n")
+    monkeypatch.setattr(install, "_BACKEND_SOURCE", changed)
+    assert image.plan_image().tag != plan.tag
+    monkeypatch.undo()
+    assert image.plan_image().tag == plan.tag
+
+
+def test_build_twice_reuses_the_image(triton_image: str) -> None:
+    started = time.monotonic()
+    done = _cli("image", "build", "--json")
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["tag"] == triton_image and result["built"] is False
+    assert result["size"] > 100e6
+    assert time.monotonic() - started < 30
+    shown = json.loads(_cli("image", "show", "--json").stdout)
+    assert shown["exists"] is True and shown["tag"] == triton_image and shown["size"] == result["size"]
+
+
+def _only(tmp_path: Path, *names: str) -> str:
+    """A PATH holding only the named host commands (and python), so the others are missing."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name in (*names, "ldd", "tar"):
+        found = shutil.which(name)
+        if found:
+            (bin_dir / name).symlink_to(found)
+    return str(bin_dir)
+
+
+@pytest.mark.parametrize("present, missing", [((), "podman is not installed"),
+                                              (("podman",), "debootstrap is not installed")])
+def test_missing_tools_are_one_line(container_engine: str, tmp_path: Path, present: tuple[str, ...],
+                                    missing: str) -> None:
+    env = {**os.environ, "PATH": _only(tmp_path, *present)}
+    done = _cli("image", "build", "--force", env=env, timeout=120)
+    assert done.returncode == 3, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and missing in lines[0], done.stderr
+    assert "setup-containers.sh" in lines[0]
+
+
+def _ready(url: str, timeout: float) -> float:
+    import urllib.request
+
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            with urllib.request.urlopen(f"{url}/v2/health/ready", timeout=2) as answer:
+                if answer.status == 200:
+                    return time.monotonic() - started
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} not ready after {timeout}s")
+
+
+def test_image_serves_the_default_repository_like_onnxruntime(container_engine: str, triton_image: str,
+                                                              digits_build: dict[str, Path]) -> None:
+    import onnxruntime as ort
+    import tritonclient.http as httpclient
+
+    repo = digits_build["repository"]
+    port = free_port()
+    name = f"tritonkit-test-{uuid.uuid4().hex[:8]}"
+    subprocess.run(
+        [container_engine, "run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:8000",
+         "-v", f"{repo}:/models:ro", "--shm-size=256m", triton_image,
+         "tritonserver", "--model-repository=/models", "--strict-readiness=true", "--exit-on-error=true"],
+        check=True, capture_output=True, text=True, timeout=120)
+    try:
+        try:
+            _ready(f"http://127.0.0.1:{port}", timeout=120)
+        except AssertionError:
+            logs = subprocess.run([container_engine, "logs", name], capture_output=True, text=True, timeout=60)
+            raise AssertionError(logs.stdout[-2000:] + logs.stderr[-2000:]) from None
+        rng = np.random.default_rng(7)
+        batch = rng.uniform(0, 16, size=(8, 1, 8, 8)).astype(np.float32)
+        client = httpclient.InferenceServerClient(f"127.0.0.1:{port}")
+        tensor = httpclient.InferInput("input", list(batch.shape), "FP32")
+        tensor.set_data_from_numpy(batch)
+        served = client.infer("digits", [tensor]).as_numpy("logits")
+        client.close()
+        session = ort.InferenceSession(str(digits_build["onnx"]), providers=["CPUExecutionProvider"])
+        expected = session.run(None, {session.get_inputs()[0].name: batch})[0]
+        np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-5)
+        assert served.argmax(1).tolist() == expected.argmax(1).tolist()
+    finally:
+        subprocess.run([container_engine, "rm", "--force", "--time", "5", name], capture_output=True, timeout=120)
+    gone = subprocess.run([container_engine, "container", "exists", name], capture_output=True, timeout=60)
+    assert gone.returncode != 0
