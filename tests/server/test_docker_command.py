@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ PORTS = {"http": 18000, "grpc": 18001, "metrics": 18002}
 
 def test_docker_command_publishes_ports_only_on_localhost_and_mounts_repository_read_only(tmp_path: Path) -> None:
     cmd = docker_command(tmp_path, "nvcr.io/nvidia/tritonserver:24.09-py3", PORTS, gpus=False, shm_size="2g")
-    assert cmd[:3] == ["docker", "run", "--rm"]
+    assert cmd[:5] == ["docker", "run", "-i", "--rm", "--init"]
     assert "--gpus" not in cmd
     joined = " ".join(cmd)
     for host_port, inside in ((18000, 8000), (18001, 8001), (18002, 8002)):
@@ -33,20 +34,33 @@ def test_docker_command_publishes_ports_only_on_localhost_and_mounts_repository_
     ]
 
 
-def test_docker_command_adds_gpus_and_keeps_admin_key_off_every_command_line_when_model_control_is_on(
+def test_docker_command_adds_gpus_and_keeps_admin_key_out_of_command_and_environment_when_model_control_is_on(
         tmp_path: Path) -> None:
     from toolkit.serve.container import DockerServer
+    from toolkit.serve.engine import Engine
 
     cmd = docker_command(tmp_path, "img", PORTS, gpus=True, model_control="poll")
     assert cmd[cmd.index("--gpus") + 1] == "all"
+    podman = docker_command(tmp_path, "img", PORTS, gpus=True, program="/usr/bin/podman")
+    assert "--gpus" not in podman and podman[podman.index("--device") + 1] == "nvidia.com/gpu=all"
     assert "--model-control-mode=poll" in cmd and "--repository-poll-secs=2" in cmd
-    # The key comes from the docker client's environment (-e NAME without a value) and the
-    # preloaded argv_key library puts it into Triton's flags inside the container.
-    assert cmd[cmd.index("-e", cmd.index("LD_PRELOAD=/opt/tritonkit/argv_key.so") + 1) + 1] == "TRITONKIT_ADMIN_KEY"
+    # The key is read from the client's standard input (-i) by the preloaded argv_key library: the
+    # container's configuration names only the descriptor, never the key or its variable.
+    assert "-e" in cmd and "TRITONKIT_ADMIN_KEY_FD=0" in cmd and "TRITONKIT_ADMIN_KEY" not in cmd
+    assert "LD_PRELOAD=/opt/tritonkit/argv_key.so" in cmd
     assert any(a.endswith(":/opt/tritonkit/argv_key.so:ro") for a in cmd)
-    server = DockerServer(tmp_path, image="img", gpus=False, model_control="explicit")
-    assert server.admin_value not in " ".join(docker_command(tmp_path, "img", PORTS, model_control="explicit"))
-    assert server.child_env()["TRITONKIT_ADMIN_KEY"] == server.admin_value
+    server = DockerServer(tmp_path, image="img", gpus=False, model_control="explicit",
+                          engine=Engine("docker", "/usr/local/bin/docker"))
+    assert server.admin_value not in " ".join(server.command())
+    assert "TRITONKIT_ADMIN_KEY" not in server.child_env()
+    assert f"io.tritonkit.uid={os.geteuid()}" in server.command()
+
+
+def test_docker_command_mounts_nothing_and_passes_credentials_by_name_when_repository_is_object_storage() -> None:
+    cmd = docker_command("s3://127.0.0.1:9000/models/repo", "img", PORTS, env_names=["AWS_ACCESS_KEY_ID"])
+    assert "--model-repository=s3://127.0.0.1:9000/models/repo" in cmd
+    assert not [a for a in cmd if a.endswith(":/models:ro")]
+    assert cmd[cmd.index("AWS_ACCESS_KEY_ID") - 1] == "-e"  # the name only: the value stays in the client
 
 
 @pytest.mark.parametrize(

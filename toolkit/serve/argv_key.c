@@ -13,14 +13,23 @@
  * stubs Triton starts inherit neither the key nor this library. A placeholder without a key (or
  * memory exhaustion) ends the process: Triton must never run with the public placeholder as its key.
  *
+ * In a container the environment is part of the container's configuration (`docker inspect` shows it), so
+ * there the key comes on standard input instead: TRITONKIT_ADMIN_KEY_FD=0 (a number, not a secret) makes
+ * this library read one line from that descriptor (only when a restricted-API flag holds the placeholder),
+ * then point the descriptor at /dev/null. The key is then in no configuration, argument or environment
+ * block; only in tritonserver's heap, as it is outside a container.
+ *
  * Built by tritonkit with the system C compiler: cc -shared -fPIC -O2 argv_key.c -o argv_key.so
  */
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #define PLACEHOLDER "@TRITONKIT_ADMIN_KEY@"
 #define KEY_VARIABLE "TRITONKIT_ADMIN_KEY"
+#define KEY_FD_VARIABLE "TRITONKIT_ADMIN_KEY_FD"
+#define KEY_MAX 4096
 
 /* Only these flags take the key: a placeholder typed into any other argument (a repository path)
  * must not turn into the key where Triton would log it. */
@@ -38,10 +47,52 @@ static void die(const char *why)
     _exit(111);
 }
 
+static int wants_key(int argc, char **argv)
+{
+    for (int i = 1; argv && i < argc && argv[i]; i++)
+        if (takes_key(argv[i]) && strstr(argv[i], PLACEHOLDER))
+            return 1;
+    return 0;
+}
+
+/* One line from descriptor `fd` (the key; ends at a newline or end of file), then the descriptor is
+ * pointed at /dev/null so nothing else reads the pipe it came through. NULL when nothing was there. */
+static char *read_key(const char *fd_text)
+{
+    static char buf[KEY_MAX + 1];
+    char *end;
+    long fd = strtol(fd_text, &end, 10);
+    size_t n = 0;
+
+    if (*fd_text == 0 || *end != 0 || fd < 0 || fd > 1024)
+        die(KEY_FD_VARIABLE " is not a file descriptor number");
+    while (n < KEY_MAX) {
+        ssize_t got = read((int)fd, buf + n, 1);
+        if (got < 0)
+            die("cannot read the admin key from " KEY_FD_VARIABLE);
+        if (got == 0 || buf[n] == '\n')
+            break;
+        n++;
+    }
+    if (n == KEY_MAX)
+        die("the admin key on " KEY_FD_VARIABLE " is longer than 4096 bytes");
+    buf[n] = 0;
+    int null = open("/dev/null", O_RDONLY);
+    if (null >= 0 && null != (int)fd) {
+        dup2(null, (int)fd);
+        close(null);
+    }
+    return n ? buf : NULL;
+}
+
 __attribute__((constructor)) static void tritonkit_argv_key(int argc, char **argv, char **envp)
 {
     (void)envp;
     char *key = getenv(KEY_VARIABLE);
+    char *from_fd = getenv(KEY_FD_VARIABLE);
+    int key_in_env = key != NULL;
+    if (!key && from_fd && wants_key(argc, argv))
+        key = read_key(from_fd);
     size_t key_len = key ? strlen(key) : 0;
     size_t hole_len = strlen(PLACEHOLDER);
 
@@ -50,7 +101,8 @@ __attribute__((constructor)) static void tritonkit_argv_key(int argc, char **arg
         if (!hole)
             continue;
         if (!key_len)
-            die("an argument holds the admin key placeholder but " KEY_VARIABLE " is not set");
+            die("an argument holds the admin key placeholder but " KEY_VARIABLE " is not set (nor "
+                KEY_FD_VARIABLE " with a key to read)");
         size_t before = (size_t)(hole - argv[i]);
         size_t after = strlen(hole + hole_len);
         char *arg = malloc(before + key_len + after + 1);
@@ -62,11 +114,14 @@ __attribute__((constructor)) static void tritonkit_argv_key(int argc, char **arg
         argv[i] = arg;
     }
     if (key) {
-        /* getenv points into the process's initial environment block: blank it where it lies. */
+        /* getenv points into the process's initial environment block (or the static buffer read_key
+         * filled): blank it where it lies. */
         volatile char *p = key;
         for (size_t n = 0; n < key_len; n++)
             p[n] = 0;
-        unsetenv(KEY_VARIABLE);
+        if (key_in_env)
+            unsetenv(KEY_VARIABLE);
     }
+    unsetenv(KEY_FD_VARIABLE);
     unsetenv("LD_PRELOAD");
 }

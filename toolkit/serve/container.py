@@ -1,23 +1,51 @@
-"""Serve a repository with NVIDIA's Triton container: the command, the image, the engine check.
+"""Serve a repository with Triton in a container: the command, the image, the engine, the lifecycle.
 
-The container runs the native C++ backends (TensorRT, ONNX Runtime), so it is the runtime for
-TensorRT plans. A plan runs only on the TensorRT version that built it, so :func:`choose_image`
-picks the container release whose TensorRT matches the plans' build records.
+The container runs the native C++ backends (TensorRT, ONNX Runtime) in NVIDIA's image, so it is the
+runtime for TensorRT plans. A plan runs only on the TensorRT version that built it, so
+:func:`choose_image` picks the container release whose TensorRT matches the plans' build records.
+Without a GPU the default image is tritonkit's CPU stand-in (:mod:`toolkit.serve.image`) when it is
+built here.
+
+What holds for every container tritonkit starts (through the ``docker`` CLI against any
+Docker-compatible engine, or ``podman`` directly; see :mod:`toolkit.serve.engine`):
+
+- the repository is mounted read-only (an object-storage repository is not mounted: Triton reads
+  the URL, credentials pass by name only); ports are published on ``--host`` (127.0.0.1) only;
+- the admin key is in no configuration the engine keeps (``docker inspect``), no argument and no
+  environment inside the container: the engine client's standard input carries it, and the preloaded
+  ``argv_key`` library reads it before ``main`` (``TRITONKIT_ADMIN_KEY_FD=0``, see ``argv_key.c``);
+- readiness fails with Triton's own reasons, read from the client's output (the container's log);
+- stop is graceful (the engine's ``stop``: SIGTERM, Triton finishes in-flight requests), the container
+  is removed (``--rm``, then checked), and a container whose client crashed is found by tritonkit's
+  labels, checked with the engine, and removed.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
+import secrets
 import subprocess
+import tempfile
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from contract.errors import MissingDependencyError, ServerError
+from contract.errors import ServerError
 from toolkit.gpus import gpu_visible
-from toolkit.serve.embedded import KEY_VARIABLE, EmbeddedServer, safe_flags
+from toolkit.serve.embedded import EmbeddedServer, safe_flags, server_error_lines
+from toolkit.serve.engine import (
+    LABEL,
+    LABEL_UID,
+    Engine,
+    find_engine,
+    is_ours,
+    is_running,
+    require_engine,
+)
 from toolkit.serve.install import argv_key_library
+from toolkit.serve.interrupts import interrupts_raise, signals_held
+from toolkit.serve.procs import identity_of
 
 IMAGE_REPO = "nvcr.io/nvidia/tritonserver"
 # Triton container release -> the TensorRT it ships (NVIDIA's framework support matrix).
@@ -37,6 +65,10 @@ DEFAULT_RELEASE = "24.09"
 CONTAINER_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
 CONTAINER_REPOSITORY = "/models"
 CONTAINER_ARGV_KEY = "/opt/tritonkit/argv_key.so"
+KEY_FD_VARIABLE = "TRITONKIT_ADMIN_KEY_FD"  # must match argv_key.c
+# Object-storage credentials a container may get, by name only (the value stays in the client's environment).
+CREDENTIAL_NAMES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION",
+                    "AWS_REGION")
 
 
 def image_for_release(release: str) -> str:
@@ -83,6 +115,20 @@ def choose_image(plan_records: Iterable[Any] = ()) -> str:
     return image_for_release(max(releases))
 
 
+def default_image() -> str:
+    """NVIDIA's image on a GPU machine; without a GPU, tritonkit's CPU stand-in when it is built here."""
+    if not gpu_visible():
+        try:
+            from toolkit.serve.image import image_exists, plan_image
+
+            tag = plan_image().tag
+            if image_exists(tag):
+                return tag
+        except Exception:  # noqa: BLE001 - no stand-in plan here (no wheel, no podman): NVIDIA's image
+            pass
+    return choose_image()
+
+
 def docker_command(
     repository: str | os.PathLike[str],
     image: str,
@@ -96,34 +142,46 @@ def docker_command(
     argv_key_lib: str | os.PathLike[str] | None = None,
     poll_secs: int = 2,
     strict_config: bool = False,
+    program: str = "docker",
+    labels: Mapping[str, str] | None = None,
+    env_names: Iterable[str] = (),
 ) -> list[str]:
-    """``docker run`` for Triton: repository read-only, ports published only on ``host``.
+    """``docker run`` (or ``podman run``) for Triton: repository read-only, ports published only on ``host``.
 
     ``ports`` maps ``http``/``grpc``/``metrics`` to host ports. Inside the container Triton binds
-    all interfaces (needed for publishing); only ``host`` on the machine reaches it.
+    all interfaces (needed for publishing); only ``host`` on the machine reaches it. A ``repository``
+    that is an object-storage URL is given to Triton as it is (nothing mounted); ``env_names`` pass
+    variables by name only (``-e NAME``: the value comes from the client's environment).
 
-    The admin key is on no command line, neither ``docker run``'s nor tritonserver's: ``-e
-    TRITONKIT_ADMIN_KEY`` (name only) copies it from the environment of the ``docker`` client, which
-    the caller sets, and the ``argv_key`` library (``argv_key_lib``, mounted read-only and preloaded)
-    puts it into Triton's flags before ``main``. It is visible to whoever may use the Docker engine
-    (``docker inspect``), who is root-equivalent anyway.
+    The admin key is on no command line and in no environment: ``-i`` attaches the client's standard
+    input, whose first line is the key, and the ``argv_key`` library (``argv_key_lib``, mounted
+    read-only and preloaded) reads it into Triton's flags before ``main`` (``TRITONKIT_ADMIN_KEY_FD=0``).
     """
+    from toolkit.repository.remote import is_remote, parse_remote
+
     lib = Path(argv_key_lib) if argv_key_lib else argv_key_library()
-    repo = Path(repository).resolve()
-    cmd = ["docker", "run", "--rm", "--init"]
+    cmd = [program, "run", "-i", "--rm", "--init"]
     if name:
         cmd += ["--name", name]
+    for key, value in (labels or {}).items():
+        cmd += ["--label", f"{key}={value}"]
     if gpus:
-        cmd += ["--gpus", "all"]
+        cmd += ["--gpus", "all"] if Path(program).name == "docker" else ["--device", "nvidia.com/gpu=all"]
     cmd += ["--shm-size", shm_size]
     for what, inside in CONTAINER_PORTS.items():
         cmd += ["-p", f"{host}:{int(ports[what])}:{inside}"]
-    cmd += ["-v", f"{repo}:{CONTAINER_REPOSITORY}:ro"]
+    if is_remote(str(repository)):
+        model_repository = parse_remote(str(repository)).triton_url()
+    else:
+        cmd += ["-v", f"{Path(repository).resolve()}:{CONTAINER_REPOSITORY}:ro"]
+        model_repository = CONTAINER_REPOSITORY
     cmd += ["-v", f"{lib.resolve()}:{CONTAINER_ARGV_KEY}:ro", "-e", f"LD_PRELOAD={CONTAINER_ARGV_KEY}",
-            "-e", KEY_VARIABLE]
+            "-e", f"{KEY_FD_VARIABLE}=0"]
+    for variable in env_names:
+        cmd += ["-e", variable]
     cmd += [image, "tritonserver"]
     cmd += safe_flags(
-        repository=CONTAINER_REPOSITORY, host="0.0.0.0", http_port=CONTAINER_PORTS["http"],
+        repository=model_repository, host="0.0.0.0", http_port=CONTAINER_PORTS["http"],
         grpc_port=CONTAINER_PORTS["grpc"], metrics_port=CONTAINER_PORTS["metrics"],
         model_control=model_control, poll_secs=poll_secs, strict_config=strict_config,
     )
@@ -131,55 +189,215 @@ def docker_command(
 
 
 def docker_available(timeout: float = 10) -> bool:
-    """True when a Docker engine answers (``docker info`` succeeds)."""
-    if shutil.which("docker") is None:
-        return False
-    try:
-        return subprocess.run(["docker", "info"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              timeout=timeout).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+    """True when a container engine answers (the docker CLI's engine, or podman)."""
+    return find_engine() is not None
 
 
-def require_docker() -> None:
-    """Refuse (exit 3, a missing component) when no Docker engine answers, before anything starts."""
-    if not docker_available():
-        where = "is not installed (no `docker` on PATH)" if shutil.which("docker") is None else \
-            "does not answer `docker info` (not running, or no permission)"
-        raise MissingDependencyError(f"the docker runtime needs a Docker engine, and Docker {where}; install or "
-                                     "start Docker, or use --runtime embedded")
+def require_docker() -> Engine:
+    """The engine to use; refused (exit 3, a missing component) when none answers, before anything starts."""
+    return require_engine()
+
+
+def client_alive(name: str) -> bool:
+    """Whether a ``docker run``/``podman run`` client of container ``name`` still runs on this machine
+    (a process whose arguments hold ``--name NAME``; conmon's ``-n NAME`` does not count)."""
+    needle = f"\0--name\0{name}\0".encode()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
+                args = b"\0" + fh.read()
+        except OSError:
+            continue
+        if needle in args and b"\0run\0" in args:
+            return True
+    return False
+
+
+def remove_container(engine: Engine, ref: str, timeout: float = 30, container_id: str | None = None) -> bool:
+    """Stop (gracefully, up to ``timeout`` s) and remove container ``ref`` when the engine says it is
+    tritonkit's (its labels, this user, and ``container_id`` when given); False when it is not, or is gone."""
+    info = engine.inspect(ref)
+    if not is_ours(info, container_id):
+        return False
+    assert info is not None
+    cid = str(info["Id"])
+    if is_running(info):
+        engine.stop(cid, timeout)
+    if engine.inspect(cid) is not None:  # --rm removes it on exit; make sure
+        engine.remove(cid)
+    return engine.inspect(cid) is None
+
+
+def remove_orphans(engine: Engine, timeout: float = 30) -> list[str]:
+    """Remove tritonkit's containers (this user's, by label) whose client is gone (it crashed or was
+    killed: nothing else would ever stop them). Returns their names."""
+    removed = []
+    for cid in engine.labelled():
+        info = engine.inspect(cid)
+        if not is_ours(info):
+            continue
+        assert info is not None
+        name = str(info.get("Name", "")).lstrip("/")
+        if name and not client_alive(name) and remove_container(engine, cid, timeout, cid):
+            removed.append(name)
+    return removed
+
+
+def engine_from_state(state: Mapping[str, Any]) -> Engine | None:
+    """The engine a record names, found on PATH again (a record never supplies a program path)."""
+    import shutil
+
+    recorded = state.get("engine")
+    if not isinstance(recorded, Mapping) or recorded.get("program") not in ("docker", "podman"):
+        return None
+    program = str(recorded["program"])
+    path = shutil.which(program)
+    host = recorded.get("docker_host")
+    if path is None:
+        return None
+    return Engine(program, path, str(host) if isinstance(host, str) and host else None)
+
+
+def stop_recorded_container(state: Mapping[str, Any], timeout: float = 30) -> bool:
+    """Stop and remove the container a run folder's record names, once the engine confirms it is the one
+    tritonkit started (label, this user, the recorded ID). False when there is nothing of ours to stop."""
+    engine = engine_from_state(state)
+    cid = state.get("container_id")
+    if engine is None or not isinstance(cid, str) or len(cid) < 12:
+        return False
+    return remove_container(engine, cid, timeout, cid)
 
 
 class DockerServer(EmbeddedServer):
-    """Like :class:`EmbeddedServer`, but runs Triton in NVIDIA's container."""
+    """Like :class:`EmbeddedServer`, but runs Triton in a container (see the module docstring).
+
+    ``pid`` is the engine client's (``docker run``/``podman run``, attached): its output is Triton's log,
+    and it lives exactly as long as the container.
+    """
 
     kind = "docker"
 
     def __init__(self, repository: str | os.PathLike[str], *, image: str | None = None,
-                 gpus: bool | None = None, shm_size: str = "1g", **kwargs: Any) -> None:
+                 gpus: bool | None = None, shm_size: str = "1g", engine: Engine | None = None,
+                 **kwargs: Any) -> None:
+        kwargs.pop("download_root", None)  # Triton downloads a remote repository inside the container
         super().__init__(repository, **kwargs)
-        self.image = image or choose_image()
+        self.image = image
         self.gpus = gpu_visible() if gpus is None else gpus
         self.shm_size = shm_size
-        self.container = f"tritonkit-{os.getpid()}-{self.http_port}"
+        self.engine = engine
+        self.container = f"tritonkit-{os.getpid()}-{self.http_port}-{secrets.token_hex(3)}"
+        self.container_id: str | None = None
+
+    @property
+    def engine_record(self) -> dict[str, Any] | None:
+        """What the run folder records of the engine (program name, DOCKER_HOST; never a path)."""
+        if self.engine is None:
+            return None
+        return {"program": self.engine.program, "docker_host": self.engine.docker_host}
 
     def command(self) -> list[str]:
-        require_docker()
+        self.engine = self.engine or require_engine()
+        self.image = self.image or default_image()
         ports = {"http": self.http_port, "grpc": self.grpc_port, "metrics": self.metrics_port}
-        return docker_command(
-            self.repository, self.image, ports, self.host, self.gpus, self.model_control,
-            self.shm_size, name=self.container, poll_secs=self.poll_secs, strict_config=self.strict_config,
+        labels = {LABEL: "1", LABEL_UID: str(os.geteuid())}
+        names = [n for n in CREDENTIAL_NAMES if self.remote is not None and os.environ.get(n)]
+        cmd = docker_command(
+            self.remote.triton_url() if self.remote else self.repository, self.image, ports, self.host, self.gpus,
+            self.model_control, self.shm_size, name=self.container, poll_secs=self.poll_secs,
+            strict_config=self.strict_config, program=self.engine.path, labels=labels, env_names=names,
         ) + list(self.extra_args)
+        return cmd if self.load_at_start else [a for a in cmd if not a.startswith("--load-model=")]
 
     def child_cwd(self) -> str | None:
         return None  # the container has its own working folder
 
     def child_env(self) -> dict[str, str]:
-        """The ``docker`` client's environment: where ``-e TRITONKIT_ADMIN_KEY`` takes the key from."""
-        return {**os.environ, KEY_VARIABLE: self.admin_value}
+        """The engine client's environment: no key in it (the key goes on its standard input)."""
+        assert self.engine is not None
+        env = self.engine.env()
+        env.pop("TRITONKIT_ADMIN_KEY", None)
+        return env
+
+    def _check_before_start(self) -> None:
+        self.engine = self.engine or require_engine()
+        remove_orphans(self.engine)  # a crashed client's container may hold our ports
+        super()._check_before_start()
+
+    def start(self, timeout: float | None = None) -> DockerServer:
+        """Start the container and wait until Triton is ready (see :meth:`EmbeddedServer.start`).
+
+        The key is the first line on the client's standard input, which is then closed.
+        """
+        if self._proc is not None and self._proc.poll() is None:
+            return self
+        timeout = 120.0 if timeout is None else timeout
+        self._check_before_start()
+        cmd = self.command()
+        if self._log_path is None:
+            fd, name = tempfile.mkstemp(prefix="tritonserver-", suffix=".log")
+            os.close(fd)
+            self._log_path = Path(name)
+        self._log_path.parent.mkdir(parents=True, exist_ok=True)
+        t0 = time.monotonic()
+        with interrupts_raise():
+            try:
+                with signals_held(), open(self._log_path, "wb") as log:
+                    self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=log, stderr=subprocess.STDOUT,
+                                                  env=self.child_env(), start_new_session=True)
+                    self._identity = identity_of(self._proc.pid)
+                assert self._proc.stdin is not None
+                try:
+                    self._proc.stdin.write(f"{self.admin_value}\n".encode())
+                    self._proc.stdin.close()
+                except BrokenPipeError:
+                    pass  # the client exited at once: _wait_ready reports its reason
+                self._wait_ready(timeout)
+                self._check_restricted()
+            except BaseException:
+                with signals_held():
+                    self.stop(timeout=10)
+                raise
+        self.ready_seconds = time.monotonic() - t0
+        return self
+
+    def _check_own_ports(self) -> None:
+        """The answer came from our container: the engine says it is ours, running, and publishes our ports
+        (a port taken by anything else would have failed the container's start)."""
+        assert self.engine is not None
+        info = self.engine.inspect(self.container)
+        if not is_ours(info) or not is_running(info):
+            raise ServerError(f"Triton answered on {self.http_url}, but container {self.container} is not running "
+                              "there; another process holds the port: stop it or choose another --http-port")
+        assert info is not None
+        self.container_id = str(info["Id"])
+        published = ((info.get("NetworkSettings") or {}).get("Ports")) or {}
+        for what, inside in CONTAINER_PORTS.items():
+            want = getattr(self, f"{what}_port")
+            got = {str(b.get("HostPort")) for b in published.get(f"{inside}/tcp") or [] if isinstance(b, dict)}
+            if str(want) not in got:
+                raise ServerError(f"container {self.container} does not publish {what} port {want} (the engine "
+                                  f"shows {sorted(got) or 'none'}); choose another --{what}-port")
+
+    def _failure_message(self, what: str) -> str:
+        """Triton's own reasons from the container's log; else the engine client's error (an image it
+        cannot find, a port it cannot publish)."""
+        message = super()._failure_message(what)
+        if "no error in its log" not in message:
+            return message
+        text = self.read_log()
+        engine_lines = [ln.strip() for ln in text.splitlines()
+                        if ln.strip().lower().startswith(("error:", "docker: error", "error response"))
+                        or "Error: " in ln]
+        if engine_lines and not server_error_lines(text):
+            return message.replace("no error in its log", engine_lines[-1][:400])
+        return message
 
     def stop(self, timeout: float = 30) -> None:
-        if self.is_running():
-            subprocess.run(["docker", "stop", "-t", str(int(timeout)), self.container],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+        """Graceful: the engine stops the container (Triton drains in-flight requests), then the client
+        exits; the container is removed (``--rm``, checked)."""
+        if self._proc is not None and self.engine is not None:
+            remove_container(self.engine, self.container_id or self.container, timeout, self.container_id)
         super().stop(timeout)

@@ -19,7 +19,7 @@ from typing import Any
 
 from contract.errors import ServerError, UsageError
 from toolkit.gpus import gpu_visible
-from toolkit.serve.container import DockerServer, docker_available, require_docker
+from toolkit.serve.container import DockerServer, docker_available, require_docker, stop_recorded_container
 from toolkit.serve.embedded import ADMIN_HEADER, EmbeddedServer, check_ports, check_repository, http_get
 from toolkit.serve.install import argv_key_library
 from toolkit.serve.interrupts import interrupts_raise, signals_held
@@ -269,17 +269,16 @@ def stop_recorded(run_dir: Path, timeout: float = 30) -> str:
         return "none"
     handle = recorded_server(state, run_dir)
     if handle is None:
+        if state.get("runtime") == "docker":  # its client is gone, its container may run on
+            stop_recorded_container(state, timeout)
         forget_state(run_dir)
         return "exited"
     with handle:
         # Its stubs: the other members of the session it leads (started with setsid), started after it.
         members = session_handles(state["pid"], started_since=state["start_time"])
         try:
-            if state.get("runtime") == "docker" and isinstance(state.get("container"), str):
-                import subprocess
-
-                subprocess.run(["docker", "stop", "-t", str(int(timeout)), state["container"]],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+            if state.get("runtime") == "docker":  # Triton drains in-flight requests; the container is removed
+                stop_recorded_container(state, timeout)
             deadline = time.monotonic() + timeout
             for sig, share in ((signal.SIGINT, 0.5), (signal.SIGTERM, 1.0)):
                 if not handle.send(sig):
