@@ -303,9 +303,10 @@ class DockerServer(EmbeddedServer):
         self.image = self.image or default_image()
         ports = {"http": self.http_port, "grpc": self.grpc_port, "metrics": self.metrics_port}
         labels = {LABEL: "1", LABEL_UID: str(os.geteuid())}
-        names = [n for n in CREDENTIAL_NAMES if self.remote is not None and os.environ.get(n)]
+        remote = getattr(self, "remote", None)  # an object-storage URL (parsed by EmbeddedServer)
+        names = [n for n in CREDENTIAL_NAMES if remote is not None and os.environ.get(n)]
         cmd = docker_command(
-            self.remote.triton_url() if self.remote else self.repository, self.image, ports, self.host, self.gpus,
+            remote.triton_url() if remote is not None else self.repository, self.image, ports, self.host, self.gpus,
             self.model_control, self.shm_size, name=self.container, poll_secs=self.poll_secs,
             strict_config=self.strict_config, program=self.engine.path, labels=labels, env_names=names,
         ) + list(self.extra_args)
