@@ -12,10 +12,11 @@ from typing import TYPE_CHECKING
 
 import click
 
-from contract.errors import RepositoryError, ServerError
+from contract.errors import RepositoryError, ServerError, UsageError
 from toolkit.cli.options import IntList, force_option, json_option, repository_option
 from toolkit.pipeline import Context, PublishStep, export_provenance, plans_by_capability, run_steps
 from toolkit.repository.options import ServingOptions
+from toolkit.repository.remote import is_remote
 from toolkit.repository.sources import read_labels_file
 
 if TYPE_CHECKING:  # publish loads Triton's protobuf, which `tritonkit --help` must not
@@ -107,6 +108,14 @@ def add(name: str, repository: str, onnx_path: str | None, plans: tuple[str, ...
     """
     if bool(onnx_path) == bool(plans):
         raise RepositoryError("repo add: give either --onnx FILE or --plan FILE (with its record)")
+    remote = is_remote(repository)
+    if remote:
+        from toolkit.repository.s3 import require_s3
+
+        require_s3(repository)
+        if load:
+            raise UsageError("repo add --load: a server polling an s3:// repository loads the new version by itself "
+                             "(serve it with --model-control poll); drop --load")
     run_dir = check_load_target(Path(repository)) if load else None
     labels = read_labels_file(labels_file) if labels_file else None
     opts = ServingOptions(
@@ -119,7 +128,16 @@ def add(name: str, repository: str, onnx_path: str | None, plans: tuple[str, ...
                   provenance=export_provenance(Path(onnx_path)) if onnx_path else {})
     if plans:
         ctx.plans, ctx.records = plans_by_capability(plans, plan_records)
-    pub = run_steps([PublishStep(label="", skip_if_unchanged=not force)], ctx).published[-1]
+    if remote:  # the local publish, with all its checks, on a working copy; then the object-storage protocol
+        from toolkit.repository.remote_publish import LATEST, on_working_copy
+
+        def publish_into(work: Path) -> Published:
+            ctx.repository = work
+            return run_steps([PublishStep(label="", skip_if_unchanged=not force)], ctx).published[-1]
+
+        pub = on_working_copy(repository, {name: set() if force else {LATEST}}, publish_into)
+    else:
+        pub = run_steps([PublishStep(label="", skip_if_unchanged=not force)], ctx).published[-1]
     loaded = None
     if run_dir is not None:
         from toolkit.serve.runner import load_detached
@@ -157,7 +175,7 @@ def list_cmd(repository: str, as_json: bool) -> None:
     from toolkit.repository.versions import list_models
 
     rows = list_models(repository)
-    loaded = loaded_versions(Path(repository))
+    loaded = {} if is_remote(repository) else loaded_versions(Path(repository))
     for r in rows:
         r["loaded_on"] = loaded.get((r["model"], r["version"]))
         if r["loaded_on"]:
@@ -222,6 +240,67 @@ def prune_cmd(name: str, keep: int, repository: str) -> None:
 
     removed = prune(repository, name, keep)
     click.echo(f"pruned {name}: removed versions {removed or 'none'}")
+
+
+def _transfer_line(verb: str, out: object, src: str, dst: str) -> str:
+    from toolkit.repository.remote_publish import Transfer
+
+    assert isinstance(out, Transfer)
+    moved = out.uploaded if verb == "pushed" else out.downloaded
+    versions = ", ".join(out.versions) or "none"
+    return (f"{verb} {src} -> {dst}: {moved} files ({size_text(out.bytes)}) transferred, {out.skipped} already "
+            f"there, {out.deleted} deleted; versions copied: {versions}")
+
+
+@repo.command("push")
+@click.argument("local", type=click.Path(path_type=str))
+@click.argument("url")
+@force_option()
+@json_option()
+def push_cmd(local: str, url: str, force: bool, as_json: bool) -> None:
+    """Copy the published versions of the folder LOCAL to the s3:// repository URL (changed files only).
+
+    Each version's objects are verified against its manifest before the config naming them is written
+    (last), so a polling Triton never sees a half-copied version. A version the bucket holds with other
+    contents, or published versions the bucket has and LOCAL lacks, are refused; --force replaces them.
+    Credentials come from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or AWS_PROFILE.
+    """
+    from toolkit.repository.objectsync import push
+    from toolkit.repository.s3 import require_s3
+
+    require_s3(url)
+    if is_remote(local):
+        raise UsageError(f"repo push: LOCAL {local!r} must be a folder; to copy from a bucket use "
+                         "'tritonkit repo pull URL LOCAL'")
+    out = push(local, url, force=force)
+    click.echo(json.dumps(out.to_dict()) if as_json else _transfer_line("pushed", out, local, url))
+    for note in out.notes[:-1] if not as_json else []:
+        click.echo(f"note: {note}")
+
+
+@repo.command("pull")
+@click.argument("url")
+@click.argument("local", type=click.Path(path_type=str))
+@force_option()
+@json_option()
+def pull_cmd(url: str, local: str, force: bool, as_json: bool) -> None:
+    """Copy the published versions of the s3:// repository URL into the folder LOCAL (changed files only).
+
+    Every downloaded file is checked against its version's manifest (a mismatch is refused and leaves
+    nothing behind); each version is renamed in whole and the config is written last. A local version
+    with other contents, or published local versions the bucket lacks, are refused; --force replaces them.
+    """
+    from toolkit.repository.objectsync import pull
+    from toolkit.repository.s3 import require_s3
+
+    require_s3(url)
+    if is_remote(local):
+        raise UsageError(f"repo pull: LOCAL {local!r} must be a folder; to copy into a bucket use "
+                         "'tritonkit repo push LOCAL URL'")
+    out = pull(url, local, force=force)
+    click.echo(json.dumps(out.to_dict()) if as_json else _transfer_line("pulled", out, url, local))
+    for note in out.notes[:-1] if not as_json else []:
+        click.echo(f"note: {note}")
 
 
 def _attach_validate() -> None:

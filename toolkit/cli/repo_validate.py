@@ -56,9 +56,27 @@ def validate(directory: str, as_json: bool, target_triton: str | None, checksums
     lacks (TensorRT, PyTorch, TensorFlow) are stand-ins that accept any model whose file exists, so
     Triton's config checks still run.
     """
+    from toolkit.repository.remote import is_remote
+
+    if is_remote(directory):  # the same rules on a copy of every object (Triton's --load too)
+        from toolkit.repository.remote_publish import mirror
+        from toolkit.repository.s3 import require_s3
+
+        require_s3(directory)
+        if strict_config and not load:
+            raise UsageError("--strict-config only changes how --load judges; add --load")
+        with mirror(directory) as copy:
+            code = _validate(copy, str(copy), as_json, target_triton, checksums, load, strict_config)
+        sys.exit(code)
+    sys.exit(_validate(Path(directory), directory, as_json, target_triton, checksums, load, strict_config))
+
+
+def _validate(folder: Path, directory: str, as_json: bool, target_triton: str | None, checksums: bool, load: bool,
+              strict_config: bool) -> int:
+    """Print the problems (and Triton's verdicts); the exit code. Why it returns: a bucket is validated on a
+    temporary copy that must be removed before exiting."""
     from toolkit.repository.validate import summary, validate_repository
 
-    folder = Path(directory)
     if (folder / "config.pbtxt").is_file() and not folder.is_symlink():
         raise UsageError(f"{folder}: is a model folder (it holds config.pbtxt); pass the repository (its parent): "
                          f"tritonkit repo validate {folder.parent}")
@@ -68,7 +86,7 @@ def validate(directory: str, as_json: bool, target_triton: str | None, checksums
         _check_folder(folder)
     problems = validate_repository(directory, target_triton=target_triton, checksums=checksums)
     if load:
-        _validate_and_load(folder, problems, as_json, strict_config)
+        return _validate_and_load(folder, problems, as_json, strict_config)
     if as_json:
         click.echo(json.dumps([p.to_dict() for p in problems], indent=2))
         click.echo(summary(problems), err=True)
@@ -76,7 +94,7 @@ def validate(directory: str, as_json: bool, target_triton: str | None, checksums
         for p in problems:
             click.echo(f"{p.severity}: {p.line()}")
         click.echo(summary(problems))
-    sys.exit(1 if any(p.is_error for p in problems) else 0)
+    return 1 if any(p.is_error for p in problems) else 0
 
 
 def _check_folder(folder: Path) -> None:
@@ -96,8 +114,8 @@ def _check_folder(folder: Path) -> None:
     raise UsageError(f"{folder}: is a file, not a repository folder; pass the folder that holds the model folders")
 
 
-def _validate_and_load(folder: Path, problems: list[Problem], as_json: bool, strict_config: bool) -> None:
-    """Static problems, then Triton's verdict per model beside the static one; exits."""
+def _validate_and_load(folder: Path, problems: list[Problem], as_json: bool, strict_config: bool) -> int:
+    """Static problems, then Triton's verdict per model beside the static one; the exit code."""
     from toolkit.repository.validate import summary
     from toolkit.repository.validate.problem import clean
     from toolkit.serve.load_check import compare, load_verdicts, model_names
@@ -136,4 +154,4 @@ def _validate_and_load(folder: Path, problems: list[Problem], as_json: bool, str
                        f"({r.triton.seconds:.1f} s){why}")
         click.echo(verdict)
     failed = any(p.is_error for p in problems) or refused or disagree
-    sys.exit(1 if failed else 0)
+    return 1 if failed else 0

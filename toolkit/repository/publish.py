@@ -70,6 +70,7 @@ from toolkit.repository.manifest import (
     verify_version,
     with_label_file,
 )
+from toolkit.repository.remote import is_remote
 from toolkit.repository.sources import (
     check_source,
     external_data_files,
@@ -149,7 +150,15 @@ def publish_onnx(
     provenance: dict[str, Any] | None = None,
     skip_if_unchanged: bool = False,
 ) -> Published:
-    """Publish an ONNX model as a new version of ``name`` (config from the graph, atomic)."""
+    """Publish an ONNX model as a new version of ``name`` (config from the graph, atomic).
+
+    ``repository`` may be an ``s3://`` URL (:mod:`toolkit.repository.remote_publish`)."""
+    if is_remote(repository):
+        from toolkit.repository.remote_publish import LATEST, on_working_copy
+
+        return on_working_copy(str(repository), {name: {LATEST} if skip_if_unchanged else set()},
+                               lambda work: publish_onnx(work, name, onnx_path, options, labels=labels,
+                                                         provenance=provenance, skip_if_unchanged=skip_if_unchanged))
     repository = Path(repository)
     check_model_name(name)
     options = options or ServingOptions()
@@ -193,7 +202,14 @@ def publish_plan(
     ``plans`` maps a compute capability (``"8.6"``) to a plan file, ``records`` the same keys to
     their build records. One plan is ``model.plan``; several become ``model_<cc>.plan`` listed in
     ``cc_model_filenames``. ``max_batch_size`` may not exceed any plan's profile maximum.
+    ``repository`` may be an ``s3://`` URL.
     """
+    if is_remote(repository):
+        from toolkit.repository.remote_publish import LATEST, on_working_copy
+
+        return on_working_copy(str(repository), {name: {LATEST} if skip_if_unchanged else set()},
+                               lambda work: publish_plan(work, name, plans, records, options, labels=labels,
+                                                         provenance=provenance, skip_if_unchanged=skip_if_unchanged))
     check_model_name(name)
     options = options or ServingOptions(kind="gpu")
     options.validate()
@@ -247,7 +263,16 @@ def publish_image_ensemble(
 
     Clients then send raw UINT8 images of any size (``IMAGE``) or encoded PNG/JPEG bytes
     (``IMAGE_BYTES``) and get the classifier's outputs; the transform is the training one.
+    ``repository`` may be an ``s3://`` URL.
     """
+    if is_remote(repository):
+        from toolkit.repository.remote_publish import LATEST, on_working_copy
+
+        latest = {LATEST} if skip_if_unchanged else set()
+        full = {f"{classifier}_preprocess": latest, name: latest}
+        return on_working_copy(str(repository), full,
+                               lambda work: publish_image_ensemble(work, name, classifier, spec, max_batch_size,
+                                                                   skip_if_unchanged=skip_if_unchanged))
     check_model_name(name)
     pre_name = f"{classifier}_preprocess"
     check_model_name(pre_name)

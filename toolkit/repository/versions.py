@@ -29,6 +29,7 @@ from toolkit.repository.manifest import (
     version_status,
 )
 from toolkit.repository.publish import Candidate, Published, check_model_name, publish_locked
+from toolkit.repository.remote import is_remote
 from toolkit.repository.storage import (
     CONFIG,
     FILE_RE,
@@ -55,7 +56,12 @@ def list_models(repository: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
     Nothing is followed out of the repository: a symlinked model or version folder is listed with
     its status and never walked; manifests and configs are read only when they are regular files.
+    An ``s3://`` URL is listed from the bucket (:func:`toolkit.repository.remote_publish.list_remote`).
     """
+    if is_remote(repository):
+        from toolkit.repository.remote_publish import list_remote
+
+        return list_remote(str(repository))
     repository = Path(repository)
     if not repository.is_dir():
         raise RepositoryError(f"{repository}: repository not found; build one with 'make repo' or give --repository")
@@ -137,10 +143,16 @@ def rollback(repository: str | os.PathLike[str], name: str, to: int, *, force: b
     Under the lock: the old version's manifest (a regular file), its config checksum, the config
     itself (parsed and validated like any publish) and every file's sha256 are checked; the copy
     is checked again against the manifest; the new live config pins the copy with the old
-    version's own recorded config.
+    version's own recorded config. On an ``s3://`` URL the same runs on a working copy holding the
+    source version and the newest one, and the copy is published with the object-storage protocol.
     """
-    repository = Path(repository)
     check_model_name(name)
+    if is_remote(repository):
+        from toolkit.repository.remote_publish import LATEST, on_working_copy
+
+        return on_working_copy(str(repository), {name: {to} if force else {to, LATEST}},
+                               lambda work: rollback(work, name, to, force=force))
+    repository = Path(repository)
     src = repository / name / str(to)
     if not repository.is_dir():
         raise RepositoryError(f"{repository}: repository not found; give --repository")
@@ -185,8 +197,12 @@ def prune(repository: str | os.PathLike[str], name: str, keep: int) -> list[int]
     """
     if keep < 1:
         raise UsageError(f"--keep {keep}: keep at least 1 version")
-    repository = Path(repository)
     check_model_name(name)
+    if is_remote(repository):  # the config switched first, the objects deleted after (remote_publish)
+        from toolkit.repository.remote_publish import on_working_copy
+
+        return on_working_copy(str(repository), {}, lambda work: prune(work, name, keep))
+    repository = Path(repository)
     model_dir = repository / name
     require_model(model_dir)
     with repository_lock(repository):

@@ -1,0 +1,47 @@
+"""Small models and S3 look-ups shared by the S3 tests and the publish-crash benchmark.
+
+A model is ``y = x * w`` with a per-model weight vector: tiny (fast to upload and load) and every
+weight gives a distinct file, so each ``repo add`` makes a new version whose outputs say which it is.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+WIDTH = 4
+
+
+def scale_model(path: Path, weight: float) -> Path:
+    """Write an ONNX model computing ``y = x * [weight, weight+1, ...]`` for x of shape [batch, 4]."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = np.arange(WIDTH, dtype=np.float32) + np.float32(weight)
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "w"], ["y"])], "scale",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", WIDTH])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", WIDTH])],
+        initializer=[numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def tritonkit(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess (its own stderr, exit code)."""
+    exe = Path(sys.executable).with_name("tritonkit")
+    return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def keys(client, bucket: str, prefix: str = "") -> list[str]:
+    """Every object key under ``prefix``."""
+    out: list[str] = []
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        out += [o["Key"] for o in page.get("Contents", [])]
+    return sorted(out)
