@@ -77,8 +77,8 @@ def alert_rules(opts: DeployOptions) -> dict[str, Any]:
              "labels": {"severity": "critical"},
              "annotations": {
                  "summary": "Triton inference requests fail",
-                 "description": "{{ $labels.pod }}: {{ $value | humanizePercentage }} of model "
-                                "{{ $labels.model }}'s requests fail (threshold "
+                 "description": "{{ $labels.pod }}: {{ $value | humanizePercentage }} of the requests to model "
+                                "{{ $labels.model }} fail (threshold "
                                 f"{opts.alert_failure_ratio:g}); read the pod's log"}},
             {"alert": "TritonReplicaNotReady",
              "expr": f"kube_deployment_status_replicas_available{{{deploy}}} < "
