@@ -14,7 +14,8 @@ from toolkit.serve.state import find_run_dir, live_servers, load_state
 
 
 @click.group(invoke_without_command=True)
-@repository_option("-r", help="Model repository folder to serve.")
+@repository_option("-r", help="Model repository to serve: a folder, or object storage (s3://[host:port/]bucket/path, "
+                   "gs://bucket/path, as://account/container/path; credentials from the environment only).")
 @click.option("--runtime", type=click.Choice(RUNTIMES), default="auto", show_default=True,
               help="auto = NVIDIA container when Docker and a GPU are here, else the embedded server.")
 @click.option("--image", default=None, help="Container image (docker runtime); default matches the plans.")
@@ -26,14 +27,15 @@ from toolkit.serve.state import find_run_dir, live_servers, load_state
               show_default=True, help="poll reloads versions published into the repository.")
 @click.option("--poll-secs", default=2, show_default=True, type=int, help="Repository poll interval (poll mode).")
 @click.option("--detach", is_flag=True, help="Start, wait until ready, and return; stop with `serve stop`.")
-@click.option("--timeout", default=120.0, show_default=True, type=float, help="Seconds to wait for readiness.")
+@click.option("--timeout", default=None, type=float,
+              help="Seconds to wait for readiness [default: 120; 300 for object storage].")
 @click.option("--strict-config", is_flag=True,
               help="Turn Triton's config auto-complete off: a model whose config leaves inputs, outputs or "
                    "max_batch_size to Triton is refused.")
 @click.pass_context
 def serve(ctx: click.Context, repository: str, runtime: str, image: str | None, host: str, http_port: int,
           grpc_port: int, metrics_port: int, model_control: str, poll_secs: int, detach: bool,
-          timeout: float, strict_config: bool) -> None:
+          timeout: float | None, strict_config: bool) -> None:
     """Serve a model repository with Triton until Ctrl-C (or in the background with --detach)."""
     if ctx.invoked_subcommand is not None:
         return

@@ -7,6 +7,12 @@ auto-completion as in stock Triton (``strict_config`` turns it off), and the sha
 trace and model-repository APIs restricted to a per-server header whose value never appears on any
 command line (see ``argv_key.c``). ``start()`` returns once ``/v2/health/ready`` answers 200, or
 raises a one-line :class:`~contract.errors.ServerError` carrying the server's own reason per failed model.
+
+The repository may be a folder or an object-storage URL (``s3://host:port/bucket/path``, ``gs://``,
+``as://``; see :mod:`toolkit.repository.remote`), which Triton reads itself. Credentials then reach it
+only through the environment (``AWS_ACCESS_KEY_ID``, ``AWS_PROFILE``...), never its command line; the
+objects it downloads go to a private folder of this server (``TRITON_AWS_MOUNT_DIRECTORY`` and its GCS and
+Azure twins), removed when it stops, since a killed Triton leaves them in ``/tmp`` otherwise.
 """
 
 from __future__ import annotations
@@ -14,18 +20,21 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import signal
+import socket
 import stat
 import subprocess
 import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from contract.errors import ServerError, UsageError
+from toolkit.repository.remote import RemoteURL, is_remote, parse_remote
 from toolkit.serve.install import argv_key_library, prepare_triton, tritonkit_home
 from toolkit.serve.interrupts import interrupts_raise, signals_held
 from toolkit.serve.ports import listening_ports, port_in_use
@@ -40,6 +49,20 @@ RESTRICTED_APIS = ("shared-memory", "logging", "trace", "model-repository")
 # Stands in for the key on tritonserver's command line; must match argv_key.c.
 KEY_PLACEHOLDER = "@TRITONKIT_ADMIN_KEY@"
 KEY_VARIABLE = "TRITONKIT_ADMIN_KEY"
+# Where Triton localizes (downloads) a remote repository's model folders, per scheme (Triton 2.51 core,
+# filesystem/implementations/{s3,gcs,as}.h; default /tmp, left behind when the server is killed).
+MOUNT_VARIABLES = {"s3": "TRITON_AWS_MOUNT_DIRECTORY", "gs": "TRITON_GCS_MOUNT_DIRECTORY",
+                   "as": "TRITON_AZURE_MOUNT_DIRECTORY"}
+# Readiness deadlines: a remote repository is hundreds of requests (measured 7-23 s from a loopback S3
+# against 1-2.6 s from a folder), so it gets more time before start-up is called failed.
+LOCAL_TIMEOUT_S = 120.0
+REMOTE_TIMEOUT_S = 300.0
+# The environment variables that can carry object-storage credentials to Triton (names only ever shown).
+CREDENTIAL_VARIABLES = {
+    "s3": ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"),
+    "gs": ("GOOGLE_APPLICATION_CREDENTIALS",),
+    "as": ("AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_KEY"),
+}
 
 
 def safe_flags(
@@ -111,6 +134,76 @@ def check_repository(path: Path) -> None:
         raise ServerError(
             f"model repository {path} is {kind}, not a folder; pass --repository with the repository folder"
         )
+
+
+def check_repository_arg(repository: str | os.PathLike[str]) -> RemoteURL | None:
+    """Refuse, in one line, a repository that cannot be served: a malformed object-storage URL
+    (:func:`~toolkit.repository.remote.parse_remote`) or a path that is not a folder. The parsed URL, or None."""
+    if is_remote(repository):
+        return parse_remote(str(repository))
+    check_repository(Path(repository))
+    return None
+
+
+def check_endpoint(remote: RemoteURL, timeout: float = 3.0) -> None:
+    """Refuse, in one line, an S3 endpoint named in the URL that nothing answers on: Triton's S3 client
+    retries such an endpoint for about a minute before it gives up."""
+    if remote.host is None or remote.port is None:
+        return
+    try:
+        with socket.create_connection((remote.host, remote.port), timeout=timeout):
+            return
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+    raise ServerError(f"object store {remote.endpoint_url} of {remote} does not answer ({reason}); start it, or "
+                      "fix the host and port in the URL")
+
+
+def default_timeout(repository: str | os.PathLike[str]) -> float:
+    """The readiness deadline for ``repository``: longer for object storage (see :data:`REMOTE_TIMEOUT_S`)."""
+    return REMOTE_TIMEOUT_S if is_remote(repository) else LOCAL_TIMEOUT_S
+
+
+def _credential_hint(remote: RemoteURL) -> str:
+    names = CREDENTIAL_VARIABLES[remote.scheme]
+    if remote.scheme == "s3":
+        if not any(os.environ.get(n) for n in ("AWS_ACCESS_KEY_ID", "AWS_PROFILE")):
+            return ("no credentials are set: export AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) "
+                    "and AWS_DEFAULT_REGION")
+        return ("check the credentials in AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY (or AWS_PROFILE) and "
+                "AWS_DEFAULT_REGION")
+    return f"check the credentials in {'/'.join(names)}"
+
+
+def remote_failure(log_text: str, remote: RemoteURL) -> str | None:
+    """Triton's reason for not opening the remote repository ``remote``, reduced to one line that says
+    what to fix; None when its log names no storage failure (then the per-model reasons apply)."""
+    where = f"bucket '{remote.bucket}'" + (f" at {remote.endpoint_url}" if remote.endpoint_url else "")
+    for line in log_text.splitlines():
+        text = line.split("] ", 1)[-1].strip().strip('"')
+        if text.startswith("error: creating server:"):
+            text = text[len("error: creating server:"):].strip()
+        if "Couldn't connect" in text or "Failed to connect" in text or "curlCode: 7," in text:
+            return (f"Triton could not reach {where} ({_triton_reason(text)}); start the object store or fix "
+                    "the host and port in the URL")
+        if "Unable to create" in text and "filesystem client" in text:
+            return (f"Triton could not open {remote}: {where} does not exist or refused the credentials "
+                    f"({_triton_reason(text)}); create the bucket or {_credential_hint(remote)}")
+        if "repository path is not a valid directory" in text:
+            return (f"Triton found no repository at {remote}: nothing is stored under "
+                    f"'{remote.prefix or '(bucket root)'}' in {where}; upload one there (tritonkit repo push "
+                    f"FOLDER {remote}) or fix the path")
+        if any(k in text for k in ("Failed to determine modification time", "Could not get MetaData",
+                                   "Failed to get object", "Failed to get modification time")):
+            return (f"Triton could not read the objects of {remote} ({_triton_reason(text)}); "
+                    f"{_credential_hint(remote)}")
+    return None
+
+
+def _triton_reason(text: str) -> str:
+    """Triton's sentence without its object URLs' noise, short enough for one line."""
+    text = " ".join(text.split("\\n", 1)[0].split())
+    return text if len(text) <= 240 else text[:237] + "..."
 
 
 def check_ports(host: str, ports: dict[str, int]) -> None:
@@ -205,8 +298,16 @@ class EmbeddedServer:
         backend_directory: str | os.PathLike[str] | None = None,
         load_at_start: bool = True,
         strict_config: bool = False,
+        download_root: str | os.PathLike[str] | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> None:
-        self.repository = Path(repository).resolve()
+        # A URL goes to Triton as it reads it (parsed, so a bad one is refused here); a folder resolved.
+        self.remote: RemoteURL | None = parse_remote(str(repository)) if is_remote(repository) else None
+        self.repository: Path | str = self.remote.triton_url() if self.remote else Path(repository).resolve()
+        # Remote only: the folder under which each start gets its own download folder (see download_dir).
+        self.download_root = Path(download_root) if download_root else None
+        self.download_dir: Path | None = None
+        self.progress = progress
         self.host = host
         self.http_port = int(http_port)
         self.grpc_port = int(grpc_port)
@@ -272,11 +373,37 @@ class EmbeddedServer:
         return cmd if self.load_at_start else [a for a in cmd if not a.startswith("--load-model=")]
 
     def child_env(self) -> dict[str, str]:
-        """The install's environment plus the key and the library that moves it into argv (see argv_key.c)."""
+        """The install's environment plus the key and the library that moves it into argv (see argv_key.c);
+        for a remote repository, the download folder (credentials are the caller's environment, untouched)."""
         env = self._install.env()
         env[KEY_VARIABLE] = self.admin_value
         env["LD_PRELOAD"] = os.pathsep.join(p for p in (str(self._argv_key_lib), env.get("LD_PRELOAD", "")) if p)
+        if self.remote is not None and self.download_dir is not None:
+            env[MOUNT_VARIABLES[self.remote.scheme]] = str(self.download_dir)
         return env
+
+    def _make_download_dir(self) -> None:
+        """A private folder of this start for Triton's downloads of a remote repository, named after this
+        process (``download-<pid>-*``: :func:`toolkit.serve.state.sweep_downloads` keeps a live maker's).
+
+        Triton makes one ``folderXXXXXX`` per model version under it and removes it on a clean unload;
+        a killed server leaves them, so :meth:`stop` removes the whole folder.
+        """
+        if self.remote is None:
+            return
+        root = self.download_root or tritonkit_home() / "downloads"
+        root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = os.lstat(root)
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid() or info.st_mode & 0o022:
+            raise ServerError(f"{root} must be a folder of yours that nobody else can write to (Triton downloads "
+                              "the repository's models into it); remove it and start again")
+        self.download_dir = Path(tempfile.mkdtemp(prefix=f"download-{os.getpid()}-", dir=root))
+
+    def remove_download_dir(self) -> None:
+        """Remove this start's download folder (safe to call twice)."""
+        if self.download_dir is not None:
+            shutil.rmtree(self.download_dir, ignore_errors=True)
+            self.download_dir = None
 
     def child_cwd(self) -> str | None:
         """A private, empty working folder for tritonserver.
@@ -294,11 +421,14 @@ class EmbeddedServer:
         return str(path)
 
     def _check_before_start(self) -> None:
-        check_repository(self.repository)
+        if self.remote is None:
+            check_repository(Path(self.repository))
+        else:
+            check_endpoint(self.remote)
         check_ports(self.host, {"http": self.http_port, "grpc": self.grpc_port, "metrics": self.metrics_port})
 
-    def start(self, timeout: float = 120) -> EmbeddedServer:
-        """Start the server and wait until it is ready.
+    def start(self, timeout: float | None = None) -> EmbeddedServer:
+        """Start the server and wait until it is ready (``timeout`` s; default :func:`default_timeout`).
 
         SIGINT, SIGTERM and SIGHUP during start-up (on the main thread) stop the half-started server and
         raise :class:`~toolkit.serve.interrupts.StartInterrupted`: tritonserver runs in its own session and
@@ -310,6 +440,8 @@ class EmbeddedServer:
         """
         if self._proc is not None and self._proc.poll() is None:
             return self
+        if timeout is None:
+            timeout = default_timeout(str(self.repository))
         self._check_before_start()
         cmd = self.command()
         if self._log_path is None:
@@ -320,6 +452,7 @@ class EmbeddedServer:
         t0 = time.monotonic()
         with interrupts_raise():
             try:
+                self._make_download_dir()
                 with signals_held(), open(self._log_path, "wb") as log:
                     # Own session: stop() finds the server's python stubs as the members of that session.
                     self._proc = subprocess.Popen(
@@ -339,7 +472,12 @@ class EmbeddedServer:
 
     def _wait_ready(self, timeout: float) -> None:
         assert self._proc is not None
-        deadline = time.monotonic() + timeout
+        start = time.monotonic()
+        deadline = start + timeout
+        # Progress while loading: every 5 s from a remote repository (seconds to minutes), from a folder
+        # only once loading has taken 15 s (it usually takes 1-3).
+        every = 5.0
+        next_note = start + (every if self.remote is not None else 15.0)
         ready_url = f"http://{self.http_url}/v2/health/ready"
         while True:
             if self._proc.poll() is not None:
@@ -347,9 +485,27 @@ class EmbeddedServer:
             if http_get(ready_url, timeout=1.0)[0] == 200:
                 self._check_own_ports()
                 return
-            if time.monotonic() >= deadline:
+            now = time.monotonic()
+            if now >= deadline:
                 raise ServerError(self._failure_message(f"not ready after {timeout:g} s"))
+            if self.progress is not None and now >= next_note:
+                self.progress(self.loading_progress(now - start))
+                next_note = now + every
             time.sleep(0.1)
+
+    def loading_progress(self, elapsed: float) -> str:
+        """One line on start-up so far, from Triton's log (its endpoints answer only once every model loaded)."""
+        text = self.read_log()
+        started = list(dict.fromkeys(re.findall(r'"loading: ([^:"]+):\d+"', text)))
+        loaded = list(dict.fromkeys(re.findall(r"successfully loaded '([^']+)'", text)))
+        where = f"from {self.repository}" if self.remote is not None else f"in {self.repository}"
+        if not started:
+            what = "listing the repository" if self.remote is not None else "reading the repository"
+        else:
+            pending = [m for m in started if m not in loaded]
+            what = f"{len(loaded)} of {len(started)} models loaded" + (
+                f" (loading {', '.join(pending[:3])}{'...' if len(pending) > 3 else ''})" if pending else "")
+        return f"still starting {where}: {elapsed:.0f} s, {what}"
 
     def _check_own_ports(self) -> None:
         assert self._proc is not None
@@ -381,6 +537,10 @@ class EmbeddedServer:
 
     def _failure_message(self, what: str) -> str:
         text = self.read_log()
+        if self.remote is not None:
+            reason = remote_failure(text, self.remote)
+            if reason:
+                return f"{reason} (log: {self._log_path})"
         failed = failed_models(text)
         if failed:
             reasons = "; ".join(f"model '{m}': {r}" for m, r in failed.items())
@@ -396,8 +556,10 @@ class EmbeddedServer:
         return http_get(f"http://{self.http_url}/v2/health/ready", timeout=1.0)[0] == 200
 
     def detach(self) -> None:
-        """Forget the process without stopping it (a detached server outlives this object)."""
+        """Forget the process without stopping it (a detached server outlives this object; its download
+        folder too: the run record names it, and `serve stop` removes it)."""
         self._proc = None
+        self.download_dir = None
 
     def stop(self, timeout: float = 30) -> None:
         """Stop gracefully (SIGINT, then SIGTERM), then kill; safe to call twice.
@@ -407,6 +569,7 @@ class EmbeddedServer:
         """
         proc = self._proc
         if proc is None:
+            self.remove_download_dir()  # a start that failed before Popen
             return
         ident = self._identity
         ours = ident is not None and self._session_is_ours(proc)
@@ -434,6 +597,7 @@ class EmbeddedServer:
             handle.send(signal.SIGKILL)
             handle.close()
         self._proc = None
+        self.remove_download_dir()
 
     def _session_is_ours(self, proc: subprocess.Popen[bytes]) -> bool:
         """Session ``proc.pid`` is still this server's: true while the server is unreaped (its pid, hence

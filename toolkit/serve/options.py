@@ -14,6 +14,7 @@ from pathlib import Path
 
 from contract.errors import UsageError
 from toolkit.repository.options import DEFAULT_REPOSITORY
+from toolkit.repository.remote import is_remote
 
 PORT_FLAGS = ("http", "grpc", "metrics")
 
@@ -29,9 +30,16 @@ class ServeOptions:
     metrics_port: int = 8002
     model_control: str = "none"
     poll_secs: int = 2
-    timeout: float = 120
+    # Readiness deadline in seconds; None: 120 for a folder, 300 for object storage (see effective_timeout).
+    timeout: float | None = None
     # Triton's config auto-complete off: models relying on it (inputs, outputs, max_batch_size) are refused.
     strict_config: bool = False
+
+    def effective_timeout(self) -> float:
+        """The readiness deadline: the one asked for, else one sized for where the repository is."""
+        from toolkit.serve.embedded import default_timeout
+
+        return self.timeout if self.timeout is not None else default_timeout(self.repository)
 
 
 def check_ports_valid(opts: ServeOptions) -> None:
@@ -74,14 +82,20 @@ def _is_model(folder: Path, strict_config: bool) -> bool:
 
 
 def repository_is_empty(repository: str, strict_config: bool = False) -> bool:
-    """No model folder: Triton would report ready while serving nothing."""
+    """No model folder: Triton would report ready while serving nothing (a folder only: an object-storage
+    repository is listed by Triton itself, which refuses a prefix holding nothing)."""
+    if is_remote(repository):
+        return False
     root = Path(repository)
     return root.is_dir() and not any(_is_model(child, strict_config) for child in root.iterdir())
 
 
 def check_strict_configs(repository: str) -> None:
     """With auto-complete off Triton refuses a model folder without config.pbtxt (it cannot read one):
-    say so before starting, naming the folder, instead of a failed start."""
+    say so before starting, naming the folder, instead of a failed start. (A folder only: Triton reports
+    an object-storage model without one, reduced to one line by the start-up error.)"""
+    if is_remote(repository):
+        return
     root = Path(repository)
     if not root.is_dir():
         return
@@ -106,7 +120,7 @@ def check_serve_options(opts: ServeOptions, runtime: str) -> list[str]:
             "the runtime is embedded"
         raise UsageError(f"--image {opts.image} is for the docker runtime, and {chose}; drop --image or use "
                          "--runtime docker")
-    if not opts.timeout > 0:
+    if opts.timeout is not None and not opts.timeout > 0:
         raise UsageError(f"--timeout {opts.timeout} must be a positive number of seconds")
     if opts.strict_config:
         check_strict_configs(opts.repository)

@@ -20,7 +20,7 @@ from typing import Any
 from contract.errors import ServerError, UsageError
 from toolkit.gpus import gpu_visible
 from toolkit.serve.container import DockerServer, docker_available, require_docker, stop_recorded_container
-from toolkit.serve.embedded import ADMIN_HEADER, EmbeddedServer, check_ports, check_repository, http_get
+from toolkit.serve.embedded import ADMIN_HEADER, EmbeddedServer, check_ports, check_repository_arg, http_get
 from toolkit.serve.install import argv_key_library
 from toolkit.serve.interrupts import interrupts_raise, signals_held
 from toolkit.serve.options import ServeOptions, check_serve_options
@@ -35,8 +35,10 @@ from toolkit.serve.state import (
     record_state,
     recorded_server,
     refuse_if_recorded_running,
+    remove_download_dir,
     run_dir_for,
     state_path,
+    sweep_downloads,
 )
 
 RUNTIMES = ("auto", "docker", "embedded")
@@ -51,12 +53,14 @@ def choose_runtime(runtime: str) -> str:
     return "docker" if gpu_visible() and docker_available() else "embedded"
 
 
-def make_server(opts: ServeOptions, log_path: Path | None = None, warn: Any = None) -> EmbeddedServer:
+def make_server(opts: ServeOptions, log_path: Path | None = None, warn: Any = None,
+                download_root: Path | None = None) -> EmbeddedServer:
     """A server for ``opts`` (not started): the options are checked first (one line each, see
-    :func:`~toolkit.serve.options.check_serve_options`; warnings go to ``warn``), a missing repository is
-    refused in one line."""
-    repo = Path(opts.repository)
-    check_repository(repo)
+    :func:`~toolkit.serve.options.check_serve_options`; warnings go to ``warn``), a missing repository or a
+    malformed object-storage URL is refused in one line. A remote repository is downloaded by Triton under
+    ``download_root`` (the run folder); progress lines while it loads go to ``warn`` too."""
+    remote = check_repository_arg(opts.repository)
+    repo: Path | str = opts.repository if remote is not None else Path(opts.repository)
     runtime = choose_runtime(opts.runtime)
     if runtime == "docker":
         require_docker()
@@ -69,7 +73,7 @@ def make_server(opts: ServeOptions, log_path: Path | None = None, warn: Any = No
     common: dict[str, Any] = dict(
         host=opts.host, http_port=opts.http_port, grpc_port=opts.grpc_port, metrics_port=opts.metrics_port,
         model_control=opts.model_control, poll_secs=opts.poll_secs, log_path=log_path,
-        strict_config=opts.strict_config,
+        strict_config=opts.strict_config, download_root=download_root, progress=warn or print,
     )
     if runtime == "docker":
         return DockerServer(repo, image=opts.image, **common)
@@ -86,14 +90,15 @@ def serve_foreground(opts: ServeOptions, echo: Any = print, run_dir: Path | None
     run_dir = run_dir or run_dir_for(opts.repository)
     refuse_if_recorded_running(run_dir)
     # The log goes beside the record (one per repository, replaced next time), never into the temp folder.
-    server = make_server(opts, log_path=(run_dir / "server.log").resolve(), warn=warn)
+    server = make_server(opts, log_path=(run_dir / "server.log").resolve(), warn=warn, download_root=run_dir)
     make_private_dir(run_dir)
+    sweep_downloads(run_dir)
     stop = threading.Event()
     # SIGHUP (the terminal closed) stops it too: tritonserver has its own session and would outlive tritonkit.
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGHUP)}
     recorded: dict[str, Any] | None = None
     try:
-        server.start(timeout=opts.timeout)
+        server.start(timeout=opts.effective_timeout())
         recorded = record_state(server, run_dir)
         _echo_ready(server, echo)
         echo("serving; press Ctrl-C to stop")
@@ -143,10 +148,11 @@ def serve_detached(opts: ServeOptions, run_dir: Path | None = None, echo: Any = 
     """
     run_dir = run_dir or run_dir_for(opts.repository)
     refuse_if_recorded_running(run_dir)
-    server = make_server(opts, log_path=(run_dir / "server.log").resolve(), warn=warn)
+    server = make_server(opts, log_path=(run_dir / "server.log").resolve(), warn=warn, download_root=run_dir)
     make_private_dir(run_dir)
+    sweep_downloads(run_dir)
     with interrupts_raise():
-        server.start(timeout=opts.timeout)
+        server.start(timeout=opts.effective_timeout())
         try:
             state = record_state(server, run_dir)
             _echo_ready(server, echo)
@@ -271,6 +277,7 @@ def stop_recorded(run_dir: Path, timeout: float = 30) -> str:
     if handle is None:
         if state.get("runtime") == "docker":  # its client is gone, its container may run on
             stop_recorded_container(state, timeout)
+        remove_download_dir(run_dir, state.get("download_dir"))
         forget_state(run_dir)
         return "exited"
     with handle:
@@ -293,6 +300,7 @@ def stop_recorded(run_dir: Path, timeout: float = 30) -> str:
         finally:
             for member in members:
                 member.close()
+    remove_download_dir(run_dir, state.get("download_dir"))
     forget_state(run_dir)
     return "stopped"
 

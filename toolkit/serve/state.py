@@ -4,7 +4,9 @@ A running server leaves ``server.json`` (URLs, runtime, repository, the admin he
 process identity: pid, start time, executable; mode 0600) and ``server.pid`` in its run folder.
 The run folder belongs to the user and the repository, not to the working folder:
 ``$XDG_STATE_HOME/tritonkit/serve/<hash of the resolved repository path>/`` (``~/.local/state``
-when unset; mode 0700), so every command finds the server from any folder. The record steers
+when unset; mode 0700), so every command finds the server from any folder; an object-storage
+repository's run folder is named by a hash of its URL (as Triton reads it), and holds the folder Triton
+downloads that repository's models into (``download-*``, removed when the server stops). The record steers
 signals, so reading it trusts nothing: a regular file of this user, a JSON object of the expected
 fields, and a pid that is still that same process.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import stat
 import time
 from pathlib import Path
@@ -22,6 +25,7 @@ from typing import Any
 from contract.errors import ServerError
 from contract.fileio import NotRegularFileError, atomic_write_bytes, open_regular
 from toolkit.repository.options import DEFAULT_REPOSITORY
+from toolkit.repository.remote import is_remote, parse_remote
 from toolkit.serve.embedded import EmbeddedServer
 from toolkit.serve.procs import PidHandle, ProcessIdentity, identity_of
 
@@ -38,7 +42,10 @@ def state_root() -> Path:
 
 def run_dir_for(repository: str | os.PathLike[str] | None = None) -> Path:
     """The run folder of the server serving ``repository`` (default ``model_repository``), the same
-    from every working folder: named by a hash of the repository's resolved path."""
+    from every working folder: named by a hash of the repository's resolved path, or of an object-storage
+    URL as Triton reads it (so ``s3://h:1/b/p/`` and ``s3://h:1/b/p`` share one)."""
+    if repository is not None and is_remote(repository):
+        return state_root() / hashlib.sha256(parse_remote(str(repository)).triton_url().encode()).hexdigest()[:16]
     resolved = Path(repository if repository is not None else DEFAULT_REPOSITORY).resolve()
     return state_root() / hashlib.sha256(os.fsencode(resolved)).hexdigest()[:16]
 
@@ -281,6 +288,8 @@ def state_record(server: EmbeddedServer) -> dict[str, Any]:
         # The container runtime: the engine (program name, DOCKER_HOST) and the ID `serve stop` checks with it.
         "container_id": getattr(server, "container_id", None),
         "engine": getattr(server, "engine_record", None),
+        # Where Triton downloads a remote repository (removed by `serve stop`); None for a folder.
+        "download_dir": str(server.download_dir) if getattr(server, "download_dir", None) else None,
         "started": time.time(),
         "ready_seconds": server.ready_seconds,
     }
@@ -307,6 +316,44 @@ def record_state(server: EmbeddedServer, run_dir: Path) -> dict[str, Any]:
     write_private(state_path(run_dir), json.dumps(state, indent=2))
     write_private(run_dir / "server.pid", f"{server.pid}\n", 0o644)
     return state
+
+
+DOWNLOAD_PREFIX = "download-"
+
+
+def remove_download_dir(run_dir: Path, recorded: object) -> None:
+    """Remove the download folder a record names, only when it is a ``download-*`` folder directly in
+    ``run_dir`` (a record is untrusted: it must not steer a removal elsewhere)."""
+    if not isinstance(recorded, str) or not recorded:
+        return
+    path = Path(recorded)
+    if path.parent != run_dir or not path.name.startswith(DOWNLOAD_PREFIX):
+        return
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return
+    if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid():
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def sweep_downloads(run_dir: Path) -> None:
+    """Remove download folders left in ``run_dir`` by servers that were killed with tritonkit.
+
+    Called before a start, once no live server is recorded there; a folder is named after the tritonkit
+    process that made it (``download-<pid>-*``), and one whose maker still runs (a start in progress) is kept.
+    """
+    try:
+        entries = list(os.scandir(run_dir))
+    except OSError:
+        return
+    for entry in entries:
+        parts = entry.name.split("-")
+        if not entry.name.startswith(DOWNLOAD_PREFIX) or len(parts) < 3 or not parts[1].isdigit():
+            continue
+        if identity_of(int(parts[1])) is not None:
+            continue
+        remove_download_dir(run_dir, entry.path)
 
 
 def forget_state(run_dir: Path, pid: int | None = None) -> None:

@@ -1,0 +1,195 @@
+"""Serving a repository straight from object storage (moto's S3 server on loopback).
+
+One detached ``tritonkit serve --repository s3://...`` is shared by the module: its answers must equal
+those of the same repository served from a folder, its credentials must stay in the environment (not in
+any process's argv, nor in the run record), and Triton's downloads must live in the run folder and go
+when the server stops. The refusals (a malformed URL, a missing bucket or prefix, no credentials) are
+each one line from the real command.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.objectstore import CREDENTIALS, MotoServer
+from tests.server.helpers import TRITONKIT
+from toolkit.serve.ports import free_port
+
+pytestmark = [pytest.mark.server, pytest.mark.slow]
+
+
+def upload_folder(server: MotoServer, bucket: str, folder: Path, prefix: str) -> int:
+    """Put every file of ``folder`` under ``prefix`` in ``bucket`` (what `repo push` does, without its checks)."""
+    client = server.client()
+    count = 0
+    for path in sorted(folder.rglob("*")):
+        if path.is_file():
+            client.upload_file(str(path), bucket, f"{prefix}/{path.relative_to(folder).as_posix()}")
+            count += 1
+    return count
+
+
+def tritonkit(args: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([TRITONKIT, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**env, "PYTHONUNBUFFERED": "1"})
+
+
+def error_line(r: subprocess.CompletedProcess[str]) -> str:
+    """The one ``error:`` line of a failed start; any other stderr line may only be start-up progress."""
+    assert r.returncode != 0, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("error:")]
+    assert len(errors) == 1, r.stderr
+    assert all(line.startswith("still starting") for line in lines if not line.startswith("error:")), r.stderr
+    return errors[0]
+
+
+def ports() -> list[str]:
+    return ["--http-port", str(free_port()), "--grpc-port", str(free_port()), "--metrics-port", str(free_port())]
+
+
+@pytest.fixture(scope="module")
+def s3_env(s3_server: MotoServer, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The commands' environment: moto's dummy credentials, a state home of this module, no metadata lookups."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(CREDENTIALS)
+    env["XDG_STATE_HOME"] = str(tmp_path_factory.mktemp("s3-state"))
+    env["AWS_EC2_METADATA_DISABLED"] = "true"
+    return env
+
+
+@pytest.fixture(scope="module")
+def s3_repo(s3_server: MotoServer, digits_build: dict[str, Path]) -> str:
+    """The digits repository uploaded to a bucket of its own; its URL."""
+    bucket = s3_server.make_bucket("tk-serve")
+    assert upload_folder(s3_server, bucket, digits_build["repository"], "repos/digits") > 3
+    return s3_server.url(bucket, "repos/digits")
+
+
+@pytest.fixture(scope="module")
+def detached(s3_repo: str, s3_env: dict[str, str]) -> Iterator[dict]:
+    """One detached server on the S3 repository; its record (read back through `serve status --json`)."""
+    r = tritonkit(["serve", "--repository", s3_repo, "--runtime", "embedded", "--detach", *ports()], s3_env,
+                  timeout=400)
+    assert r.returncode == 0, r.stderr
+    status = json.loads(tritonkit(["serve", "status", "--repository", s3_repo, "--json"], s3_env).stdout)
+    try:
+        yield {"status": status, "start": r}
+    finally:
+        tritonkit(["serve", "stop", "--repository", s3_repo], s3_env)
+
+
+def _logits(http_url: str, batch: np.ndarray) -> np.ndarray:
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(http_url)
+    inp = httpclient.InferInput("input", list(batch.shape), "FP32")
+    inp.set_data_from_numpy(batch)
+    return client.infer("digits", [inp]).as_numpy("logits")
+
+
+def test_s3_answers_equal_folder(detached: dict, triton_server) -> None:
+    status = detached["status"]
+    assert status["running"] and status["ready"], status
+    assert {m["name"]: m["state"] for m in status["models"]}.get("digits") == "READY", status["models"]
+    batch = np.random.default_rng(0).uniform(0, 16, size=(5, 1, 8, 8)).astype(np.float32)
+    from_s3 = _logits(status["http_url"], batch)
+    from_folder = _logits(triton_server.http_url, batch)
+    assert from_s3.shape == (5, 10)
+    np.testing.assert_array_equal(from_s3, from_folder)
+
+
+def test_s3_run_record_and_argv_hold_no_credentials(detached: dict, s3_repo: str) -> None:
+    status = detached["status"]
+    assert status["repository"] == s3_repo
+    run_dir = Path(status["run_dir"])
+    record = (run_dir / "server.json").read_text()
+    argv = Path(f"/proc/{status['pid']}/cmdline").read_bytes().decode()
+    log = Path(status["log"]).read_text(errors="replace")
+    for text in (record, argv, log, detached["start"].stdout, detached["start"].stderr):
+        assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in text
+        assert CREDENTIALS["AWS_ACCESS_KEY_ID"] not in text.replace(s3_repo, "")
+    assert f"--model-repository={s3_repo}" in argv.split("\0")
+    # The run folder is keyed by the URL, not by a local path of that name.
+    from toolkit.serve.state import run_dir_for
+
+    assert run_dir.name == run_dir_for(s3_repo + "/").name
+
+
+def test_s3_downloads_live_in_the_run_folder(detached: dict) -> None:
+    status = detached["status"]
+    download = Path(status["download_dir"])
+    assert download.parent == Path(status["run_dir"]) and download.name.startswith("download-")
+    assert download.stat().st_mode & 0o077 == 0
+    localized = [p for p in download.iterdir() if p.name.startswith("folder")]
+    assert localized, "Triton downloaded nothing into the run folder"
+    assert any((p / "1" / "model.onnx").is_file() or (p / "model.onnx").is_file() for p in localized) or \
+        any(p.rglob("model.onnx") for p in localized)
+
+
+def test_s3_progress_read_from_the_log(detached: dict, s3_repo: str) -> None:
+    from toolkit.serve.embedded import EmbeddedServer
+
+    server = EmbeddedServer(s3_repo, log_path=detached["status"]["log"])
+    line = server.loading_progress(12.0)
+    assert line.startswith(f"still starting from {s3_repo}: 12 s, ")
+    loaded = len([m for m in detached["status"]["models"] if m["state"] == "READY"])
+    assert f"{loaded} of {loaded} models loaded" in line, line
+
+
+def test_s3_stop_removes_downloads(s3_repo: str, s3_env: dict[str, str], detached: dict) -> None:
+    """Last of the shared server's tests: stop it and find nothing left of its downloads or record."""
+    status = detached["status"]
+    r = tritonkit(["serve", "stop", "--repository", s3_repo], s3_env)
+    assert r.returncode == 0 and "stopped the server" in r.stdout, r.stderr
+    assert not Path(status["download_dir"]).exists()
+    assert not (Path(status["run_dir"]) / "server.json").exists()
+    assert not Path(f"/proc/{status['pid']}").exists() or \
+        "tritonserver" not in Path(f"/proc/{status['pid']}/cmdline").read_bytes().decode(errors="replace")
+
+
+def test_s3_bad_url_refused(s3_env: dict[str, str], s3_server: MotoServer) -> None:
+    r = tritonkit(["serve", "--repository", f"s3://127.0.0.1:{s3_server.port}/Bad_Bucket/x", *ports()], s3_env)
+    line = error_line(r)
+    assert "Bad_Bucket" in line and "not valid" in line
+
+
+def test_s3_missing_bucket_one_line(s3_env: dict[str, str], s3_server: MotoServer) -> None:
+    url = s3_server.url("tk-no-such-bucket", "repo")
+    r = tritonkit(["serve", "--repository", url, "--runtime", "embedded", *ports()], s3_env)
+    line = error_line(r)
+    assert "bucket 'tk-no-such-bucket'" in line and "does not exist" in line, line
+
+
+def test_s3_missing_prefix_one_line(s3_env: dict[str, str], s3_repo: str) -> None:
+    url = s3_repo.rsplit("/", 1)[0] + "/nothing-here"
+    r = tritonkit(["serve", "--repository", url, "--runtime", "embedded", *ports()], s3_env)
+    line = error_line(r)
+    assert "nothing is stored under 'repos/nothing-here'" in line, line
+
+
+def test_s3_no_credentials_one_line(s3_env: dict[str, str], s3_repo: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in s3_env.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
+    from toolkit.serve.install import tritonkit_home
+
+    env["TRITONKIT_HOME"] = str(tritonkit_home())  # the prepared server, found without HOME
+    env["HOME"] = str(tmp_path)  # no ~/.aws profile either
+    env["XDG_STATE_HOME"] = str(tmp_path / "state")  # not the shared server's record (same URL)
+    r = tritonkit(["serve", "--repository", s3_repo, "--runtime", "embedded", *ports()], env)
+    line = error_line(r)
+    assert "no credentials are set" in line and "AWS_ACCESS_KEY_ID" in line, line
+
+
+def test_s3_unreachable_endpoint_one_line(s3_env: dict[str, str]) -> None:
+    url = f"s3://127.0.0.1:{free_port()}/tk-bucket/repo"  # nothing listens there
+    r = tritonkit(["serve", "--repository", url, "--runtime", "embedded", *ports()], s3_env, timeout=300)
+    line = error_line(r)
+    assert f"object store http://{url[5:].split('/')[0]} of {url} does not answer" in line, line
