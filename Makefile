@@ -20,7 +20,7 @@ DIAL := $(if $(URL),--url $(URL),$(if $(PORT),--url 127.0.0.1:$(shell echo $$(($
 STAMP := $(VENV)/.installed
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: help setup repo test serve predict bench benchmarks soak demo lint clean
+.PHONY: help setup repo image test serve predict bench benchmarks soak demo lint clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,7 +37,14 @@ setup: $(STAMP) ## Create .venv, install tritonkit and the system library perf_a
 repo: $(STAMP) ## Set up, train the default model if needed, export ONNX, publish to model_repository/
 	$(TK) pipeline --repository $(REPO)
 
+image: $(STAMP) ## Build the CPU stand-in for NVIDIA's Triton image with podman (root; reused while unchanged)
+	@bash scripts/setup-containers.sh
+	$(TK) image build
+
+# As root, the container tests' engine is set up first (podman, runc, debootstrap, containers.conf); their
+# session fixture builds the image once, while the other tests run.
 test: $(STAMP) ## Run the whole test suite (starts real Triton servers) [JOBS=N workers, default: CPU count]
+	@bash scripts/setup-containers.sh
 	$(BIN)/pytest -q -n $(JOBS) --dist loadfile
 
 lint: $(STAMP) ## ruff

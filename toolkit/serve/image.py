@@ -415,6 +415,29 @@ def _import(podman: str, tree: Path, plan: ImagePlan) -> str:
     return done.stdout.strip().splitlines()[-1]
 
 
+def _older_tags(podman: str, keep: str, min_age_s: float = 1800) -> list[str]:
+    """Remove this image's older tags (content hashes of earlier trees) once they are ``min_age_s`` old.
+
+    The age spares a test session still running on the tag it computed before a source edit; podman
+    refuses to remove an image a container uses, and that one stays too.
+    """
+    done = subprocess.run([podman, "images", "--format", "json", IMAGE_NAME], capture_output=True, text=True,
+                          timeout=120)
+    try:
+        rows = json.loads(done.stdout or "[]")
+    except ValueError:
+        return []
+    removed = []
+    for row in rows:
+        if time.time() - float(row.get("Created") or 0) < min_age_s:
+            continue
+        for tag in row.get("Names") or []:
+            if tag != keep and tag.startswith(f"{IMAGE_NAME}:") and subprocess.run(
+                    [podman, "rmi", tag], capture_output=True, timeout=120).returncode == 0:
+                removed.append(tag)
+    return removed
+
+
 def _require_build_tools() -> str:
     podman = require_engine()
     if not shutil.which("debootstrap"):
@@ -462,10 +485,15 @@ def build_image(*, force: bool = False, progress: Progress | None = None) -> Bui
         try:
             tree = step("assemble", "Triton server, backends and user", lambda: _assemble(tmp, rootfs, site, plan))
             image_id = step("import", f"podman import as {plan.tag}", lambda: _import(podman, tree, plan))
+            previous = (image_info(plan.tag) or {}).get("id")
             _run([podman, "tag", image_id, plan.tag], f"podman tag {plan.tag}", timeout=120)
+            if previous and not image_id.startswith(previous):  # --force: the untagged old image goes
+                subprocess.run([podman, "rmi", previous], capture_output=True, timeout=120)
             image_id = ""
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
             if image_id:  # imported but not tagged: leave nothing behind
                 subprocess.run([podman, "rmi", "--force", image_id], capture_output=True, timeout=120)
+        for old in _older_tags(podman, plan.tag):
+            say(f"removed the older stand-in {old} (over 30 minutes old)")
     return BuildResult(plan.tag, built=True, seconds=round(time.monotonic() - started, 1), steps=steps)
