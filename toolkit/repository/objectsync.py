@@ -211,6 +211,7 @@ def _pull_model(storage: S3Storage, local: Path, model: str, text: str, fetch: d
         if beside and new_model:  # the whole model appears in one rename
             os.rename(staged_model, mdir)
             fsync_path(mdir.parent)
+            out.downloaded += 1 + len(labels)
             return
         from toolkit.repository.config import parse_config
         from toolkit.repository.manifest import pinned_config
@@ -225,6 +226,7 @@ def _pull_model(storage: S3Storage, local: Path, model: str, text: str, fetch: d
         for name in labels:
             if not (mdir / name).exists():
                 os.replace(staged_model / name, mdir / name)
+                out.downloaded += 1
         for v in sorted(fetch):
             os.rename(staged_model / str(v), mdir / str(v))
         fsync_path(mdir)
