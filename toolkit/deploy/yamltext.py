@@ -3,12 +3,11 @@
 Why not PyYAML: tritonkit's runtime dependencies do not include it, and the manifests are plain data
 (mappings, lists, strings, numbers, booleans). Strings are written plain only when YAML 1.1 and 1.2 both
 read them back as the same string (so ``"true"``, ``"1.0"``, ``"on"``, ``"0x1"`` and ``"~"`` stay
-quoted); anything else is written as a JSON string, which is also a valid YAML double-quoted scalar.
+quoted); anything else is written double-quoted, in ASCII, with YAML's escapes.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping, Sequence
@@ -21,6 +20,26 @@ _RESERVED = {
 }
 
 
+_SHORT = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t"}
+
+
+def _quoted(text: str) -> str:
+    """A YAML double-quoted scalar in ASCII: printable ASCII as is, everything else escaped by code point
+    (``\\U`` for characters beyond the BMP, which JSON's surrogate pairs would split in two)."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in _SHORT:
+            out.append(_SHORT[ch])
+        elif 0x20 <= code < 0x7F:
+            out.append(ch)
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    return '"' + "".join(out) + '"'
+
+
 def _scalar(value: Any) -> str:
     if value is None:
         return "null"
@@ -31,12 +50,14 @@ def _scalar(value: Any) -> str:
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"{value!r} has no portable YAML spelling")
-        return repr(value)
+        text = repr(value)  # YAML 1.1 reads a float only with a dot in its mantissa: 1e+16 -> 1.0e+16
+        mantissa, e, exponent = text.partition("e")
+        return text if "." in mantissa else f"{mantissa}.0{e}{exponent}"
     if isinstance(value, str):
         if _PLAIN.fullmatch(value) and value.lower() not in _RESERVED and not value.startswith(".") \
                 and not value.endswith(":"):
             return value
-        return json.dumps(value)
+        return _quoted(value)
     raise TypeError(f"cannot write {type(value).__name__} as YAML")
 
 
