@@ -149,11 +149,24 @@ def test_image_serves_the_default_repository_like_onnxruntime(container_engine: 
         tensor = httpclient.InferInput("input", list(batch.shape), "FP32")
         tensor.set_data_from_numpy(batch)
         served = client.infer("digits", [tensor]).as_numpy("logits")
+        # The ensemble: the python preprocessing model (numpy, Pillow in the image) then the classifier.
+        spec = json.loads(client.get_model_config("digits_image")["parameters"]["tritonkit.model_spec"]["string_value"])
+        pixels = rng.integers(0, 17, size=(4, 8, 8, 1), dtype=np.uint8)
+        raw = httpclient.InferInput("IMAGE", list(pixels.shape), "UINT8")
+        raw.set_data_from_numpy(pixels)
+        via_ensemble = client.infer("digits_image", [raw]).as_numpy("logits")
+        big = httpclient.InferInput("IMAGE", [1, 32, 32, 1], "UINT8")  # resized to 8x8 by Pillow
+        big.set_data_from_numpy(rng.integers(0, 17, size=(1, 32, 32, 1), dtype=np.uint8))
+        assert client.infer("digits_image", [big]).as_numpy("logits").shape == (1, 10)
         client.close()
         session = ort.InferenceSession(str(digits_build["onnx"]), providers=["CPUExecutionProvider"])
-        expected = session.run(None, {session.get_inputs()[0].name: batch})[0]
+        name = session.get_inputs()[0].name
+        expected = session.run(None, {name: batch})[0]
         np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-5)
         assert served.argmax(1).tolist() == expected.argmax(1).tolist()
+        tensor_in = ((pixels.transpose(0, 3, 1, 2).astype(np.float32) * spec["scale"] - spec["mean"][0])
+                     / spec["std"][0]).astype(np.float32)
+        np.testing.assert_allclose(via_ensemble, session.run(None, {name: tensor_in})[0], rtol=1e-4, atol=1e-4)
     finally:
         subprocess.run([container_engine, "rm", "--force", "--time", "5", name], capture_output=True, timeout=120)
     gone = subprocess.run([container_engine, "container", "exists", name], capture_output=True, timeout=60)
