@@ -45,3 +45,40 @@ def keys(client, bucket: str, prefix: str = "") -> list[str]:
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         out += [o["Key"] for o in page.get("Contents", [])]
     return sorted(out)
+
+
+def served_consistent(url: str, model: str) -> list[str]:
+    """What breaks the rule "the live config names only complete versions recorded with it" in the bucket
+    (empty = consistent): each named version's objects against its manifest, its recorded config
+    against the live one."""
+    import json as _json
+
+    from toolkit.repository.config import parse_config
+    from toolkit.repository.manifest import configs_agree
+    from toolkit.repository.remote_publish import named_in, remote_config, verify_remote_version
+    from toolkit.repository.s3 import S3Storage
+
+    storage = S3Storage(url)
+    text = remote_config(storage, model)
+    if text is None:
+        return []
+    live = parse_config(text, "live config")
+    problems = []
+    for v in named_in(text, storage.version_numbers(model)):
+        bad = verify_remote_version(storage, model, v)
+        if bad:
+            problems.append(f"{model}/{v}: {bad}")
+            continue
+        manifest = _json.loads(storage.get_bytes(f"{model}/{v}/manifest.json", "manifest"))
+        if not configs_agree(parse_config(manifest["config"], "recorded"), live):
+            problems.append(f"{model}/{v}: recorded config differs from the live one")
+    return problems
+
+
+def named(url: str, model: str) -> list[int]:
+    """The versions the bucket's live config names."""
+    from toolkit.repository.remote_publish import named_in, remote_config
+    from toolkit.repository.s3 import S3Storage
+
+    storage = S3Storage(url)
+    return named_in(remote_config(storage, model), storage.version_numbers(model))
