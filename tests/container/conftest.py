@@ -16,12 +16,13 @@ import pytest
 @pytest.fixture(scope="session")
 def container_engine() -> str:
     """Path of a podman that can run containers here; skips with the reason otherwise."""
-    from toolkit.serve.image import engine_problem, require_engine
+    from contract.errors import MissingDependencyError
+    from toolkit.serve.image import require_engine
 
-    problem = engine_problem()
-    if problem:
-        pytest.skip(problem)
-    return require_engine()
+    try:
+        return require_engine()
+    except MissingDependencyError as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="session")

@@ -171,3 +171,19 @@ def test_image_serves_the_default_repository_like_onnxruntime(container_engine: 
         subprocess.run([container_engine, "rm", "--force", "--time", "5", name], capture_output=True, timeout=120)
     gone = subprocess.run([container_engine, "container", "exists", name], capture_output=True, timeout=60)
     assert gone.returncode != 0
+
+
+def test_an_engine_that_cannot_run_is_one_line(container_engine: str, tmp_path: Path) -> None:
+    """podman without the set-up's containers.conf (its default rlimits): refused in one line, exit 3."""
+    conf = tmp_path / "containers.conf"
+    conf.write_text("[containers]\n")
+    env = {**os.environ, "CONTAINERS_CONF": str(conf)}
+    probe = subprocess.run([container_engine, "run", "--rm", "--network=none", "localhost/tritonkit/engine-probe:1",
+                            "/bin/true"], capture_output=True, text=True, env=env, timeout=120)
+    if probe.returncode == 0:
+        pytest.skip("podman runs containers here even with its default rlimits: nothing to refuse")
+    done = _cli("image", "build", "--force", env=env, timeout=120)
+    assert done.returncode == 3, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: podman cannot run a container here"), done.stderr
+    assert "setup-containers.sh" in lines[0]

@@ -182,7 +182,7 @@ def _podman() -> str | None:
 def engine_problem() -> str | None:
     """Why podman cannot build or run images here (None when it can run a container)."""
     if os.geteuid() != 0:
-        return ("tritonkit runs podman as root (this sandbox's rootless podman cannot set up user namespaces); "
+        return ("not running as root: tritonkit builds and runs its stand-in Triton image with rootful podman; "
                 "run as root, after `sudo bash scripts/setup-containers.sh`")
     podman = _podman()
     if podman is None:
