@@ -47,14 +47,15 @@ def _container(objects: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return container
 
 
-def _check_deployment(objects: dict[str, dict[str, Any]], triton_url: str, image: str) -> None:
+def _check_deployment(objects: dict[str, dict[str, Any]], triton_url: str, image: str, control: str = "poll") -> None:
     dep = objects["Deployment"]
     pod = dep["spec"]["template"]["spec"]
     c = _container(objects)
     assert c["image"] == image
     assert f"--model-repository={triton_url}" in c["args"]
-    assert {"--model-control-mode=poll", "--strict-readiness=true", "--metrics-config=summary_latencies=true"} \
+    assert {f"--model-control-mode={control}", "--strict-readiness=true", "--metrics-config=summary_latencies=true"} \
         <= set(c["args"])
+    assert any(a.startswith("--repository-poll-secs=") for a in c["args"]) == (control == "poll")
     restricted = [a for a in c["args"] if a.startswith(("--http-restricted-api=", "--grpc-restricted-protocol="))]
     assert len(restricted) == 2 and all("model-repository" in a and "$(TRITONKIT_ADMIN_KEY)" in a for a in restricted)
     assert c["startupProbe"]["httpGet"]["path"] == "/v2/health/ready"
@@ -160,7 +161,7 @@ def test_served_plans_pick_their_tensorrt_release_and_request_a_gpu(s3_env, repo
 
 
 @pytest.mark.parametrize("repository, extra, secret_kind", [
-    ("gs://models-bucket/prod", ["--gpus", "0"], "volume"),
+    ("gs://models-bucket/prod", ["--gpus", "0", "--model-control", "none", "--kserve"], "volume"),
     ("as://account1/models/prod", ["--gpus", "2"], "azure"),
     ("s3://https://s3.eu-west-1.amazonaws.com:443/models/prod", ["--gpus", "0"], "aws"),
 ])
@@ -174,7 +175,7 @@ def test_other_stores_and_the_cpu_stand_in_image_render_without_reading(tmp_path
         objects = render(out / "overlays" / overlay)
         _validate_all(objects)
         kinds = _by_kind(objects)
-        _check_deployment(kinds, repository, image)
+        _check_deployment(kinds, repository, image, "none" if "none" in extra else "poll")
         env = {e["name"]: e for e in _container(kinds)["env"]}
         if secret_kind == "volume":
             volumes = kinds["Deployment"]["spec"]["template"]["spec"]["volumes"]
@@ -184,6 +185,9 @@ def test_other_stores_and_the_cpu_stand_in_image_render_without_reading(tmp_path
             assert env["AZURE_STORAGE_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "store.creds"
         else:
             assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "store.creds"
+    if "--kserve" in extra:  # a stand-in image replaces the runtime's image instead of naming a release
+        model = _by_kind(render(out / "kserve"))["InferenceService"]["spec"]["predictor"]["model"]
+        assert model["image"] == image and "runtimeVersion" not in model and model["storageUri"] == repository
     if "2" in extra:
         gpu = _by_kind(render(out / "overlays" / "gpu"))
         assert _container(gpu)["resources"]["limits"]["nvidia.com/gpu"] == "2"

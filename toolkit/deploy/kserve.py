@@ -35,7 +35,12 @@ def inference_service(opts: DeployOptions, plan: Plan) -> dict[str, Any]:
     if plan.gpus:
         resources["requests"]["nvidia.com/gpu"] = str(plan.gpus)
         resources["limits"]["nvidia.com/gpu"] = str(plan.gpus)
-    tag = plan.image.rsplit(":", 1)[1] if ":" in plan.image.rsplit("/", 1)[-1] else "latest"
+    from toolkit.serve.container import IMAGE_REPO
+
+    # NVIDIA's image: KServe's Triton runtime takes the release as runtimeVersion; another image (a CPU
+    # stand-in) replaces the runtime container's image.
+    name, _, tag = plan.image.rpartition(":") if ":" in plan.image.rsplit("/", 1)[-1] else (plan.image, "", "")
+    image = {"runtimeVersion": tag} if name == IMAGE_REPO and tag else {"image": plan.image}
     return {
         "apiVersion": "serving.kserve.io/v1beta1",
         "kind": "InferenceService",
@@ -47,7 +52,7 @@ def inference_service(opts: DeployOptions, plan: Plan) -> dict[str, Any]:
             "model": {
                 "modelFormat": {"name": "triton"},
                 "protocolVersion": "v2",
-                "runtimeVersion": tag,
+                **image,
                 "storageUri": storage_uri(opts),
                 "args": ["--strict-readiness=true", "--metrics-config=summary_latencies=true"],
                 "resources": resources,
