@@ -187,3 +187,29 @@ def test_an_engine_that_cannot_run_is_one_line(container_engine: str, tmp_path: 
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: podman cannot run a container here"), done.stderr
     assert "setup-containers.sh" in lines[0]
+
+
+_RACE = """
+import dataclasses, json, sys
+from toolkit.serve import image
+plan = image.plan_image()
+image.plan_image = lambda: dataclasses.replace(plan, tag=sys.argv[1])
+result = image.build_image()
+print(json.dumps({"built": result.built, "tag": result.tag}))
+"""
+
+
+def test_two_processes_build_once(container_engine: str, triton_image: str) -> None:
+    """Two builders of a missing tag at the same time (two test workers): one builds, the other reuses it."""
+    tag = f"{triton_image}-race{uuid.uuid4().hex[:6]}"
+    procs = [subprocess.Popen([sys.executable, "-c", _RACE, tag], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    try:
+        results = [json.loads(p.communicate(timeout=600)[0]) for p in procs]
+        assert sorted(r["built"] for r in results) == [False, True], results
+        assert {r["tag"] for r in results} == {tag}
+        listed = subprocess.run([container_engine, "images", "--format", "{{.Repository}}:{{.Tag}}"],
+                                capture_output=True, text=True, timeout=60).stdout.split()
+        assert listed.count(tag) == 1
+    finally:
+        subprocess.run([container_engine, "rmi", tag], capture_output=True, timeout=120)
