@@ -15,17 +15,27 @@ import numpy as np
 WIDTH = 4
 
 
-def scale_model(path: Path, weight: float) -> Path:
-    """Write an ONNX model computing ``y = x * [weight, weight+1, ...]`` for x of shape [batch, 4]."""
+def scale_model(path: Path, weight: float, payload_mb: float = 0) -> Path:
+    """Write an ONNX model computing ``y = x * [weight, weight+1, ...]`` for x of shape [batch, 4].
+
+    ``payload_mb`` adds that many MiB of weights that change nothing (``y + 0 * sum(pad)``), for transfer
+    timings on a realistically sized file."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     w = np.arange(WIDTH, dtype=np.float32) + np.float32(weight)
+    nodes = [helper.make_node("Mul", ["x", "w"], ["y" if not payload_mb else "y0"])]
+    inits = [numpy_helper.from_array(w, "w")]
+    if payload_mb:
+        pad = np.random.default_rng(int(weight * 1000)).random(int(payload_mb * 262144), dtype=np.float32)
+        inits += [numpy_helper.from_array(pad, "pad"), numpy_helper.from_array(np.float32(0), "zero")]
+        nodes += [helper.make_node("ReduceSum", ["pad"], ["s"], keepdims=0),
+                  helper.make_node("Mul", ["s", "zero"], ["z"]), helper.make_node("Add", ["y0", "z"], ["y"])]
     graph = helper.make_graph(
-        [helper.make_node("Mul", ["x", "w"], ["y"])], "scale",
+        nodes, "scale",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", WIDTH])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", WIDTH])],
-        initializer=[numpy_helper.from_array(w, "w")])
+        initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     path.parent.mkdir(parents=True, exist_ok=True)
