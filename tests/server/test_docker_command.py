@@ -56,11 +56,13 @@ def test_docker_command_adds_gpus_and_keeps_admin_key_out_of_command_and_environ
     assert f"io.tritonkit.uid={os.geteuid()}" in server.command()
 
 
-def test_docker_command_mounts_nothing_and_passes_credentials_by_name_when_repository_is_object_storage() -> None:
-    cmd = docker_command("s3://127.0.0.1:9000/models/repo", "img", PORTS, env_names=["AWS_ACCESS_KEY_ID"])
+def test_docker_command_mounts_nothing_and_joins_host_network_when_repository_is_loopback_object_storage() -> None:
+    cmd = docker_command("s3://127.0.0.1:9000/models/repo", "img", PORTS, network_host=True)
     assert "--model-repository=s3://127.0.0.1:9000/models/repo" in cmd
     assert not [a for a in cmd if a.endswith(":/models:ro")]
-    assert cmd[cmd.index("AWS_ACCESS_KEY_ID") - 1] == "-e"  # the name only: the value stays in the client
+    # The machine's network: nothing published, Triton itself binds loopback and the chosen ports.
+    assert cmd[cmd.index("--network") + 1] == "host" and "-p" not in cmd
+    assert "--http-address=127.0.0.1" in cmd and "--http-port=18000" in cmd and "--metrics-port=18002" in cmd
 
 
 @pytest.mark.parametrize(
@@ -81,3 +83,29 @@ def test_choose_image_refuses_when_plans_disagree_or_version_is_unknown() -> Non
         choose_image([{"tensorrt_version": "10.4.0"}, {"tensorrt_version": "10.7.0"}])
     with pytest.raises(ServerError, match="no known Triton container ships TensorRT 8.6"):
         choose_image([{"tensorrt_version": "8.6.1"}])
+
+
+def test_argv_key_library_reads_key_and_credentials_from_stdin_and_keeps_them_out_of_proc_environ() -> None:
+    """The container hand-off without a container: TRITONKIT_ADMIN_KEY_FD=0 names standard input."""
+    import subprocess
+    import sys
+
+    from toolkit.serve.embedded import KEY_PLACEHOLDER
+    from toolkit.serve.install import argv_key_library
+
+    probe = ("import os, sys\n"
+             "env = open(f'/proc/{os.getpid()}/environ', 'rb').read()\n"
+             "print(sys.argv[1]); print(os.environ.get('AWS_SECRET_ACCESS_KEY')); print(b'zq7' in env)\n"
+             "print(repr(sys.stdin.read())); print('TRITONKIT_ADMIN_KEY_FD' in os.environ)\n")
+    env = {"PATH": "/usr/bin:/bin", "LD_PRELOAD": str(argv_key_library()), "TRITONKIT_ADMIN_KEY_FD": "0"}
+    flag = f"--http-restricted-api=logging:h={KEY_PLACEHOLDER}"
+    out = subprocess.run([sys.executable, "-c", probe, flag], input="k3y\nAWS_SECRET_ACCESS_KEY=zq7=v\n\nafter",
+                         env=env, capture_output=True, text=True, timeout=60, check=True).stdout.splitlines()
+    # The key in the flag, the credential set (but not in the kernel's environment copy), stdin then empty.
+    assert out == ["--http-restricted-api=logging:h=k3y", "zq7=v", "False", "''", "False"]
+    refused = subprocess.run([sys.executable, "-c", "print('ran')", flag], input="k3y\nLD_PRELOAD=/x\n\n", env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 111 and "ran" not in refused.stdout and "AWS_, GOOGLE_ or AZURE_" in refused.stderr
+    empty = subprocess.run([sys.executable, "-c", "print('ran')", flag], input="", env=env, capture_output=True,
+                           text=True, timeout=60)
+    assert empty.returncode == 111 and "ran" not in empty.stdout

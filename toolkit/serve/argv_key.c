@@ -17,7 +17,10 @@
  * there the key comes on standard input instead: TRITONKIT_ADMIN_KEY_FD=0 (a number, not a secret) makes
  * this library read one line from that descriptor (only when a restricted-API flag holds the placeholder),
  * then point the descriptor at /dev/null. The key is then in no configuration, argument or environment
- * block; only in tritonserver's heap, as it is outside a container.
+ * block; only in tritonserver's heap, as it is outside a container. Object-storage credentials may follow
+ * the key the same way, one NAME=VALUE line each (names AWS_*, GOOGLE_* or AZURE_* only), up to an empty
+ * line: they are set with setenv, which the kernel's copy of the environment (/proc/PID/environ, and so
+ * `ps e`) never shows; Triton's storage clients read them with getenv.
  *
  * Built by tritonkit with the system C compiler: cc -shared -fPIC -O2 argv_key.c -o argv_key.so
  */
@@ -55,34 +58,71 @@ static int wants_key(int argc, char **argv)
     return 0;
 }
 
-/* One line from descriptor `fd` (the key; ends at a newline or end of file), then the descriptor is
- * pointed at /dev/null so nothing else reads the pipe it came through. NULL when nothing was there. */
-static char *read_key(const char *fd_text)
+/* One line from `fd` into buf (without its newline); -1 at end of file before any byte. */
+static long read_line(int fd, char *buf)
 {
-    static char buf[KEY_MAX + 1];
-    char *end;
-    long fd = strtol(fd_text, &end, 10);
     size_t n = 0;
-
-    if (*fd_text == 0 || *end != 0 || fd < 0 || fd > 1024)
-        die(KEY_FD_VARIABLE " is not a file descriptor number");
     while (n < KEY_MAX) {
-        ssize_t got = read((int)fd, buf + n, 1);
+        ssize_t got = read(fd, buf + n, 1);
         if (got < 0)
             die("cannot read the admin key from " KEY_FD_VARIABLE);
-        if (got == 0 || buf[n] == '\n')
+        if (got == 0) {
+            if (n == 0)
+                return -1;
+            break;
+        }
+        if (buf[n] == '\n')
             break;
         n++;
     }
     if (n == KEY_MAX)
-        die("the admin key on " KEY_FD_VARIABLE " is longer than 4096 bytes");
+        die("a line on " KEY_FD_VARIABLE " is longer than 4096 bytes");
     buf[n] = 0;
+    return (long)n;
+}
+
+static int credential_name(const char *line, const char *eq)
+{
+    static const char *prefixes[] = {"AWS_", "GOOGLE_", "AZURE_"};
+    if (!eq || eq == line)
+        return 0;
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++)
+        if (strncmp(line, prefixes[i], strlen(prefixes[i])) == 0)
+            return 1;
+    return 0;
+}
+
+/* The key (the first line on descriptor `fd`), then NAME=VALUE credential lines up to an empty line or end
+ * of file, set with setenv; then the descriptor is pointed at /dev/null so nothing else reads the pipe it came
+ * through. NULL when no key was there. */
+static char *read_key(const char *fd_text)
+{
+    static char key[KEY_MAX + 1];
+    char line[KEY_MAX + 1];
+    char *end;
+    long fd = strtol(fd_text, &end, 10);
+
+    if (*fd_text == 0 || *end != 0 || fd < 0 || fd > 1024)
+        die(KEY_FD_VARIABLE " is not a file descriptor number");
+    long n = read_line((int)fd, key);
+    while (n > 0) {
+        long len = read_line((int)fd, line);
+        if (len <= 0)
+            break;
+        char *eq = strchr(line, '=');
+        if (!credential_name(line, eq))
+            die("a line after the admin key is not NAME=VALUE with an AWS_, GOOGLE_ or AZURE_ name");
+        *eq = 0;
+        if (setenv(line, eq + 1, 1) != 0)
+            die("out of memory");
+        memset(line, 0, sizeof line);
+    }
     int null = open("/dev/null", O_RDONLY);
     if (null >= 0 && null != (int)fd) {
         dup2(null, (int)fd);
         close(null);
     }
-    return n ? buf : NULL;
+    return n > 0 ? key : NULL;
 }
 
 __attribute__((constructor)) static void tritonkit_argv_key(int argc, char **argv, char **envp)

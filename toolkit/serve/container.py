@@ -66,9 +66,12 @@ CONTAINER_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
 CONTAINER_REPOSITORY = "/models"
 CONTAINER_ARGV_KEY = "/opt/tritonkit/argv_key.so"
 KEY_FD_VARIABLE = "TRITONKIT_ADMIN_KEY_FD"  # must match argv_key.c
-# Object-storage credentials a container may get, by name only (the value stays in the client's environment).
+# Object-storage credentials a container gets from the client's environment: after the key on the client's
+# standard input (argv_key.c sets them with setenv), so no value is in the container's configuration or in
+# tritonserver's /proc environment. A profile (AWS_PROFILE, ~/.aws) or a key file is not carried in.
 CREDENTIAL_NAMES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION",
-                    "AWS_REGION")
+                    "AWS_REGION", "AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_KEY")
+LOOPBACK_HOSTS = ("localhost", "::1")
 
 
 def image_for_release(release: str) -> str:
@@ -145,6 +148,7 @@ def docker_command(
     program: str = "docker",
     labels: Mapping[str, str] | None = None,
     env_names: Iterable[str] = (),
+    network_host: bool = False,
 ) -> list[str]:
     """``docker run`` (or ``podman run``) for Triton: repository read-only, ports published only on ``host``.
 
@@ -156,6 +160,10 @@ def docker_command(
     The admin key is on no command line and in no environment: ``-i`` attaches the client's standard
     input, whose first line is the key, and the ``argv_key`` library (``argv_key_lib``, mounted
     read-only and preloaded) reads it into Triton's flags before ``main`` (``TRITONKIT_ADMIN_KEY_FD=0``).
+
+    ``network_host`` runs the container in the machine's network (``--network host``): nothing is
+    published and Triton binds ``host`` and the given ports itself. Only for an object store on this
+    machine's loopback, which a container on the engine's bridge cannot reach.
     """
     from toolkit.repository.remote import is_remote, parse_remote
 
@@ -168,8 +176,13 @@ def docker_command(
     if gpus:
         cmd += ["--gpus", "all"] if Path(program).name == "docker" else ["--device", "nvidia.com/gpu=all"]
     cmd += ["--shm-size", shm_size]
-    for what, inside in CONTAINER_PORTS.items():
-        cmd += ["-p", f"{host}:{int(ports[what])}:{inside}"]
+    if network_host:
+        cmd += ["--network", "host"]
+        inside_ports, bind = {what: int(ports[what]) for what in CONTAINER_PORTS}, host
+    else:
+        for what, inside in CONTAINER_PORTS.items():
+            cmd += ["-p", f"{host}:{int(ports[what])}:{inside}"]
+        inside_ports, bind = dict(CONTAINER_PORTS), "0.0.0.0"
     if is_remote(str(repository)):
         model_repository = parse_remote(str(repository)).triton_url()
     else:
@@ -181,8 +194,8 @@ def docker_command(
         cmd += ["-e", variable]
     cmd += [image, "tritonserver"]
     cmd += safe_flags(
-        repository=model_repository, host="0.0.0.0", http_port=CONTAINER_PORTS["http"],
-        grpc_port=CONTAINER_PORTS["grpc"], metrics_port=CONTAINER_PORTS["metrics"],
+        repository=model_repository, host=bind, http_port=inside_ports["http"],
+        grpc_port=inside_ports["grpc"], metrics_port=inside_ports["metrics"],
         model_control=model_control, poll_secs=poll_secs, strict_config=strict_config,
     )
     return cmd
@@ -290,6 +303,21 @@ class DockerServer(EmbeddedServer):
         self.engine = engine
         self.container = f"tritonkit-{os.getpid()}-{self.http_port}-{secrets.token_hex(3)}"
         self.container_id: str | None = None
+        remote = getattr(self, "remote", None)
+        # An object store on this machine's loopback is out of the bridge's reach: the machine's network then.
+        self.network_host = bool(remote is not None and remote.host is not None and (
+            remote.host.startswith("127.") or remote.host in LOOPBACK_HOSTS))
+
+    def handoff(self) -> bytes:
+        """What the client's standard input carries: the key, then (object storage) the credentials set here,
+        then an empty line (see argv_key.c)."""
+        lines = [self.admin_value]
+        if getattr(self, "remote", None) is not None:
+            lines += [f"{n}={os.environ[n]}" for n in CREDENTIAL_NAMES if os.environ.get(n)]
+        if any("\n" in line for line in lines):
+            raise ServerError("a credential in the environment holds a newline; it cannot be handed to the "
+                              "container: fix its value")
+        return ("\n".join(lines) + "\n\n").encode()
 
     @property
     def engine_record(self) -> dict[str, Any] | None:
@@ -304,11 +332,11 @@ class DockerServer(EmbeddedServer):
         ports = {"http": self.http_port, "grpc": self.grpc_port, "metrics": self.metrics_port}
         labels = {LABEL: "1", LABEL_UID: str(os.geteuid())}
         remote = getattr(self, "remote", None)  # an object-storage URL (parsed by EmbeddedServer)
-        names = [n for n in CREDENTIAL_NAMES if remote is not None and os.environ.get(n)]
         cmd = docker_command(
             remote.triton_url() if remote is not None else self.repository, self.image, ports, self.host, self.gpus,
             self.model_control, self.shm_size, name=self.container, poll_secs=self.poll_secs,
-            strict_config=self.strict_config, program=self.engine.path, labels=labels, env_names=names,
+            strict_config=self.strict_config, program=self.engine.path, labels=labels,
+            network_host=self.network_host,
         ) + list(self.extra_args)
         return cmd if self.load_at_start else [a for a in cmd if not a.startswith("--load-model=")]
 
@@ -351,7 +379,7 @@ class DockerServer(EmbeddedServer):
                     self._identity = identity_of(self._proc.pid)
                 assert self._proc.stdin is not None
                 try:
-                    self._proc.stdin.write(f"{self.admin_value}\n".encode())
+                    self._proc.stdin.write(self.handoff())
                     self._proc.stdin.close()
                 except BrokenPipeError:
                     pass  # the client exited at once: _wait_ready reports its reason
@@ -374,6 +402,9 @@ class DockerServer(EmbeddedServer):
                               "there; another process holds the port: stop it or choose another --http-port")
         assert info is not None
         self.container_id = str(info["Id"])
+        if self.network_host:
+            self._check_host_network_ports(info)
+            return
         published = ((info.get("NetworkSettings") or {}).get("Ports")) or {}
         for what, inside in CONTAINER_PORTS.items():
             want = getattr(self, f"{what}_port")
@@ -381,6 +412,24 @@ class DockerServer(EmbeddedServer):
             if str(want) not in got:
                 raise ServerError(f"container {self.container} does not publish {what} port {want} (the engine "
                                   f"shows {sorted(got) or 'none'}); choose another --{what}-port")
+
+    def _check_host_network_ports(self, info: dict[str, Any]) -> None:
+        """In the machine's network Triton binds the ports itself: they must be held by the container's processes."""
+        from toolkit.serve.embedded import check_own_ports
+
+        init = int((info.get("State") or {}).get("Pid") or 0)
+        children = []
+        for task in Path(f"/proc/{init}/task").glob("*/children") if init > 1 else []:
+            children += [int(c) for c in task.read_text().split()]
+        ports = {"http": self.http_port, "grpc": self.grpc_port, "metrics": self.metrics_port}
+        for pid in children or [init]:
+            try:
+                check_own_ports(pid, self.host, ports, settle_s=2.0)
+                return
+            except ServerError:
+                continue
+        raise ServerError(f"Triton's ports on {self.host} answer, but not from container {self.container}: another "
+                          "process took one after the port check; stop it or choose other ports")
 
     def _failure_message(self, what: str) -> str:
         """Triton's own reasons from the container's log; else the engine client's error (an image it
