@@ -46,7 +46,7 @@ def k8s(repository: str, out: str, name: str, namespace: str | None, replicas: i
         poll_secs: int, queue_target_us: int, alert_queue_us: int, cpu: str, memory: str,
         monitoring_namespace: str, cluster_endpoint: str | None, kserve: bool,
         force: bool) -> None:
-    """Write a Kustomize base, cpu/gpu overlays and monitoring assets for Triton replicas serving REPOSITORY.
+    """Write a Kustomize base, cpu/gpu overlays and monitoring assets for Triton replicas serving --repository.
 
     The repository is read (credentials from the environment or a profile) only to find its plans' TensorRT
     version; --image with --gpus skips that. Credentials are referenced through --secret, never written.

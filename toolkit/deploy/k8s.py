@@ -408,34 +408,51 @@ def render_files(opts: DeployOptions, plan: Plan) -> dict[str, str]:
 
 
 def readme(opts: DeployOptions, plan: Plan) -> str:
-    """How to apply the tree: the Secrets to create first (names and keys only)."""
+    """How to apply the tree: the Secrets to create first (names and keys; values come from files, never a
+    command line), the prerequisites, the variants and what the NetworkPolicy lets in."""
     ns = f" -n {opts.namespace}" if opts.namespace else ""
-    keys = {"s3": "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY (and optionally AWS_DEFAULT_REGION, AWS_SESSION_TOKEN)",
-            "as": "AZURE_STORAGE_ACCOUNT, AZURE_STORAGE_KEY", "gs": f"{GCS_KEY} (a service-account key file)"}
-    overlay = plan.overlays[-1]
+    scheme = opts.cluster_url.scheme
+    storage = {
+        "s3": f"kubectl create secret generic {opts.secret}{ns} --from-env-file=storage.env",
+        "as": f"kubectl create secret generic {opts.secret}{ns} --from-env-file=storage.env",
+        "gs": f"kubectl create secret generic {opts.secret}{ns} --from-file={GCS_KEY}=KEY.json",
+    }[scheme]
+    keys = {"s3": "storage.env: `AWS_ACCESS_KEY_ID=...` and `AWS_SECRET_ACCESS_KEY=...` lines, optionally "
+                  "`AWS_DEFAULT_REGION`, `AWS_SESSION_TOKEN`",
+            "as": "storage.env: `AZURE_STORAGE_ACCOUNT=...` and `AZURE_STORAGE_KEY=...` lines",
+            "gs": "KEY.json: a service-account key file"}[scheme]
     lines = [
         f"# Triton on Kubernetes: {opts.cluster_url.triton_url()}",
         "",
-        f"Written by `tritonkit deploy k8s`. Image `{plan.image}`, {opts.replicas} replica(s) "
-        f"(autoscaled up to {opts.maximum}), {plan.gpus} GPU(s) per replica.",
+        f"Written by `tritonkit deploy k8s`: image `{plan.image}`, {opts.replicas} replica(s) autoscaled up to "
+        f"{opts.maximum} on queue time per request (target {opts.queue_target_us} us), {plan.gpus} GPU(s) per "
+        f"replica, model control `{opts.model_control}`.",
         "",
-        "1. Create the Secrets (values never appear in these files):",
-        f"   - `{opts.secret}` with the keys {keys[opts.cluster_url.scheme]};",
-        f"   - `{opts.admin_secret_name}` with the key `{ADMIN_KEY}` (the header value Triton's restricted "
-        "repository, logging, trace and shared-memory APIs require).",
-        "2. Install the Prometheus Operator and prometheus-adapter; load `monitoring/` "
-        f"(`kubectl apply -k monitoring` into namespace `{opts.monitoring_namespace}`) and start the adapter with "
-        "`--config` pointing at the ConfigMap's `config.yaml`.",
-        f"3. Apply one variant: {', '.join(f'`kubectl apply{ns} -k overlays/{o}`' for o in plan.overlays)}.",
+        "1. Create the Secrets; these files reference them by name and never hold a value:",
+        f"   - storage credentials from a file ({keys}; mode 600, kept out of version control):",
+        f"     `{storage}`",
+        "   - the key for Triton's restricted repository, logging, trace and shared-memory APIs:",
+        f"     `od -An -N32 -tx1 /dev/urandom | tr -d ' \\n' > admin.key` (hex: no '=' or ':' that "
+        "Triton's flag syntax would split on, no newline) then "
+        f"`kubectl create secret generic {opts.admin_secret_name}{ns} --from-file={ADMIN_KEY}=admin.key`",
+        "2. Install the Prometheus Operator (ServiceMonitor, PrometheusRule), kube-state-metrics and "
+        f"prometheus-adapter; `kubectl apply -k monitoring` (namespace `{opts.monitoring_namespace}`) and run the "
+        f"adapter with `--config` on ConfigMap `{opts.name}-prometheus-adapter`'s `config.yaml` (or copy its rule "
+        "into the adapter's own rules). Grafana's sidecar picks up the dashboard ConfigMap (label "
+        "`grafana_dashboard`); `monitoring/grafana-dashboard.json` imports by hand too.",
+        "3. Apply one variant: " + ", ".join(f"`kubectl apply -k overlays/{o}`" for o in plan.overlays)
+        + f" (recommended here: `overlays/{plan.overlays[-1]}`).",
         "",
-        f"Clients reach the inference ports only from pods labelled `{CLIENT_LABEL}: \"true\"`; the metrics port "
-        f"only from namespace `{opts.monitoring_namespace}`. gRPC connections are long-lived, so a ClusterIP "
-        "Service balances connections, not requests: use several channels or an L7 proxy.",
-        f"The recommended variant here is `overlays/{overlay}`.",
+        f"Ingress: the inference ports (8000 HTTP, 8001 gRPC) only from pods labelled `{CLIENT_LABEL}: \"true\"` in "
+        f"any namespace, the metrics port (8002) only from namespace `{opts.monitoring_namespace}`; kubelet probes "
+        "come from the node, which common network plugins allow. A ClusterIP Service balances gRPC connections, "
+        "not requests: clients should open several channels, or go through an L7 proxy.",
+        f"The admin key reaches tritonserver's command line inside the pod (`$({KEY_VARIABLE})`), visible only to "
+        "processes in that container.",
     ]
     if opts.kserve:
-        lines += ["", "Alternative: `kubectl apply -k kserve` (KServe InferenceService with the Triton runtime); "
-                      f"annotate Secret `{opts.secret}` for KServe's storage initializer (see kserve/README.md)."]
+        lines += ["", "Alternative: `kubectl apply -k kserve` (a KServe InferenceService with the Triton runtime; "
+                      "see kserve/README.md)."]
     return "\n".join(lines) + "\n"
 
 
