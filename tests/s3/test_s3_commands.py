@@ -106,3 +106,29 @@ def test_unusable_repository_is_one_line_without_traceback(s3: MotoServer, bucke
         assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
         assert expect in r.stderr, r.stderr
         assert CREDENTIALS["AWS_SECRET_ACCESS_KEY"] not in r.stderr + r.stdout
+
+
+def test_s3_storage_commits_a_staged_version_through_the_storage_interface(s3: MotoServer, bucket: str,
+                                                                           tmp_path: Path) -> None:
+    import shutil
+
+    from contract.errors import RepositoryError
+    from tests.s3.s3_helpers import named, served_consistent
+    from toolkit.repository.s3 import S3Storage
+    from toolkit.repository.storage import RepositoryStorage
+
+    repo = tmp_path / "local"
+    publish_onnx(repo, "m", scale_model(tmp_path / "a.onnx", 1.0), ServingOptions(warmup=False))
+    stage = tmp_path / "stage"
+    shutil.copytree(repo / "m", stage / "model")
+    url = s3.url(bucket, "r")
+    storage: RepositoryStorage = S3Storage(url)
+    with pytest.raises(RepositoryError, match="without the writer lease"):
+        storage.commit_version("m", stage, 1, None, beside=False, new_model=True)
+    with storage.lock():
+        storage.commit_version("m", stage, 1, None, beside=False, new_model=True)
+        assert storage.model_names() == ["m"] and storage.version_numbers("m") == [1]
+        assert named(url, "m") == [1] and served_consistent(url, "m") == []
+        assert "version_policy" in storage.read_text("m/config.pbtxt", "config", 1 << 20)
+        storage.remove_version("m", 1)
+    assert storage.version_numbers("m") == []

@@ -80,6 +80,9 @@ def push(local: str | os.PathLike[str], url: str, *, force: bool = False) -> Tra
             text = (mdir / CONFIG).read_text()
             versions = version_numbers(mdir)
             published = _published(named_in(text, versions), versions)
+            if not published:
+                out.notes.append(f"{model}: its config names no version, not pushed")
+                continue
             from toolkit.repository.manifest import verify_version
 
             for v in published:
@@ -147,6 +150,10 @@ def pull(url: str, local: str | os.PathLike[str], *, force: bool = False) -> Tra
             listing = {o.key for o in storage.list(model)}
             rversions = sorted({int(k.split("/")[1]) for k in listing if VERSION_RE.fullmatch(k.split("/")[1])})
             named = named_in(text, rversions)
+            if not named:
+                out.notes.append(f"{model}: its config names no version yet (a publish in progress or killed), "
+                                 "not pulled")
+                continue
             fetch: dict[int, dict[str, Any]] = {}
             mdir = local / model
             lversions = version_numbers(mdir) if lstat(mdir) is not None else []

@@ -105,6 +105,7 @@ class S3Storage:
             raise unsupported(self.url)
         self._client: Any = None
         self.requests = 0  # object requests made (benchmarks report them)
+        self.held: Lease | None = None  # the writer lease while :meth:`lease` is entered
 
     # -- the client and its errors -------------------------------------------------------------------
     @property
@@ -347,6 +348,28 @@ class S3Storage:
     def replace_config(self, model: str, text: str) -> None:
         self.write_config(model, text)
 
+    def commit_version(self, model: str, stage: Path, version: int, label_file: str | None, *,
+                       beside: bool, new_model: bool) -> None:
+        """Make a staged version (``stage / "model"``, as local publishing stages it) live with the
+        object-storage protocol; the caller holds :meth:`lock`. ``beside``/``new_model`` need no special
+        case here: a model new to the bucket always gets a hold config first."""
+        from toolkit.repository.remote_publish import ModelPlan, Transfer, apply_plan
+
+        staged = stage / "model"
+        plan = ModelPlan(model, versions={version: staged / str(version)},
+                         labels=[staged / label_file] if label_file else [], config=(staged / CONFIG).read_text())
+        apply_plan(self, plan, self._lease_held(), Transfer())
+
+    def remove_version(self, model: str, version: int) -> None:
+        """Delete a version no config names any more (every object under it); the caller holds :meth:`lock`."""
+        self._lease_held()
+        self.delete([o.key for o in self.list(f"{model}/{version}")])
+
+    def _lease_held(self) -> Lease:
+        if self.held is None:
+            raise RepositoryError(f"{self.url}: a write without the writer lease; take it with 'with storage.lock():'")
+        return self.held
+
 
 @dataclass
 class Lease:
@@ -447,9 +470,11 @@ def _lease(storage: S3Storage, timeout: float, seconds: float) -> Iterator[Lease
 
     renewer = threading.Thread(target=keep, name="tritonkit-lease", daemon=True)
     renewer.start()
+    storage.held = lease
     try:
         yield lease
     finally:
+        storage.held = None
         stop.set()
         renewer.join(timeout=5)
         try:
