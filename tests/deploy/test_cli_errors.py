@@ -15,14 +15,15 @@ GOOD = "s3://minio.storage.svc:9000/models/prod"
 
 
 def _refused(out: Path, *args: str, code: int | None = None, env: dict[str, str] | None = None) -> str:
-    before = tree(out) if out.exists() else None
+    before = tree(out) if out.is_dir() else None
     done = run_cli("deploy", "k8s", "--out", str(out), *args, env=env)
     assert done.returncode != 0 and (code is None or done.returncode == code), (done.returncode, done.stdout)
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
     assert "Traceback" not in done.stderr
-    assert (tree(out) if out.exists() else None) == before  # nothing half-written, nothing replaced
-    assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]  # no stage left behind
+    assert (tree(out) if out.is_dir() else None) == before  # nothing half-written, nothing replaced
+    if out.parent.is_dir():
+        assert not [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")]  # no stage left behind
     return lines[0]
 
 
@@ -104,3 +105,12 @@ def test_no_credentials_is_one_line_that_names_the_variables(deploy_s3, repos, t
 ])
 def test_other_bad_options_are_one_line(tmp_path: Path, args: list[str], words: str) -> None:
     assert words in _refused(tmp_path / "out", "--repository", GOOD, *NO_READ, *args, code=2)
+
+
+def test_an_out_path_that_cannot_be_a_folder_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("mine")
+    line = _refused(tmp_path / "afile" / "k8s", "--repository", GOOD, *NO_READ, code=2)
+    assert "cannot write there" in line
+    line = _refused(tmp_path / "afile", "--repository", GOOD, *NO_READ, code=2)
+    assert "not a folder" in line
+    assert (tmp_path / "afile").read_text() == "mine"

@@ -488,7 +488,12 @@ def write_tree(out: Path, files: dict[str, str], force: bool = False) -> bool:
         if out.is_dir():
             trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
             os.rename(out, trash / "old")
-            os.rename(stage, out)
+            try:
+                os.rename(stage, out)
+            except BaseException:
+                os.rename(trash / "old", out)  # the old tree goes back: replaced whole or not at all
+                os.rmdir(trash)
+                raise
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.rename(stage, out)
@@ -513,4 +518,9 @@ def generate(opts: DeployOptions, out: str | os.PathLike[str], *, force: bool = 
     if opts.image is None or opts.gpus is None:
         records = inspect_repository(opts.url).plan_records
     plan = decide(opts, records)
-    return plan, write_tree(out_path, render_files(opts, plan), force)
+    files = render_files(opts, plan)
+    try:
+        return plan, write_tree(out_path, files, force)
+    except OSError as exc:
+        raise UsageError(f"--out {out_path}: cannot write there ({exc.strerror or exc}); choose a folder you can "
+                         "write") from None
