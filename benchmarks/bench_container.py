@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import signal
@@ -168,7 +169,8 @@ def main() -> int:
     rows = []
     for kind in kinds:
         tput = [run.rows[0].infer_per_sec for run in throughput[kind] if run.rows]
-        lat = [run.rows[0].p99_us / 1000 for run in throughput[kind] if run.rows]
+        # An unstable window has no percentiles (NaN): the stable rounds' p99 only.
+        lat = [run.rows[0].p99_us / 1000 for run in throughput[kind] if run.rows and math.isfinite(run.rows[0].p99_us)]
         rows.append({"runtime": kind, "ready_s": median([s[0] for s in starts[kind]]),
                      "start_call_s": median([s[1] for s in starts[kind]]),
                      "ready_all_s": [round(s[0], 2) for s in starts[kind]],
