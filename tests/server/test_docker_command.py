@@ -109,3 +109,20 @@ def test_argv_key_library_reads_key_and_credentials_from_stdin_and_keeps_them_ou
     empty = subprocess.run([sys.executable, "-c", "print('ran')", flag], input="", env=env, capture_output=True,
                            text=True, timeout=60)
     assert empty.returncode == 111 and "ran" not in empty.stdout
+
+
+def test_serve_docker_runtime_exits_3_in_one_line_when_no_engine_answers_the_docker_cli(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("docker") is None:
+        pytest.skip("no docker CLI here: the case needs one whose engine does not answer")
+    (tmp_path / "model_repository").mkdir()
+    env = {**os.environ, "DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock", "TRITONKIT_CONTAINER_ENGINE": "docker",
+           "XDG_STATE_HOME": str(tmp_path / "state")}
+    r = subprocess.run([str(Path(sys.executable).parent / "tritonkit"), "serve", "--runtime", "docker"], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120, env=env)
+    lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
+    assert r.returncode == 3 and len(lines) == 1, r.stderr
+    assert "docker answers" in lines[0] and "no-engine.sock" in lines[0] and "--runtime embedded" in lines[0]

@@ -228,6 +228,29 @@ def client_alive(name: str) -> bool:
     return False
 
 
+def unreadable_for_others(root: Path, limit: int = 20000) -> Path | None:
+    """The first path under ``root`` that a user other than its owner cannot read (a folder also needs x);
+    None when all can be (or after ``limit`` files, for a huge repository)."""
+    seen = 0
+    for dirpath, _dirs, files in os.walk(root):
+        folder = Path(dirpath)
+        try:
+            if folder.stat().st_mode & 0o005 != 0o005:
+                return folder
+        except OSError:
+            return folder
+        for name in files:
+            try:
+                if not (folder / name).stat().st_mode & 0o004:
+                    return folder / name
+            except OSError:
+                continue  # a dangling link: Triton reports what it needs
+            seen += 1
+            if seen >= limit:
+                return None
+    return None
+
+
 def remove_container(engine: Engine, ref: str, timeout: float = 30, container_id: str | None = None) -> bool:
     """Stop (gracefully, up to ``timeout`` s) and remove container ``ref`` when the engine says it is
     tritonkit's (its labels, this user, and ``container_id`` when given); False when it is not, or is gone."""
@@ -354,6 +377,23 @@ class DockerServer(EmbeddedServer):
         self.engine = self.engine or require_engine()
         remove_orphans(self.engine)  # a crashed client's container may hold our ports
         super()._check_before_start()
+        self.image = self.image or default_image()
+        if getattr(self, "remote", None) is None:
+            self._check_readable_by_image_user()
+
+    def _check_readable_by_image_user(self) -> None:
+        """Refuse, in one line, a repository the image's non-root user cannot read (a private temp folder):
+        Triton would otherwise fail inside the container with a bare permission error."""
+        assert self.engine is not None and self.image is not None
+        done = self.engine.run("image", "inspect", "--format", "{{.Config.User}}", self.image, timeout=30)
+        user = done.stdout.strip() if done.returncode == 0 else ""
+        if user in ("", "0", "root") or user.startswith(("0:", "root:")):
+            return  # root in the container (or an image not here yet): it reads what the mount shows
+        blocked = unreadable_for_others(Path(self.repository))
+        if blocked is not None:
+            raise ServerError(f"{blocked} cannot be read by other users, and image {self.image} runs as {user} (not "
+                              f"root), so Triton in the container could not read the repository; run `chmod -R "
+                              f"a+rX {self.repository}` or serve with --runtime embedded")
 
     def start(self, timeout: float | None = None) -> DockerServer:
         """Start the container and wait until Triton is ready (see :meth:`EmbeddedServer.start`).
