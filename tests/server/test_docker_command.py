@@ -125,4 +125,4 @@ def test_serve_docker_runtime_exits_3_in_one_line_when_no_engine_answers_the_doc
                        capture_output=True, text=True, timeout=120, env=env)
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert r.returncode == 3 and len(lines) == 1, r.stderr
-    assert "docker answers" in lines[0] and "no-engine.sock" in lines[0] and "--runtime embedded" in lines[0]
+    assert "docker does not answer" in lines[0] and "no-engine.sock" in lines[0] and "--runtime embedded" in lines[0]

@@ -149,7 +149,9 @@ def require_engine(choice: str | None = None) -> Engine:
             "the docker runtime needs a container engine, and Docker is not installed (no `docker` or `podman` on "
             "PATH); install Docker or podman, or use --runtime embedded")
     where = os.environ.get("DOCKER_HOST") or "the default socket"
+    why = {"docker": f"docker: no engine answers at {where}", "podman": "podman: not root, or not set up"}
+    which = f"neither {' nor '.join(programs)} answers" if len(programs) > 1 else f"{programs[0]} does not answer"
     raise MissingDependencyError(
-        f"the docker runtime needs a container engine, and {' nor '.join(programs)} answers (docker: no engine at "
-        f"{where}; podman: not root or not set up) - start Docker, or `podman system service` with DOCKER_HOST "
-        "set, or run as root with podman; or use --runtime embedded")
+        f"the docker runtime needs a container engine, and {which} ({'; '.join(why[p] for p in programs)}): start "
+        "Docker, or `podman system service` with DOCKER_HOST set, or run podman as root after `sudo bash "
+        "scripts/setup-containers.sh`; or use --runtime embedded")
