@@ -131,9 +131,9 @@ def test_image_serves_the_default_repository_like_onnxruntime(container_engine: 
 
     repo = digits_build["repository"]
     port = free_port()
-    name = f"tritonkit-test-{uuid.uuid4().hex[:8]}"
+    container = f"tritonkit-test-{uuid.uuid4().hex[:8]}"
     subprocess.run(
-        [container_engine, "run", "-d", "--rm", "--name", name, "-p", f"127.0.0.1:{port}:8000",
+        [container_engine, "run", "-d", "--rm", "--name", container, "-p", f"127.0.0.1:{port}:8000",
          "-v", f"{repo}:/models:ro", "--shm-size=256m", triton_image,
          "tritonserver", "--model-repository=/models", "--strict-readiness=true", "--exit-on-error=true"],
         check=True, capture_output=True, text=True, timeout=120)
@@ -141,7 +141,7 @@ def test_image_serves_the_default_repository_like_onnxruntime(container_engine: 
         try:
             _ready(f"http://127.0.0.1:{port}", timeout=120)
         except AssertionError:
-            logs = subprocess.run([container_engine, "logs", name], capture_output=True, text=True, timeout=60)
+            logs = subprocess.run([container_engine, "logs", container], capture_output=True, text=True, timeout=60)
             raise AssertionError(logs.stdout[-2000:] + logs.stderr[-2000:]) from None
         rng = np.random.default_rng(7)
         batch = rng.uniform(0, 16, size=(8, 1, 8, 8)).astype(np.float32)
@@ -160,17 +160,20 @@ def test_image_serves_the_default_repository_like_onnxruntime(container_engine: 
         assert client.infer("digits_image", [big]).as_numpy("logits").shape == (1, 10)
         client.close()
         session = ort.InferenceSession(str(digits_build["onnx"]), providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
-        expected = session.run(None, {name: batch})[0]
+        input_name = session.get_inputs()[0].name
+        expected = session.run(None, {input_name: batch})[0]
         np.testing.assert_allclose(served, expected, rtol=1e-5, atol=1e-5)
         assert served.argmax(1).tolist() == expected.argmax(1).tolist()
         tensor_in = ((pixels.transpose(0, 3, 1, 2).astype(np.float32) * spec["scale"] - spec["mean"][0])
                      / spec["std"][0]).astype(np.float32)
-        np.testing.assert_allclose(via_ensemble, session.run(None, {name: tensor_in})[0], rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(via_ensemble, session.run(None, {input_name: tensor_in})[0], rtol=1e-4, atol=1e-4)
     finally:
-        subprocess.run([container_engine, "rm", "--force", "--time", "5", name], capture_output=True, timeout=120)
-    gone = subprocess.run([container_engine, "container", "exists", name], capture_output=True, timeout=60)
-    assert gone.returncode != 0
+        removed = subprocess.run([container_engine, "rm", "--force", "--time", "5", container], capture_output=True,
+                                 text=True, timeout=120)
+    assert removed.returncode == 0 and container in removed.stdout, removed.stderr  # rm --force of none is 0 too
+    gone = subprocess.run([container_engine, "container", "exists", container], capture_output=True, text=True,
+                          timeout=60)
+    assert gone.returncode == 1, gone.stderr  # 1: no such container (125 would be an engine error)
 
 
 def test_an_engine_that_cannot_run_is_one_line(container_engine: str, tmp_path: Path) -> None:
