@@ -67,6 +67,7 @@ def _check_deployment(objects: dict[str, dict[str, Any]], triton_url: str, image
     assert sc["capabilities"]["drop"] == ["ALL"]
     assert pod["securityContext"]["runAsUser"] == 1000 and pod["securityContext"]["runAsNonRoot"] is True
     assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+    assert pod["topologySpreadConstraints"][0]["labelSelector"]["matchLabels"] == dep["spec"]["selector"]["matchLabels"]
     mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
     volumes = {v["name"]: v for v in pod["volumes"]}
     assert volumes[mounts["/dev/shm"]]["emptyDir"]["medium"] == "Memory"

@@ -292,6 +292,10 @@ def deployment(opts: DeployOptions, plan: Plan) -> dict[str, Any]:
                     "terminationGracePeriodSeconds": 60,
                     "securityContext": {"runAsNonRoot": True, "runAsUser": TRITON_UID, "runAsGroup": TRITON_UID,
                                         "fsGroup": TRITON_UID, "seccompProfile": {"type": "RuntimeDefault"}},
+                    # replicas on different nodes where possible: one node's loss or drain takes one replica
+                    "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                                                   "whenUnsatisfiable": "ScheduleAnyway",
+                                                   "labelSelector": {"matchLabels": selector(opts)}}],
                     "containers": [container],
                     "volumes": volumes,
                 },
