@@ -23,7 +23,7 @@ from tests.objectstore import CREDENTIALS, MotoServer, moto_server
 
 TRITONKIT = str(Path(sys.executable).with_name("tritonkit"))
 SCHEMAS = Path(__file__).with_name("schemas")
-KUBE_VERSIONS = ("1.29", "1.32", "1.35")
+KUBE_VERSIONS = ("1.29", "1.32", "1.35", "1.37")
 CRD_SCHEMAS = {("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor.json",
                ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule.json",
                ("serving.kserve.io/v1beta1", "InferenceService"): "inferenceservice.json"}

@@ -1,6 +1,6 @@
 """``tritonkit deploy k8s`` output: every variant renders with kustomize and every object validates.
 
-Core kinds are checked against the Kubernetes schemas of 1.29, 1.32 and 1.35 (kubernetes-validate, strict:
+Core kinds are checked against the Kubernetes schemas of 1.29, 1.32, 1.35 and 1.37 (kubernetes-validate, strict:
 unknown fields fail); a kind without a schema fails instead of warning. The CRDs (ServiceMonitor,
 PrometheusRule, InferenceService) are checked against the schemas kept in ``tests/deploy/schemas``.
 """
