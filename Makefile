@@ -41,11 +41,14 @@ image: $(STAMP) ## Build the CPU stand-in for NVIDIA's Triton image with podman 
 	@bash scripts/setup-containers.sh
 	$(TK) image build
 
-# As root, the container tests' engine is set up first (podman, runc, debootstrap, containers.conf); their
-# session fixture builds the image once, while the other tests run.
+# As root, the container tests' engine is set up first (podman, runc, debootstrap, containers.conf) and the
+# stand-in image is built in the background while the other tests run (log: build/image-build.log); the
+# container tests' fixture waits for that build (an inter-process lock) instead of starting another.
 test: $(STAMP) ## Run the whole test suite (starts real Triton servers) [JOBS=N workers, default: CPU count]
 	@bash scripts/setup-containers.sh
-	$(BIN)/pytest -q -n $(JOBS) --dist loadfile
+	@if [ "$$(id -u)" = 0 ] && command -v podman >/dev/null && command -v debootstrap >/dev/null; then \
+	  mkdir -p build; $(TK) image build >build/image-build.log 2>&1 & fi; \
+	$(BIN)/pytest -q -n $(JOBS) --dist loadfile; rc=$$?; wait; exit $$rc
 
 lint: $(STAMP) ## ruff
 	$(BIN)/ruff check .
