@@ -177,7 +177,7 @@ def output(reply: dict[str, Any], name: str) -> np.ndarray:
 
 
 @pytest.fixture(scope="module", params=["docker", "podman"])
-def served(request: pytest.FixtureRequest, triton_image: str, container_engine: str, digits_build: dict[str, Path],
+def served(request: pytest.FixtureRequest, triton_image: str, container_engine: str,
            tmp_path_factory: pytest.TempPathFactory):
     """A detached container started by `tritonkit serve --runtime docker --detach` through one engine path."""
     way = request.param
@@ -191,7 +191,7 @@ def served(request: pytest.FixtureRequest, triton_image: str, container_engine: 
     else:
         engine = Engine("podman", container_engine)
         repo = root / "model_repository"
-        shutil.copytree(digits_build["repository"], repo)
+        shutil.copytree(request.getfixturevalue("digits_build")["repository"], repo)
     env["TRITONKIT_CONTAINER_ENGINE"] = way
     ports = [free_port() for _ in range(3)]
     t0 = time.monotonic()
