@@ -19,7 +19,13 @@ from typing import Any
 
 from contract.errors import ServerError, UsageError
 from toolkit.gpus import gpu_visible
-from toolkit.serve.container import DockerServer, docker_available, require_docker, stop_recorded_container
+from toolkit.serve.container import (
+    DockerServer,
+    docker_available,
+    remove_orphans,
+    require_docker,
+    stop_recorded_container,
+)
 from toolkit.serve.embedded import ADMIN_HEADER, EmbeddedServer, check_ports, check_repository_arg, http_get
 from toolkit.serve.install import argv_key_library
 from toolkit.serve.interrupts import interrupts_raise, signals_held
@@ -62,8 +68,10 @@ def make_server(opts: ServeOptions, log_path: Path | None = None, warn: Any = No
     remote = check_repository_arg(opts.repository)
     repo: Path | str = opts.repository if remote is not None else Path(opts.repository)
     runtime = choose_runtime(opts.runtime)
+    engine = None
     if runtime == "docker":
-        require_docker()
+        engine = require_docker()
+        remove_orphans(engine)  # a crashed client's container may still hold the ports checked below
     else:
         argv_key_library()  # no C compiler: refused here, before any warning (built once, then found)
     warnings = check_serve_options(opts, runtime)
@@ -76,7 +84,7 @@ def make_server(opts: ServeOptions, log_path: Path | None = None, warn: Any = No
         strict_config=opts.strict_config, download_root=download_root, progress=warn or print,
     )
     if runtime == "docker":
-        return DockerServer(repo, image=opts.image, **common)
+        return DockerServer(repo, image=opts.image, engine=engine, **common)
     return EmbeddedServer(repo, **common)
 
 
