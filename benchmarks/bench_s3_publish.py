@@ -7,8 +7,9 @@ Set-up: a moto S3 server on loopback, one bucket, model ``m`` (``y = x * w``; ev
 ``w``, so a version's outputs say which file it is). Two embedded Tritons poll the bucket
 (``--model-control poll``). Each crash run starts ``tritonkit repo add m --repository s3://...`` and
 kills it: odd runs at a protocol step boundary (``TRITONKIT_FAULT_AT``, cycling through every step of
-:data:`toolkit.repository.s3.S3_STEPS`), even runs with SIGKILL at a random moment of a publish's
-duration. Meanwhile a checker, every ``--tick`` seconds:
+:data:`toolkit.repository.s3.S3_STEPS`), even runs with SIGKILL at a random moment after the writer
+took the lease (uniform over 1.2 times a clean publish's lease time, so some runs complete).
+Then models new to the bucket are killed before their config goes live (the hold config's case). Meanwhile a checker, every ``--tick`` seconds:
 
 * asks both servers which versions of ``m`` are READY (``/v2/repository/index``);
 * for every version seen READY the first time on a server: its objects must be complete against its
@@ -74,71 +75,74 @@ class Checker:
 
         self.url, self.servers, self.tick = url, servers, tick
         self.storage = S3Storage(url)
-        self.ever_named: set[int] = set()
-        self.seen: set[tuple[int, int]] = set()  # (server, version) checked
-        self.expected: dict[int, list[float]] = {}
-        self.counts = {"ticks": 0, "loads_checked": 0, "bad_loads": 0, "mismatched_configs": 0,
+        self.ever_named: set[tuple[str, int]] = set()
+        self.seen: set[tuple[int, str, int]] = set()  # (server, model, version) checked
+        self.expected: dict[tuple[str, int], list[float]] = {}
+        self.counts = {"ticks": 0, "loads_checked": 0, "bad_loads": 0, "config_checks": 0, "mismatched_configs": 0,
                        "stale_loaded_observations": 0, "index_errors": 0, "infer_errors": 0}
         self.problems: list[str] = []
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self.run, daemon=True)
 
-    def loaded(self, server: Any) -> set[int]:
+    def loaded(self, server: Any) -> set[tuple[str, int]]:
         rows = http_json(f"http://{server.http_url}/v2/repository/index", {}, server.admin_headers)
-        return {int(r["version"]) for r in rows if r.get("name") == MODEL and r.get("state") == "READY"
-                and str(r.get("version", "")).isdigit()}
+        return {(str(r["name"]), int(r["version"])) for r in rows
+                if r.get("state") == "READY" and str(r.get("version", "")).isdigit()}
 
-    def weights(self, version: int) -> list[float]:
-        """The outputs version ``version`` must give for x = ones: its ``w`` in the bucket's model file."""
-        if version not in self.expected:
+    def weights(self, model: str, version: int) -> list[float]:
+        """The outputs a version must give for x = ones: its ``w`` in the bucket's model file."""
+        if (model, version) not in self.expected:
             import onnx
             from onnx import numpy_helper
 
-            data = self.storage.get_bytes(f"{MODEL}/{version}/model.onnx", "model")
-            model = onnx.load_from_string(data)
-            w = next(numpy_helper.to_array(i) for i in model.graph.initializer if i.name == "w")
-            self.expected[version] = [float(v) for v in w]
-        return self.expected[version]
+            data = self.storage.get_bytes(f"{model}/{version}/model.onnx", "model")
+            w = next(numpy_helper.to_array(i) for i in onnx.load_from_string(data).graph.initializer
+                     if i.name == "w")
+            self.expected[(model, version)] = [float(v) for v in w]
+        return self.expected[(model, version)]
 
-    def config_check(self) -> list[int]:
+    def config_check(self) -> dict[str, list[int]]:
         from tests.s3.s3_helpers import served_consistent
         from toolkit.repository.remote_publish import named_in, remote_config
 
-        text = remote_config(self.storage, MODEL)
-        named = named_in(text, self.storage.version_numbers(MODEL))
-        self.ever_named |= set(named)
-        bad = served_consistent(self.url, MODEL)
-        if bad:
-            self.counts["mismatched_configs"] += 1
-            self.problems.append(f"config names inconsistent versions: {bad}")
-        return named
+        out = {}
+        for model in self.storage.model_names():
+            named = named_in(remote_config(self.storage, model), self.storage.version_numbers(model))
+            self.ever_named |= {(model, v) for v in named}
+            out[model] = named
+            self.counts["config_checks"] += 1
+            bad = served_consistent(self.url, model)
+            if bad:
+                self.counts["mismatched_configs"] += 1
+                self.problems.append(f"{model}: config names inconsistent versions: {bad}")
+        return out
 
-    def check_load(self, i: int, server: Any, version: int) -> None:
+    def check_load(self, i: int, server: Any, model: str, version: int) -> None:
         from toolkit.repository.remote_publish import verify_remote_version
 
         self.counts["loads_checked"] += 1
         why = []
-        if version not in self.ever_named:
+        if (model, version) not in self.ever_named:
             self.config_check()  # a config may have switched since the last look
-        if version not in self.ever_named:
+        if (model, version) not in self.ever_named:
             why.append("never named by a live config")
-        incomplete = verify_remote_version(self.storage, MODEL, version)
+        incomplete = verify_remote_version(self.storage, model, version)
         if incomplete:
             why.append(f"objects differ from its manifest: {incomplete}")
         else:
             body = {"inputs": [{"name": "x", "shape": [1, WIDTH], "datatype": "FP32", "data": [1.0] * WIDTH}]}
             try:
-                out = http_json(f"http://{server.http_url}/v2/models/{MODEL}/versions/{version}/infer", body)
+                out = http_json(f"http://{server.http_url}/v2/models/{model}/versions/{version}/infer", body)
                 got = [float(v) for v in out["outputs"][0]["data"]]
-                if got != self.weights(version):
-                    why.append(f"outputs {got} differ from the bucket's model ({self.weights(version)})")
             except Exception:  # noqa: BLE001 - unloaded between the index and the request: not a verdict
                 self.counts["infer_errors"] += 1
-                self.seen.discard((i, version))
+                self.seen.discard((i, model, version))
                 return
+            if got != self.weights(model, version):
+                why.append(f"outputs {got} differ from the bucket's model ({self.weights(model, version)})")
         if why:
             self.counts["bad_loads"] += 1
-            self.problems.append(f"server {i} loaded version {version}: {'; '.join(why)}")
+            self.problems.append(f"server {i} loaded {model} version {version}: {'; '.join(why)}")
 
     def run(self) -> None:
         while not self.stop.wait(self.tick):
@@ -157,18 +161,35 @@ class Checker:
             except Exception:  # noqa: BLE001
                 self.counts["index_errors"] += 1
                 continue
-            if loaded - set(named):
+            if any(v not in named.get(m, []) for m, v in loaded):
                 self.counts["stale_loaded_observations"] += 1  # poll lag after a switch: unloaded next poll
-            for v in sorted(loaded):
-                if (i, v) not in self.seen:
-                    self.seen.add((i, v))
-                    self.check_load(i, server, v)
+            for m, v in sorted(loaded):
+                if (i, m, v) not in self.seen:
+                    self.seen.add((i, m, v))
+                    self.check_load(i, server, m, v)
 
 
-def add_process(url: str, onnx: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(tritonkit_cmd("repo", "add", MODEL, "--repository", url, "--onnx", str(onnx),
+def add_process(url: str, onnx: Path, env: dict[str, str], model: str = MODEL) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(tritonkit_cmd("repo", "add", model, "--repository", url, "--onnx", str(onnx),
                                           "--no-warmup", "--keep-versions", "2", "--json"),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def wait_for_lease(storage: Any, proc: subprocess.Popen[bytes], timeout: float = 120.0) -> float:
+    """When the writer took the lease (the lease object names its pid; a killed writer's may still be there),
+    or exited; polled every 20 ms."""
+    from contract.errors import RepositoryError
+    from toolkit.repository.s3 import LEASE
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if json.loads(storage.get_bytes(LEASE, "lease")).get("pid") == proc.pid:
+                break
+        except (RepositoryError, ValueError):
+            pass
+        time.sleep(0.02)
+    return time.monotonic()
 
 
 def crash_loop(url: str, work: Path, runs: int, seed: int, env: dict[str, str]) -> dict[str, Any]:
@@ -177,10 +198,16 @@ def crash_loop(url: str, work: Path, runs: int, seed: int, env: dict[str, str]) 
 
     rng = random.Random(seed)
     steps = [s for s in S3_STEPS if s != "s3_hold_config"]  # the model exists: no hold config is written
-    t0 = time.monotonic()
-    clean = add_process(url, scale_model(work / "clean.onnx", 1000.0), env)
-    assert clean.wait(300) == 0, clean.stderr.read() if clean.stderr else b""
-    clean_s = time.monotonic() - t0
+    from toolkit.repository.s3 import S3Storage
+
+    storage = S3Storage(url)
+    durations = []
+    for k in range(3):  # how long a clean publish holds the lease: random kills fall in that window
+        clean = add_process(url, scale_model(work / f"clean{k}.onnx", 1000.0 + k), env)
+        leased = wait_for_lease(storage, clean)
+        assert clean.wait(300) == 0, clean.stderr.read() if clean.stderr else b""
+        durations.append(time.monotonic() - leased)
+    clean_s = sorted(durations)[1]
     records = []
     for r in range(runs):
         onnx = scale_model(work / f"run{r}.onnx", float(r + 1))
@@ -193,7 +220,8 @@ def crash_loop(url: str, work: Path, runs: int, seed: int, env: dict[str, str]) 
         proc = add_process(url, onnx, run_env)
         delay = None
         if mode == "random":
-            delay = rng.uniform(0.05, clean_s * 1.1)
+            delay = rng.uniform(0.0, 1.2 * clean_s)  # after the lease is taken: inside the protocol
+            wait_for_lease(storage, proc)
             try:
                 proc.wait(delay)
             except subprocess.TimeoutExpired:
@@ -206,6 +234,22 @@ def crash_loop(url: str, work: Path, runs: int, seed: int, env: dict[str, str]) 
                         "stderr": err.decode(errors="replace").strip()[-300:] if rc not in (0, -9) else ""})
         time.sleep(rng.uniform(0.0, 1.0))  # let polls happen between runs at varied phases
     return {"records": records, "clean_publish_s": round(clean_s, 2)}
+
+
+def new_model_runs(url: str, work: Path, env: dict[str, str]) -> list[dict[str, Any]]:
+    """A model new to the bucket killed at each step before its config goes live (the hold config's case),
+    then one published whole: the checker must never see a killed one loaded."""
+    from toolkit.repository.s3 import S3_STEPS
+
+    records = []
+    steps = [*S3_STEPS[:S3_STEPS.index("s3_config_written")], ""]
+    for k, step in enumerate(steps):
+        name = f"new{k}"
+        proc = add_process(url, scale_model(work / f"{name}.onnx", 50.0 + k), {**env, "TRITONKIT_FAULT_AT": step}
+                           if step else env, model=name)
+        proc.communicate(timeout=300)
+        records.append({"model": name, "step": step or "(not killed)", "rc": proc.returncode})
+    return records
 
 
 def transfers(url: str, work: Path, env: dict[str, str]) -> dict[str, Any]:
@@ -271,6 +315,7 @@ def main() -> None:
             checker = Checker(url, servers, args.tick)
             checker.thread.start()
             loop = crash_loop(url, work, args.crash_runs, args.seed, env)
+            fresh = new_model_runs(url, work, env)
             final = add_process(url, scale_model(work / "final.onnx", 9999.0), env)
             out, err = final.communicate(timeout=300)
             final_ok = final.returncode == 0
@@ -279,7 +324,7 @@ def main() -> None:
             settled = None
             while time.monotonic() - t < args.settle_timeout and final_ok:
                 try:
-                    if all(final_version in checker.loaded(s) for s in servers):
+                    if all({(MODEL, final_version), (fresh[-1]["model"], 1)} <= checker.loaded(s) for s in servers):
                         settled = round(time.monotonic() - t, 2)
                         break
                 except Exception:  # noqa: BLE001, S110 - a server busy reloading: ask again
@@ -299,7 +344,9 @@ def main() -> None:
                 "clean_publish_s": loop["clean_publish_s"], **checker.counts, "problems": checker.problems[:50],
                 "final_publish_ok": final_ok, "final_version": final_version,
                 "final_stderr": err.decode(errors="replace").strip()[-300:] if not final_ok else "",
-                "final_served_by_both_after_s": settled, "records": records,
+                "final_served_by_both_after_s": settled, "records": records, "new_model_runs": fresh,
+                "new_model_kills": sum(r["rc"] == -9 for r in fresh),
+                "new_models_loaded": sorted({m for srv in servers for m, _ in checker.loaded(srv) if m != MODEL}),
             })
             for srv in servers:
                 srv.stop()
@@ -318,12 +365,16 @@ def report(result: dict[str, Any], folder: Path) -> None:
             ("runs that completed before their kill", result["completed_before_kill"]),
             ("other exits", len(result["other_exits"])),
             ("loads checked (server x version)", result["loads_checked"]), ("bad loads", result["bad_loads"]),
-            ("checker ticks", result["ticks"]), ("mismatched configs", result["mismatched_configs"]),
+            ("checker ticks / config checks", f"{result['ticks']} / {result['config_checks']}"),
+            ("mismatched configs", result["mismatched_configs"]),
             ("loaded-but-no-longer-named observations (poll lag)", result["stale_loaded_observations"]),
             ("requests to a READY version that failed (unloaded meanwhile)", result["infer_errors"]),
+            ("new models killed before their config (hold config) / loaded at the end",
+             f"{result['new_model_kills']} / {result['new_models_loaded']}"),
             ("final publish after the crashes", "ok" if result["final_publish_ok"] else "FAILED"),
-            ("final version served by both servers after (s)", result["final_served_by_both_after_s"]),
-            ("clean repo add (s)", result["clean_publish_s"]),
+            ("final version (and the new model) served by both servers after (s)",
+             result["final_served_by_both_after_s"]),
+            ("clean repo add, lease held (s)", result["clean_publish_s"]),
             ("server start from S3 (s)", result.get("server_start_s"))]
     for name, t in result.get("transfers", {}).items():
         rows.append((f"{name.replace('_', ' ')} (s; files, bytes)",
