@@ -216,3 +216,24 @@ def test_two_processes_build_once(container_engine: str, triton_image: str) -> N
         assert listed.count(tag) == 1
     finally:
         subprocess.run([container_engine, "rmi", tag], capture_output=True, timeout=120)
+
+
+def test_an_interrupted_debootstrap_is_cleaned_up_without_touching_its_mounts(tmp_path: Path) -> None:
+    """A killed debootstrap leaves proc (and device binds) mounted in its target: unmounted, never deleted through."""
+    from toolkit.serve.image import _mounts_under, _remove_stale
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting proc needs root")
+    target = tmp_path / "home" / ".rootfs-bookworm-x.abc" / "root"
+    (target / "proc").mkdir(parents=True)
+    (target / "etc").mkdir()
+    (target / "etc" / "passwd").write_text("root:x:0:0::/root:/bin/bash\n")
+    subprocess.run(["mount", "-t", "proc", "proc", str(target / "proc")], check=True, timeout=30)
+    try:
+        assert _mounts_under(tmp_path) == [str((target / "proc").resolve())]
+        said: list[str] = []
+        _remove_stale(tmp_path / "home", said.append)
+        assert said == [] and not target.exists() and _mounts_under(tmp_path) == []
+        assert Path("/proc/self/status").is_file()  # the host's proc is untouched
+    finally:
+        subprocess.run(["umount", "-l", str(target / "proc")], capture_output=True, timeout=30)

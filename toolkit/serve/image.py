@@ -284,6 +284,37 @@ def _run(cmd: list[str], what: str, timeout: float, **kw: Any) -> subprocess.Com
     return done
 
 
+def _mounts_under(path: Path) -> list[str]:
+    """Mount points at or below ``path``, deepest first (debootstrap mounts proc, sys and devices in its target)."""
+    top = str(path.resolve())
+    found = []
+    with contextlib.suppress(OSError), open("/proc/self/mountinfo") as handle:
+        for line in handle:
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+            if point == top or point.startswith(top + "/"):
+                found.append(point)
+    return sorted(found, key=len, reverse=True)
+
+
+def _remove_tree(path: Path) -> bool:
+    """Remove a build folder, never through a mount left by an interrupted debootstrap (unmounted first)."""
+    if not path.exists():
+        return True
+    for point in _mounts_under(path):
+        subprocess.run(["umount", "-l", point], capture_output=True, timeout=60)
+    if _mounts_under(path):
+        return False
+    shutil.rmtree(path, ignore_errors=True)
+    return not path.exists()
+
+
+def _remove_stale(home: Path, say: Progress) -> None:
+    """Temporary folders of builds that were killed (every build holds the lock, so none is in use now)."""
+    for stale in sorted(home.glob(".*")):
+        if stale.is_dir() and not _remove_tree(stale):
+            say(f"left {stale}: something is still mounted in it (`umount -R {stale}`, then remove it)")
+
+
 def _cached(home: Path, name: str, make: Callable[[Path], None]) -> Path:
     """``home/name`` made once by ``make(tmp)`` in a temporary folder and renamed into place."""
     final = home / name
@@ -293,10 +324,10 @@ def _cached(home: Path, name: str, make: Callable[[Path], None]) -> Path:
     try:
         make(tmp)
         (tmp / _COMPLETE).write_text(f"{name}\n")
-        shutil.rmtree(final, ignore_errors=True)
+        _remove_tree(final)
         os.rename(tmp, final)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _remove_tree(tmp)
     return final
 
 
@@ -465,6 +496,7 @@ def build_image(*, force: bool = False, progress: Progress | None = None) -> Bui
     with _build_lock(home):
         if not force and image_exists(plan.tag):  # another process built it while we waited
             return BuildResult(plan.tag, built=False, seconds=time.monotonic() - started)
+        _remove_stale(home, say)
 
         def step(name: str, label: str, fn: Callable[[], Any]) -> Any:
             say(f"[{len(steps) + 1}/4] {label} ...")
@@ -491,7 +523,7 @@ def build_image(*, force: bool = False, progress: Progress | None = None) -> Bui
                 subprocess.run([podman, "rmi", previous], capture_output=True, timeout=120)
             image_id = ""
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            _remove_tree(tmp)
             if image_id:  # imported but not tagged: leave nothing behind
                 subprocess.run([podman, "rmi", "--force", image_id], capture_output=True, timeout=120)
         for old in _older_tags(podman, plan.tag):
