@@ -76,15 +76,39 @@ def s3_repo(s3_server: MotoServer, digits_build: dict[str, Path]) -> str:
 
 @pytest.fixture(scope="module")
 def detached(s3_repo: str, s3_env: dict[str, str]) -> Iterator[dict]:
-    """One detached server on the S3 repository; its record (read back through `serve status --json`)."""
+    """One detached server on the S3 repository; its record (read back through `serve status --json`).
+
+    A download folder left by a killed server of an earlier run (its maker's pid is gone) waits in the run
+    folder: the start sweeps it away."""
+    from toolkit.serve.state import make_private_dir
+
+    run_dir = make_private_dir(_run_dir(s3_repo, s3_env))
+    stale = run_dir / "download-999999999-stale"
+    (stale / "folderABCDEF").mkdir(parents=True)
     r = tritonkit(["serve", "--repository", s3_repo, "--runtime", "embedded", "--detach", *ports()], s3_env,
                   timeout=400)
     assert r.returncode == 0, r.stderr
     status = json.loads(tritonkit(["serve", "status", "--repository", s3_repo, "--json"], s3_env).stdout)
+    status["stale_download_left"] = stale.exists()
     try:
         yield {"status": status, "start": r}
     finally:
         tritonkit(["serve", "stop", "--repository", s3_repo], s3_env)
+
+
+def _run_dir(url: str, env: dict[str, str]) -> Path:
+    """The run folder `tritonkit serve` uses for ``url`` under the module's state home."""
+    from toolkit.serve.state import run_dir_for
+
+    old = os.environ.get("XDG_STATE_HOME")
+    os.environ["XDG_STATE_HOME"] = env["XDG_STATE_HOME"]
+    try:
+        return run_dir_for(url)
+    finally:
+        if old is None:
+            os.environ.pop("XDG_STATE_HOME", None)
+        else:
+            os.environ["XDG_STATE_HOME"] = old
 
 
 def _logits(http_url: str, batch: np.ndarray) -> np.ndarray:
@@ -122,6 +146,7 @@ def test_s3_run_record_and_argv_hold_no_credentials(detached: dict, s3_repo: str
     from toolkit.serve.state import run_dir_for
 
     assert run_dir.name == run_dir_for(s3_repo + "/").name
+    assert run_dir == _run_dir(s3_repo, {"XDG_STATE_HOME": str(run_dir.parents[2])})
 
 
 def test_s3_downloads_live_in_the_run_folder(detached: dict) -> None:
@@ -129,10 +154,10 @@ def test_s3_downloads_live_in_the_run_folder(detached: dict) -> None:
     download = Path(status["download_dir"])
     assert download.parent == Path(status["run_dir"]) and download.name.startswith("download-")
     assert download.stat().st_mode & 0o077 == 0
+    assert not status["stale_download_left"], "the start did not sweep a dead server's download folder"
     localized = [p for p in download.iterdir() if p.name.startswith("folder")]
     assert localized, "Triton downloaded nothing into the run folder"
-    assert any((p / "1" / "model.onnx").is_file() or (p / "model.onnx").is_file() for p in localized) or \
-        any(p.rglob("model.onnx") for p in localized)
+    assert any(any(p.rglob("model.onnx")) for p in localized), [str(p) for p in download.rglob("*")]
 
 
 def test_s3_progress_read_from_the_log(detached: dict, s3_repo: str) -> None:
@@ -193,3 +218,24 @@ def test_s3_unreachable_endpoint_one_line(s3_env: dict[str, str]) -> None:
     r = tritonkit(["serve", "--repository", url, "--runtime", "embedded", *ports()], s3_env, timeout=300)
     line = error_line(r)
     assert f"object store http://{url[5:].split('/')[0]} of {url} does not answer" in line, line
+
+
+def test_s3_killed_server_downloads_removed(s3: MotoServer, s3_repo: str, tmp_path: Path) -> None:
+    """A Triton killed outright cannot remove what it downloaded; stopping its EmbeddedServer does."""
+    import signal
+
+    from toolkit.serve.embedded import EmbeddedServer
+
+    server = EmbeddedServer(s3_repo, http_port=free_port(), grpc_port=free_port(), metrics_port=free_port(),
+                            log_path=tmp_path / "triton.log", download_root=tmp_path / "downloads")
+    server.start()
+    try:
+        download = server.download_dir
+        assert download is not None and download.parent == tmp_path / "downloads"
+        assert any(download.rglob("model.onnx"))
+        os.kill(server.pid, signal.SIGKILL)
+        server._proc.wait(10)
+        assert any(download.rglob("model.onnx"))  # what a killed Triton leaves behind
+    finally:
+        server.stop()
+    assert not download.exists()
