@@ -482,7 +482,13 @@ class DockerServer(EmbeddedServer):
                         if ln.strip().lower().startswith(("error:", "docker: error", "error response"))
                         or "Error: " in ln]
         if engine_lines and not server_error_lines(text):
-            return message.replace("no error in its log", engine_lines[-1][:400])
+            line = engine_lines[-1][:400]
+            if any(w in line.lower() for w in ("registry", "pull", "image not known", "no such image")):
+                line += (f"; the engine has no image {self.image} and cannot fetch it: pass --image with one it has, "
+                         "or build tritonkit's CPU stand-in with `tritonkit image build`")
+            message = message.replace("no error in its log", line)
+            if self.engine is not None:  # the engine refused to run it: Triton never started
+                message = message.replace("Triton exited", f"`{self.engine.program} run` exited", 1)
         return message
 
     def stop(self, timeout: float = 30) -> None:
