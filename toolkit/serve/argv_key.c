@@ -99,10 +99,16 @@ static char *read_key(const char *fd_text)
 {
     static char key[KEY_MAX + 1];
     char line[KEY_MAX + 1];
-    char *end;
-    long fd = strtol(fd_text, &end, 10);
+    long fd = 0;
 
-    if (*fd_text == 0 || *end != 0 || fd < 0 || fd > 1024)
+    /* Digits by hand, not strtol: a host glibc >= 2.38 compiling for C23 links __isoc23_strtol, which the
+     * older glibc inside an image (Ubuntu 22.04 in NGC's) lacks, and the library would not load there. */
+    for (const char *c = fd_text; *c; c++) {
+        if (*c < '0' || *c > '9' || fd > 1024)
+            die(KEY_FD_VARIABLE " is not a file descriptor number");
+        fd = fd * 10 + (*c - '0');
+    }
+    if (*fd_text == 0 || fd > 1024)
         die(KEY_FD_VARIABLE " is not a file descriptor number");
     long n = read_line((int)fd, key);
     while (n > 0) {
