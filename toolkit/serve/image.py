@@ -47,7 +47,8 @@ IMAGE_NAME = "localhost/tritonkit/tritonserver-cpu"
 PROBE_IMAGE = "localhost/tritonkit/engine-probe:1"
 SUITE = "bookworm"
 PYTHON_VERSION = "3.11"
-DEBIAN_PACKAGES = ("python3", f"libpython{PYTHON_VERSION}")
+# ca-certificates: Triton reads s3://, gs:// and as:// repositories over TLS with the system CA bundle.
+DEBIAN_PACKAGES = ("python3", f"libpython{PYTHON_VERSION}", "ca-certificates")
 USER = "triton-server"
 UID = 1000
 OPT = "/opt/tritonserver"
@@ -526,6 +527,9 @@ def build_image(*, force: bool = False, progress: Progress | None = None) -> Bui
             _remove_tree(tmp)
             if image_id:  # imported but not tagged: leave nothing behind
                 subprocess.run([podman, "rmi", "--force", image_id], capture_output=True, timeout=120)
+        for old in sorted(home.glob("rootfs-*")) + sorted(home.glob("site-*")):
+            if old not in (rootfs.parent, site.parent) and _remove_tree(old):
+                say(f"removed the unused cache {old.name}")
         for old in _older_tags(podman, plan.tag):
             say(f"removed the older stand-in {old} (over 30 minutes old)")
     return BuildResult(plan.tag, built=True, seconds=round(time.monotonic() - started, 1), steps=steps)
