@@ -44,7 +44,7 @@ def synopsis_parts(command: str) -> tuple[list[str], list[str]]:
     words = command.split()[1:]
     path = []
     for w in words:
-        if not re.fullmatch(r"[a-z][a-z-]*", w):
+        if not re.fullmatch(r"[a-z][a-z0-9-]*", w):
             break
         path.append(w)
     return path, sorted(set(re.findall(r"--[a-z][a-z0-9-]*", command)))
