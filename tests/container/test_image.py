@@ -197,7 +197,7 @@ import dataclasses, json, sys
 from toolkit.serve import image
 plan = image.plan_image()
 image.plan_image = lambda: dataclasses.replace(plan, tag=sys.argv[1])
-result = image.build_image()
+result = image.build_image(prune=False)  # a test tag: leave the real stand-in and the caches alone
 print(json.dumps({"built": result.built, "tag": result.tag}))
 """
 

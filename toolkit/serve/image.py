@@ -464,8 +464,9 @@ def _older_tags(podman: str, keep: str, min_age_s: float = 1800) -> list[str]:
         if time.time() - float(row.get("Created") or 0) < min_age_s:
             continue
         for tag in row.get("Names") or []:
-            if tag != keep and tag.startswith(f"{IMAGE_NAME}:") and subprocess.run(
-                    [podman, "rmi", tag], capture_output=True, timeout=120).returncode == 0:
+            ours = re.fullmatch(re.escape(IMAGE_NAME) + r":[0-9.a-z]+-[0-9a-f]{12}", tag)
+            if tag != keep and ours and subprocess.run([podman, "rmi", tag], capture_output=True,
+                                                       timeout=120).returncode == 0:
                 removed.append(tag)
     return removed
 
@@ -479,8 +480,10 @@ def _require_build_tools() -> str:
     return podman
 
 
-def build_image(*, force: bool = False, progress: Progress | None = None) -> BuildResult:
+def build_image(*, force: bool = False, progress: Progress | None = None, prune: bool = True) -> BuildResult:
     """Build the stand-in image unless this exact one exists; returns its tag.
+
+    With ``prune``, a build then removes cached trees it did not use and stand-in tags over 30 minutes old.
 
     Raises:
         MissingDependencyError: not root, no podman, podman cannot run a container, or no debootstrap.
@@ -527,9 +530,9 @@ def build_image(*, force: bool = False, progress: Progress | None = None) -> Bui
             _remove_tree(tmp)
             if image_id:  # imported but not tagged: leave nothing behind
                 subprocess.run([podman, "rmi", "--force", image_id], capture_output=True, timeout=120)
-        for old in sorted(home.glob("rootfs-*")) + sorted(home.glob("site-*")):
+        for old in sorted(home.glob("rootfs-*")) + sorted(home.glob("site-*")) if prune else []:
             if old not in (rootfs.parent, site.parent) and _remove_tree(old):
                 say(f"removed the unused cache {old.name}")
-        for old in _older_tags(podman, plan.tag):
+        for old in _older_tags(podman, plan.tag) if prune else []:
             say(f"removed the older stand-in {old} (over 30 minutes old)")
     return BuildResult(plan.tag, built=True, seconds=round(time.monotonic() - started, 1), steps=steps)
