@@ -107,6 +107,14 @@ def test_missing_tools_are_one_line(container_engine: str, tmp_path: Path, prese
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and missing in lines[0], done.stderr
     assert "setup-containers.sh" in lines[0]
+    shown = _cli("image", "show", "--json", env=env, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    facts = json.loads(shown.stdout)
+    assert facts["tag"].startswith("localhost/tritonkit/tritonserver-cpu:2.51.0-")
+    if present:  # podman is there: the image is seen (debootstrap only matters to a build)
+        assert facts["exists"] is True and facts["engine_problem"] is None
+    else:
+        assert facts["exists"] is False and "podman is not installed" in facts["engine_problem"]
 
 
 def _ready(url: str, timeout: float) -> float:
