@@ -99,7 +99,7 @@ def _only(tmp_path: Path, *names: str) -> str:
 
 @pytest.mark.parametrize("present, missing", [((), "podman is not installed"),
                                               (("podman",), "debootstrap is not installed")])
-def test_missing_tools_are_one_line(container_engine: str, tmp_path: Path, present: tuple[str, ...],
+def test_missing_tools_are_one_line(triton_image: str, tmp_path: Path, present: tuple[str, ...],
                                     missing: str) -> None:
     env = {**os.environ, "PATH": _only(tmp_path, *present)}
     done = _cli("image", "build", "--force", env=env, timeout=120)
