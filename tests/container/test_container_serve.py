@@ -229,10 +229,11 @@ def test_served_outputs_equal_onnxruntime_in_process(served: dict[str, Any]) -> 
 
 
 def test_same_repository_gives_same_answers_in_embedded_server_and_container(served: dict[str, Any],
-                                                                              triton_server: Any) -> None:
+                                                                              request: pytest.FixtureRequest) -> None:
     """The default repository: the embedded server (session fixture) and the container agree."""
     if served["way"] != "podman":
         pytest.skip("the embedded twin serves the default repository, which the podman-direct container serves")
+    triton_server = request.getfixturevalue("triton_server")
     rng = np.random.default_rng(1)
     x = rng.random((4, 1, 8, 8), dtype=np.float32) * 16
     inputs = [{"name": "input", "shape": list(x.shape), "datatype": "FP32", "data": x.ravel().tolist()}]
