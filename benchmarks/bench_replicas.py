@@ -211,6 +211,10 @@ def kind_of(exc: BaseException) -> str:
     """Retried or not: tritonkit's classification, plus a proxy's 502/503/504 (its word for "no replica")."""
     if isinstance(exc, HTTPStatusError):
         return "unavailable" if exc.status in (502, 503, 504) else "bad"
+    # A keep-alive connection the proxy closed as the request went out (http.client's RemoteDisconnected is
+    # also an HTTPException, which tritonkit reads as "not Triton"): a fresh connection is the fix.
+    if isinstance(exc, ConnectionError):
+        return "connect"
     return failure_kind(exc)
 
 
