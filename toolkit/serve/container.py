@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import subprocess
 import tempfile
 import time
@@ -36,6 +37,7 @@ from toolkit.gpus import gpu_visible
 from toolkit.serve.embedded import EmbeddedServer, safe_flags, server_error_lines
 from toolkit.serve.engine import (
     LABEL,
+    LABEL_HOST,
     LABEL_UID,
     Engine,
     find_engine,
@@ -267,14 +269,16 @@ def remove_container(engine: Engine, ref: str, timeout: float = 30, container_id
 
 
 def remove_orphans(engine: Engine, timeout: float = 30) -> list[str]:
-    """Remove tritonkit's containers (this user's, by label) whose client is gone (it crashed or was
-    killed: nothing else would ever stop them). Returns their names."""
+    """Remove tritonkit's containers (this user's and this machine's, by label) whose client is gone (it
+    crashed or was killed: nothing else would ever stop them). Returns their names."""
     removed = []
     for cid in engine.labelled():
         info = engine.inspect(cid)
         if not is_ours(info):
             continue
         assert info is not None
+        if ((info.get("Config") or {}).get("Labels") or {}).get(LABEL_HOST) != socket.gethostname():
+            continue  # another machine's client may be running it: not ours to judge
         name = str(info.get("Name", "")).lstrip("/")
         if name and not client_alive(name) and remove_container(engine, cid, timeout, cid):
             removed.append(name)
@@ -353,7 +357,7 @@ class DockerServer(EmbeddedServer):
         self.engine = self.engine or require_engine()
         self.image = self.image or default_image()
         ports = {"http": self.http_port, "grpc": self.grpc_port, "metrics": self.metrics_port}
-        labels = {LABEL: "1", LABEL_UID: str(os.geteuid())}
+        labels = {LABEL: "1", LABEL_UID: str(os.geteuid()), LABEL_HOST: socket.gethostname()}
         remote = getattr(self, "remote", None)  # an object-storage URL (parsed by EmbeddedServer)
         cmd = docker_command(
             remote.triton_url() if remote is not None else self.repository, self.image, ports, self.host, self.gpus,

@@ -29,8 +29,10 @@ ENGINES = ("docker", "podman")
 ENGINE_VARIABLE = "TRITONKIT_CONTAINER_ENGINE"
 # Every container tritonkit starts carries these labels; clean-up touches no other container.
 LABEL = "io.tritonkit.serve"
-LABEL_CLIENT = "io.tritonkit.client"  # "pid:start_time" of the engine client that runs it in the foreground
 LABEL_UID = "io.tritonkit.uid"
+# The machine whose tritonkit started it: an engine shared by several machines (a remote DOCKER_HOST) must not
+# have one machine take another's running containers for orphans.
+LABEL_HOST = "io.tritonkit.host"
 
 
 @dataclass(frozen=True)
