@@ -9,7 +9,8 @@ Set-up: a moto S3 server on loopback, one bucket, model ``m`` (``y = x * w``; ev
 kills it: odd runs at a protocol step boundary (``TRITONKIT_FAULT_AT``, cycling through every step of
 :data:`toolkit.repository.s3.S3_STEPS`), even runs with SIGKILL at a random moment after the writer
 took the lease (uniform over 1.2 times a clean publish's lease time, so some runs complete).
-Then models new to the bucket are killed before their config goes live (the hold config's case). Meanwhile a checker, every ``--tick`` seconds:
+Then models new to the bucket are killed before their config goes live (the hold config's case).
+Meanwhile a checker, every ``--tick`` seconds:
 
 * asks both servers which versions of ``m`` are READY (``/v2/repository/index``);
 * for every version seen READY the first time on a server: its objects must be complete against its

@@ -98,9 +98,10 @@ def test_unusable_repository_is_one_line_without_traceback(s3: MotoServer, bucke
     elif case == "as":
         url = "as://account1/container/r"
     onnx = scale_model(tmp_path / "a.onnx", 1.0)
-    for args in (["repo", "list", "--repository", url],
-                 ["repo", "add", "m", "--repository", url, "--onnx", str(onnx), "--no-warmup"],
-                 ["repo", "push", str(tmp_path), url]):
+    second = {"bad-url": ["repo", "validate", url], "no-bucket": ["repo", "pull", url, str(tmp_path / "copy")],
+              "unreachable": ["repo", "push", str(tmp_path), url], "as": ["repo", "push", str(tmp_path), url]}.get(
+        case, ["repo", "add", "m", "--repository", url, "--onnx", str(onnx), "--no-warmup"])
+    for args in (["repo", "list", "--repository", url], second):
         r = tritonkit(*args, env=env)
         assert r.returncode != 0, (args, r.stdout)
         assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
