@@ -125,3 +125,17 @@ def test_push_skips_leftovers_of_killed_publishes(s3: MotoServer, bucket: str, t
     (repo / "m" / "2" / "model.onnx").write_bytes(b"partial")
     push(repo, s3.url(bucket, "r"))
     assert keys(s3.client(), bucket) == ["r/m/1/manifest.json", "r/m/1/model.onnx", "r/m/config.pbtxt"]
+
+
+def test_push_refuses_to_stop_serving_what_the_bucket_serves(s3: MotoServer, bucket: str, tmp_path: Path) -> None:
+    url = s3.url(bucket, "r")
+    repo = _local_repo(tmp_path, [1.0])
+    push(repo, url)
+    newer = tmp_path / "newer"
+    pull(url, newer)
+    publish_onnx(newer, "m", scale_model(tmp_path / "src" / "2.onnx", 2.0), OPTS)
+    push(newer, url)  # the bucket now serves versions 1 and 2
+    with pytest.raises(RepositoryError, match=r"serves versions \[2\] that .* lacks"):
+        push(repo, url)
+    assert pull(url, repo).versions == ["m/2"]  # catching up is the fix
+    assert push(repo, url).uploaded == 0

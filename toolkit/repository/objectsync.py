@@ -8,8 +8,9 @@ verified). Each side's config is written last, with the publish protocols
 (:mod:`toolkit.repository.remote_publish`, :mod:`toolkit.repository.publish`).
 
 Never overwriting someone's work silently: a version that exists on both sides with different
-manifests, or published versions the destination has and the source lacks (its config would stop
-serving them), are refused with what exists and ``--force`` to replace.
+manifests, or versions the destination serves and the source lacks (its config would stop serving
+them), are refused with what exists and ``--force`` to replace. Older versions the destination keeps
+as unserved history stay where they are.
 """
 
 from __future__ import annotations
@@ -103,10 +104,13 @@ def push(local: str | os.PathLike[str], url: str, *, force: bool = False) -> Tra
                         conflicts.append(f"{storage.url}/{model}/{v}: holds another version {v} than {mdir / str(v)} "
                                          "(different manifest)")
                     plan.withdraw.append(v)  # a killed writer's leftover, or replaced with --force
-                lacking = sorted(set(rpublished) - set(published))
+                lacking = sorted(set(named_in(rtext, rversions)) - set(published))
                 if lacking and not force:
-                    conflicts.append(f"{storage.url}/{model}: holds published versions {lacking} that {local} lacks "
+                    conflicts.append(f"{storage.url}/{model}: serves versions {lacking} that {local} lacks "
                                      "(pushing its config would stop serving them)")
+                kept = sorted(set(rpublished) - set(published) - set(lacking))
+                if kept:
+                    out.notes.append(f"{model}: versions {kept} stay in the bucket, not served (history)")
                 if rtext != text:
                     plan.config = text
             else:
@@ -178,9 +182,9 @@ def pull(url: str, local: str | os.PathLike[str], *, force: bool = False) -> Tra
                 fetch[v] = {"manifest": manifest, "files": json.loads(manifest or b"{}").get("files", {})}
             lconfig = (mdir / CONFIG).read_text() if lstat(mdir / CONFIG) is not None else None
             lnamed = named_in(lconfig, lversions)
-            lacking = sorted(set(_published(lnamed, lversions)) - set(_published(named, rversions)))
+            lacking = sorted(set(lnamed) - set(_published(named, rversions)))
             if lacking and not force:
-                conflicts.append(f"{mdir}: holds published versions {lacking} that {storage.url} lacks (pulling its "
+                conflicts.append(f"{mdir}: serves versions {lacking} that {storage.url} lacks (pulling its "
                                  "config would stop serving them)")
             labels = sorted(k.split("/")[1] for k in listing if k.count("/") == 1 and k.split("/")[1].startswith(
                 "labels_"))
