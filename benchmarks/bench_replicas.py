@@ -429,7 +429,9 @@ def run_scenario(args: argparse.Namespace, log: Callable[[str], None] = print) -
             seen_new: set[int] = set()
             not_ready: dict[int, int] = {i: 0 for i in range(len(servers))}  # probes that found it not ready
             all_not_ready = 0
+            all_not_ready_s = 0.0  # seconds between probes that found no replica ready
             probes = 0
+            last = time.monotonic()
             deadline = t_pub1 + args.switch_timeout_s
             while len(switched) < len(servers) or time.monotonic() < max(switched.values()) + args.after_s:
                 if time.monotonic() > deadline:
@@ -437,6 +439,9 @@ def run_scenario(args: argparse.Namespace, log: Callable[[str], None] = print) -
                 probes += 1
                 ready = [http_status(s.http_port, "/v2/health/ready") == 200 for s in servers]
                 all_not_ready += not any(ready)
+                now = time.monotonic()
+                all_not_ready_s += (now - last) if not any(ready) else 0.0
+                last = now
                 for i, r in enumerate(ready):
                     not_ready[i] += not r
                 for i, s in enumerate(servers):
@@ -459,7 +464,7 @@ def run_scenario(args: argparse.Namespace, log: Callable[[str], None] = print) -
                 "probe_regressions": regressions,
                 # Strict readiness while the old version unloads: probes that found a replica (or all) not ready.
                 "probes": probes, "not_ready_probes": [not_ready[i] for i in range(len(servers))],
-                "all_not_ready_probes": all_not_ready,
+                "all_not_ready_probes": all_not_ready, "all_not_ready_s": round(all_not_ready_s, 1),
             }
             log(f"every replica serves version {new} {t_all - t_pub1:.1f} s after the publish")
 
@@ -560,7 +565,7 @@ def table(report: dict[str, Any]) -> str:
         f"- version {sw['old_version']} -> {sw['new_version']}: published in {sw['publish_s']} s; served by "
         f"every replica {sw['all_replicas_s']} s later (each: {sw['per_replica_s']} s); probe regressions "
         f"{sw['probe_regressions']}; readiness probes not ready per replica {sw['not_ready_probes']}, all at once "
-        f"{sw['all_not_ready_probes']} of {sw['probes']}",
+        f"{sw['all_not_ready_probes']} of {sw['probes']} (about {sw['all_not_ready_s']} s)",
         f"- replica killed (SIGKILL) and started again in {kill['restart_s']} s; it serves version "
         f"{kill['restarted_serves']}",
     ]

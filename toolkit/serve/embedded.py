@@ -502,9 +502,10 @@ class EmbeddedServer:
         if not started:
             what = "listing the repository" if self.remote is not None else "reading the repository"
         else:
+            # Triton names a model only when it starts loading it, so no total is known before the end.
             pending = [m for m in started if m not in loaded]
-            what = f"{len(loaded)} of {len(started)} models loaded" + (
-                f" (loading {', '.join(pending[:3])}{'...' if len(pending) > 3 else ''})" if pending else "")
+            what = f"{len(loaded)} model{'' if len(loaded) == 1 else 's'} loaded" + (
+                f", loading {', '.join(pending[:3])}{'...' if len(pending) > 3 else ''}" if pending else "")
         return f"still starting {where}: {elapsed:.0f} s, {what}"
 
     def _check_own_ports(self) -> None:
