@@ -46,6 +46,7 @@ image: $(STAMP) ## Build the CPU stand-in for NVIDIA's Triton image with podman 
 # container tests' fixture waits for that build (an inter-process lock) instead of starting another.
 test: $(STAMP) ## Run the whole test suite (starts real Triton servers) [JOBS=N workers, default: CPU count]
 	@bash scripts/setup-containers.sh
+	@bash scripts/setup-test-tools.sh
 	@if [ "$$(id -u)" = 0 ] && command -v podman >/dev/null && command -v debootstrap >/dev/null; then \
 	  mkdir -p build; $(TK) image build >build/image-build.log 2>&1 & fi; \
 	$(BIN)/pytest -q -n $(JOBS) --dist loadfile; rc=$$?; wait; exit $$rc
