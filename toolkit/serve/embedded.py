@@ -53,8 +53,9 @@ KEY_VARIABLE = "TRITONKIT_ADMIN_KEY"
 # filesystem/implementations/{s3,gcs,as}.h; default /tmp, left behind when the server is killed).
 MOUNT_VARIABLES = {"s3": "TRITON_AWS_MOUNT_DIRECTORY", "gs": "TRITON_GCS_MOUNT_DIRECTORY",
                    "as": "TRITON_AZURE_MOUNT_DIRECTORY"}
-# Readiness deadlines: a remote repository is hundreds of requests (measured 7-23 s from a loopback S3
-# against 1-2.6 s from a folder), so it gets more time before start-up is called failed.
+# Readiness deadlines: a remote repository is hundreds of requests (the default repository took 3.5-16 s from
+# a loopback S3 against 1.7-12 s from a folder, 1.5-2.3 times as long; benchmarks/bench_replicas.py), so it
+# gets more time before start-up is called failed.
 LOCAL_TIMEOUT_S = 120.0
 REMOTE_TIMEOUT_S = 300.0
 # The environment variables that can carry object-storage credentials to Triton (names only ever shown).
