@@ -191,7 +191,8 @@ def test_s3_missing_bucket_one_line(s3_env: dict[str, str], s3_server: MotoServe
     url = s3_server.url("tk-no-such-bucket", "repo")
     r = tritonkit(["serve", "--repository", url, "--runtime", "embedded", *ports()], s3_env)
     line = error_line(r)
-    assert "bucket 'tk-no-such-bucket'" in line and "does not exist" in line, line
+    assert "bucket 'tk-no-such-bucket'" in line and "does not exist (" in line, line
+    assert "refused" not in line, line
 
 
 def test_s3_missing_prefix_one_line(s3_env: dict[str, str], s3_repo: str) -> None:
@@ -239,3 +240,49 @@ def test_s3_killed_server_downloads_removed(s3: MotoServer, s3_repo: str, tmp_pa
     finally:
         server.stop()
     assert not download.exists()
+
+
+@pytest.fixture(scope="module")
+def strict_s3(tmp_path_factory: pytest.TempPathFactory, digits_build: dict[str, Path]) -> Iterator[dict[str, str]]:
+    """A moto server that checks signatures (IAM on: only its first 3 requests go unchecked, which make a
+    user and its key), holding the digits repository; the URL and the user's real key."""
+    import boto3
+
+    from tests.objectstore import _wait_listening
+
+    port = free_port()
+    exe = Path(os.sys.executable).with_name("moto_server")
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3", **CREDENTIALS}
+    log = open(tmp_path_factory.mktemp("moto-auth") / "moto.log", "wb")  # noqa: SIM115 - closed below
+    process = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log, env=env)
+    try:
+        _wait_listening(port, process, 60)
+        endpoint = f"http://127.0.0.1:{port}"
+        iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
+                           aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+        iam.create_user(UserName="tk")
+        iam.put_user_policy(UserName="tk", PolicyName="all", PolicyDocument=json.dumps(
+            {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}))
+        key = iam.create_access_key(UserName="tk")["AccessKey"]
+        s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"])
+        s3.create_bucket(Bucket="tk-strict")
+        folder = digits_build["repository"]
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                s3.upload_file(str(path), "tk-strict", f"repo/{path.relative_to(folder).as_posix()}")
+        yield {"url": f"s3://127.0.0.1:{port}/tk-strict/repo", "key_id": key["AccessKeyId"]}
+    finally:
+        process.terminate()
+        process.wait(10)
+        log.close()
+
+
+def test_s3_refused_credentials_one_line(strict_s3: dict[str, str], s3_env: dict[str, str], tmp_path: Path) -> None:
+    env = {**s3_env, "AWS_ACCESS_KEY_ID": strict_s3["key_id"], "AWS_SECRET_ACCESS_KEY": "not-the-secret-000",
+           "XDG_STATE_HOME": str(tmp_path / "state")}
+    r = tritonkit(["serve", "--repository", strict_s3["url"], "--runtime", "embedded", *ports()], env)
+    line = error_line(r)
+    assert "not-the-secret-000" not in r.stderr + r.stdout
+    assert "bucket 'tk-strict'" in line and "refused the credentials" in line, line
+    assert "AWS_SECRET_ACCESS_KEY" in line and "does not exist" not in line, line

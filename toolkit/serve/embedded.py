@@ -188,6 +188,13 @@ def remote_failure(log_text: str, remote: RemoteURL) -> str | None:
             return (f"Triton could not reach {where} ({_triton_reason(text)}); start the object store or fix "
                     "the host and port in the URL")
         if "Unable to create" in text and "filesystem client" in text:
+            found = bucket_verdict(remote)
+            if found == "missing":
+                return (f"Triton could not open {remote}: {where} does not exist ({_triton_reason(text)}); create "
+                        f"it, or fix the bucket name in the URL")
+            if found == "refused":
+                return (f"Triton could not open {remote}: {where} refused the credentials "
+                        f"({_triton_reason(text)}); {_credential_hint(remote)}")
             return (f"Triton could not open {remote}: {where} does not exist or refused the credentials "
                     f"({_triton_reason(text)}); create the bucket or {_credential_hint(remote)}")
         if "repository path is not a valid directory" in text:
@@ -198,6 +205,35 @@ def remote_failure(log_text: str, remote: RemoteURL) -> str | None:
                                    "Failed to get object", "Failed to get modification time")):
             return (f"Triton could not read the objects of {remote} ({_triton_reason(text)}); "
                     f"{_credential_hint(remote)}")
+    return None
+
+
+def bucket_verdict(remote: RemoteURL) -> str | None:
+    """Why an S3 bucket could not be opened, asked once more with boto3 (Triton's S3 client says only
+    "Check account credentials" for both): ``missing`` (404), ``refused`` (403), None when unknown.
+    Credentials come from the same environment Triton had; nothing of them is shown."""
+    if remote.scheme != "s3":
+        return None
+    try:
+        import boto3
+        from botocore.config import Config
+        from botocore.exceptions import BotoCoreError, ClientError
+    except ImportError:
+        return None
+    try:
+        client = boto3.client("s3", endpoint_url=remote.endpoint_url, config=Config(
+            connect_timeout=3, read_timeout=5, retries={"max_attempts": 1}, s3={"addressing_style": "path"}))
+        client.head_bucket(Bucket=remote.bucket)
+    except ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if status == 404 or code in ("404", "NoSuchBucket"):
+            return "missing"
+        if status in (401, 403) or code in ("403", "AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId"):
+            return "refused"
+        return None
+    except (BotoCoreError, OSError, ValueError):
+        return None
     return None
 
 
