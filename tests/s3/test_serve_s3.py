@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -251,7 +252,7 @@ def strict_s3(tmp_path_factory: pytest.TempPathFactory, digits_build: dict[str, 
     from tests.objectstore import _wait_listening
 
     port = free_port()
-    exe = Path(os.sys.executable).with_name("moto_server")
+    exe = Path(sys.executable).with_name("moto_server")
     env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3", **CREDENTIALS}
     log = open(tmp_path_factory.mktemp("moto-auth") / "moto.log", "wb")  # noqa: SIM115 - closed below
     process = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log, env=env)
