@@ -53,7 +53,7 @@ def _check_deployment(objects: dict[str, dict[str, Any]], triton_url: str, image
     c = _container(objects)
     assert c["image"] == image
     assert f"--model-repository={triton_url}" in c["args"]
-    assert {f"--model-control-mode={control}", "--strict-readiness=true", "--metrics-config=summary_latencies=true"} \
+    assert {f"--model-control-mode={control}", "--strict-readiness=false", "--metrics-config=summary_latencies=true"} \
         <= set(c["args"])
     assert any(a.startswith("--repository-poll-secs=") for a in c["args"]) == (control == "poll")
     restricted = [a for a in c["args"] if a.startswith(("--http-restricted-api=", "--grpc-restricted-protocol="))]

@@ -196,7 +196,8 @@ def _meta(opts: DeployOptions, name: str | None = None) -> dict[str, Any]:
 
 
 def triton_args(opts: DeployOptions) -> list[str]:
-    """tritonserver's flags in a pod: every interface (the pod's own), strict readiness, restricted admin APIs."""
+    """tritonserver's flags in a pod: every interface (the pod's own), readiness that survives a version switch,
+    restricted admin APIs."""
     apis = ",".join(RESTRICTED_APIS)
     key = f"$({KEY_VARIABLE})"  # expanded by the kubelet from the admin Secret
     args = [
@@ -205,8 +206,13 @@ def triton_args(opts: DeployOptions) -> list[str]:
     ]
     if opts.model_control == "poll":
         args.append(f"--repository-poll-secs={opts.poll_secs}")
+    # Not strict: with strict readiness /v2/health/ready answers 400 on every replica at once while a polled
+    # new version loads (measured by benchmarks/bench_replicas.py, 4-12 s per switch), though the old version
+    # keeps answering; the readiness probe would empty the Service on every publish. Triton starts its
+    # endpoints only after the start-up load, and --exit-on-error ends a pod whose models fail it, so
+    # "ready" still means "loaded" at start.
     args += [
-        "--strict-readiness=true",
+        "--strict-readiness=false",
         "--exit-on-error=true",
         f"--http-port={PORTS['http']}",
         f"--grpc-port={PORTS['grpc']}",
@@ -263,7 +269,7 @@ def deployment(opts: DeployOptions, plan: Plan) -> dict[str, Any]:
         "env": [*storage_env(opts), _secret_env(KEY_VARIABLE, opts.admin_secret_name, ADMIN_KEY),
                 {"name": "HOME", "value": "/tmp"}],
         # Loading from object storage takes seconds to minutes: the startup probe allows 10 minutes before
-        # liveness takes over, and readiness (strict: every model loaded) gates traffic.
+        # liveness takes over; readiness then gates traffic without failing during a version switch.
         "startupProbe": {**probe, "periodSeconds": 10, "timeoutSeconds": 5, "failureThreshold": 60},
         "readinessProbe": {**probe, "periodSeconds": 5, "timeoutSeconds": 3, "failureThreshold": 3},
         "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"}, "periodSeconds": 10,
