@@ -255,7 +255,7 @@ def _transfer_line(verb: str, out: object, src: str, dst: str) -> str:
 @repo.command("push")
 @click.argument("local", type=click.Path(path_type=str))
 @click.argument("url")
-@force_option()
+@force_option("Replace versions the bucket holds with other contents, and stop serving those LOCAL lacks.")
 @json_option()
 def push_cmd(local: str, url: str, force: bool, as_json: bool) -> None:
     """Copy the published versions of the folder LOCAL to the s3:// repository URL (changed files only).
@@ -281,7 +281,7 @@ def push_cmd(local: str, url: str, force: bool, as_json: bool) -> None:
 @repo.command("pull")
 @click.argument("url")
 @click.argument("local", type=click.Path(path_type=str))
-@force_option()
+@force_option("Replace local versions with other contents, and stop serving those the bucket lacks.")
 @json_option()
 def pull_cmd(url: str, local: str, force: bool, as_json: bool) -> None:
     """Copy the published versions of the s3:// repository URL into the folder LOCAL (changed files only).
