@@ -208,6 +208,7 @@ def _pull_model(storage: S3Storage, local: Path, model: str, text: str, fetch: d
         for v, info in sorted(fetch.items()):
             vdir = staged_model / str(v)
             fetch_version(storage, model, v, vdir, {str(k): str(s) for k, s in info["files"].items()}, out)
+            vdir.mkdir(parents=True, exist_ok=True)  # an ensemble's version holds its manifest alone
             (vdir / MANIFEST).write_bytes(info["manifest"])
             out.downloaded += 1
             out.bytes += len(info["manifest"])
