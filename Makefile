@@ -70,6 +70,9 @@ benchmarks: $(STAMP) ## All figure scripts under benchmarks/ (several minutes; r
 	$(BIN)/python benchmarks/bench_client.py
 	$(BIN)/python benchmarks/bench_serving.py
 	$(BIN)/python benchmarks/bench_overload.py
+	$(BIN)/python benchmarks/bench_container.py
+	$(BIN)/python benchmarks/bench_replicas.py
+	$(BIN)/python benchmarks/bench_s3_publish.py
 
 soak: $(STAMP) ## 15-minute soak at 80% of saturation, plus 30 publish crashes
 	$(BIN)/python benchmarks/bench_soak.py --minutes 15
