@@ -8,11 +8,18 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+# Started in the background of a non-interactive shell (`.ci/run &`, nohup), pytest inherits SIGINT ignored, and
+# so would every command a test starts: Ctrl-C tests would then wait forever. A Python handler is reset to the
+# default at exec, so the commands the tests start get Ctrl-C as a user's terminal gives it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(autouse=True)

@@ -32,10 +32,12 @@ from toolkit.repository.remote_publish import (
     fetch_version,
     named_in,
     remote_config,
+    sweep_held,
 )
 from toolkit.repository.s3 import S3Storage, storage_for
 from toolkit.repository.storage import (
     CONFIG,
+    FILE_RE,
     MAX_CONFIG_BYTES,
     MAX_MANIFEST_BYTES,
     VERSION_RE,
@@ -70,6 +72,7 @@ def push(local: str | os.PathLike[str], url: str, *, force: bool = False) -> Tra
     started = time.monotonic()
     out = Transfer()
     with repository_lock(local), storage.lease() as lease:
+        sweep_held(storage, lease, out)
         plans: list[ModelPlan] = []
         conflicts: list[str] = []
         remote_models = set(storage.model_names())
@@ -147,6 +150,9 @@ def pull(url: str, local: str | os.PathLike[str], *, force: bool = False) -> Tra
         work: list[tuple[str, str, dict[int, dict[str, Any]], list[str]]] = []
         conflicts: list[str] = []
         for model in storage.model_names():
+            if not FILE_RE.fullmatch(model):
+                out.notes.append(f"{model[:80]!r}: not a model folder name tritonkit writes, not pulled")
+                continue
             text = remote_config(storage, model)
             if text is None:
                 out.notes.append(f"{model}: no config.pbtxt in the bucket, not pulled")

@@ -37,7 +37,14 @@ from typing import Any, TypeVar
 
 from contract.errors import RepositoryError, TritonkitError
 from toolkit.repository.s3 import LEASE, Lease, S3Storage, fault, storage_for
-from toolkit.repository.storage import ANY_NUMBER_RE, CONFIG, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, VERSION_RE
+from toolkit.repository.storage import (
+    ANY_NUMBER_RE,
+    CONFIG,
+    FILE_RE,
+    MAX_CONFIG_BYTES,
+    MAX_MANIFEST_BYTES,
+    VERSION_RE,
+)
 
 MANIFEST = "manifest.json"
 LATEST = -1  # in a working copy's ``full`` set: the newest version the live config names
@@ -105,6 +112,49 @@ def hold_config(text: str) -> str:
     cfg.ClearField("version_policy")
     cfg.version_policy.specific.SetInParent()
     return config_to_text(cfg)
+
+
+def is_hold_config(text: str | None) -> bool:
+    """A config a killed publish left: ``version_policy: specific`` naming no version. Triton refuses to
+    load it ("at least one version must be available"), so a server (re)starting with --exit-on-error fails
+    while it is there."""
+    if text is None:
+        return False
+    from toolkit.repository.config import parse_config
+
+    try:
+        cfg = parse_config(text, "live config")
+    except TritonkitError:
+        return False
+    return cfg.version_policy.WhichOneof("policy_choice") == "specific" and not cfg.version_policy.specific.versions
+
+
+def sweep_held(storage: S3Storage, lease: Lease, out: Transfer) -> None:
+    """Under the lease (so no writer is mid-publish): remove every model a killed publish left held,
+    config first, then its objects, none of which any config names."""
+    for model in storage.model_names():
+        if not is_hold_config(remote_config(storage, model)):
+            continue
+        lease.check()
+        keys = [o.key for o in storage.list(model)]
+        config_key = f"{model}/{CONFIG}"
+        out.deleted += storage.delete([config_key])
+        out.deleted += storage.delete([k for k in keys if k != config_key])
+        out.notes.append(f"{model}: removed what a killed publish left (a config naming no version, "
+                         f"{len(keys) - 1} objects)")
+
+
+def _pin_live(storage: S3Storage, model: str, current: str, present: list[int], lease: Lease) -> None:
+    """A live config that does not name its versions (``latest``/``all``, e.g. a hand-made folder pushed)
+    would let a polling Triton load a version while its objects go up: pin what it serves now first."""
+    from toolkit.repository.config import parse_config
+    from toolkit.repository.manifest import pinned_config
+
+    cfg = parse_config(current, "live config")
+    named = named_in(current, present)
+    if cfg.version_policy.WhichOneof("policy_choice") != "specific" and named:
+        lease.check()
+        storage.write_config(model, pinned_config(cfg, named))
 
 
 def named_in(text: str | None, versions: list[int]) -> list[int]:
@@ -176,9 +226,45 @@ def apply_plan(storage: S3Storage, plan: ModelPlan, lease: Lease, out: Transfer)
             out.deleted += storage.delete(doomed)
             for k in doomed:
                 listing.pop(k)
-    if current is None and plan.config is not None and plan.versions:
+        current = remote_config(storage, model)
+        present = [v for v in present if v not in plan.withdraw]
+    held = current is None and plan.config is not None and bool(plan.versions)
+    if held:
         storage.write_config(model, hold_config(plan.config))
         fault("s3_hold_config")
+    elif current is not None and plan.versions:
+        _pin_live(storage, model, current, present, lease)
+    try:
+        _upload_versions(storage, plan, listing, out)
+    except BaseException:
+        if held:  # a model nothing serves yet: leave no hold config behind (a kill is swept by the next writer)
+            try:
+                storage.delete([f"{model}/{CONFIG}"])
+            except Exception:  # noqa: BLE001 - the original error matters more; the next writer sweeps it
+                pass
+        raise
+    for label in plan.labels:
+        key = f"{model}/{label.name}"
+        if key in listing and storage.object_sha256(key) == _sha256(label):
+            out.skipped += 1
+            continue
+        out.bytes += storage.put_file(key, label)
+        out.uploaded += 1
+    fault("s3_labels")
+    if plan.config is not None:
+        lease.check()
+        storage.write_config(model, plan.config)
+        out.uploaded += 1
+    fault("s3_config_written")
+    doomed = [k for k in listing for v in plan.delete_versions if k.startswith(f"{model}/{v}/")]
+    doomed += [f"{model}/{name}" for name in plan.delete_labels if f"{model}/{name}" in listing]
+    if doomed:
+        out.deleted += storage.delete(doomed)
+
+
+def _upload_versions(storage: S3Storage, plan: ModelPlan, listing: dict[str, Any], out: Transfer) -> None:
+    """Every version's objects (the manifest last), each verified against the manifest afterwards."""
+    model = plan.model
     first = True
     for version, folder in sorted(plan.versions.items()):
         files = local_manifest_files(folder)
@@ -206,23 +292,6 @@ def apply_plan(storage: S3Storage, plan: ModelPlan, lease: Lease, out: Transfer)
         if out.uploaded > sent:
             out.versions.append(base)
     fault("s3_verified")
-    for label in plan.labels:
-        key = f"{model}/{label.name}"
-        if key in listing and storage.object_sha256(key) == _sha256(label):
-            out.skipped += 1
-            continue
-        out.bytes += storage.put_file(key, label)
-        out.uploaded += 1
-    fault("s3_labels")
-    if plan.config is not None:
-        lease.check()
-        storage.write_config(model, plan.config)
-        out.uploaded += 1
-    fault("s3_config_written")
-    doomed = [k for k in listing for v in plan.delete_versions if k.startswith(f"{model}/{v}/")]
-    doomed += [f"{model}/{name}" for name in plan.delete_labels if f"{model}/{name}" in listing]
-    if doomed:
-        out.deleted += storage.delete(doomed)
     fault("s3_deleted")
 
 
@@ -234,7 +303,17 @@ def _write(path: Path, data: bytes) -> None:
 
 def fetch_version(storage: S3Storage, model: str, version: int, dest: Path, files: dict[str, str],
                   out: Transfer) -> None:
-    """Download a version's listed files into ``dest``, each checked against the manifest's sha256."""
+    """Download a version's listed files into ``dest``, each checked against the manifest's sha256.
+
+    The names come from a manifest in the bucket, which whoever can write the bucket wrote: each must be a
+    plain relative path of file names (no ``..``, no absolute path, no empty or hidden segment), so nothing
+    lands outside ``dest``."""
+    for rel in files:
+        parts = str(rel).split("/")
+        if not all(FILE_RE.fullmatch(p) for p in parts):
+            raise RepositoryError(f"{storage.url}/{model}/{version}/manifest.json lists {str(rel)[:80]!r}, which is "
+                                  "not a plain relative file name inside the version; refusing the version (nothing "
+                                  "was written outside it). Republish it with tritonkit")
     for rel, sha in files.items():
         data = storage.get_bytes(f"{model}/{version}/{rel}", f"file {rel} of version {version}")
         if hashlib.sha256(data).hexdigest() != sha:
@@ -349,6 +428,7 @@ def working_session(url: str, full: dict[str, set[int]]) -> Iterator[Path]:
     try:
         with storage.lease() as lease:
             fault("s3_leased")
+            sweep_held(storage, lease, Transfer())
             make_working_copy(storage, work, full)
             before = {m: snapshot(work / m) for m in os.listdir(work) if not m.startswith(".")}
             fault("s3_pulled")

@@ -30,7 +30,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -40,8 +40,8 @@ from toolkit.repository.remote import RemoteURL, is_remote, parse_remote
 from toolkit.repository.storage import ANY_NUMBER_RE, CONFIG, VERSION_RE
 
 LEASE = ".tritonkit-lease"
-LEASE_SECONDS = float(os.environ.get("TRITONKIT_S3_LEASE_SECONDS", "60"))  # renewed every quarter; a dead
-# writer's lease is taken over after it (at once when the writer was a process on this machine that is gone)
+LEASE_SECONDS = 60.0  # renewed every quarter; a dead writer's lease is taken over after it (at once when the
+# writer was a process on this machine that is gone); TRITONKIT_S3_LEASE_SECONDS overrides it
 MULTIPART_THRESHOLD = 64 * 1024 * 1024  # larger files go up in parts (then verified by size and metadata)
 # Steps of a remote publish, in order; TRITONKIT_FAULT_AT=<step> kills the writer right after one (tests).
 S3_STEPS = ("s3_leased", "s3_pulled", "s3_staged", "s3_hold_config", "s3_first_object", "s3_objects_uploaded",
@@ -219,7 +219,17 @@ class S3Storage:
             raise RepositoryError(f"{self.url}/{relative}: {what} is missing") from None
         if limit is not None and int(resp.get("ContentLength", 0)) > limit:
             raise RepositoryError(f"{self.url}/{relative}: {what} is larger than {limit} bytes; remove it")
-        return resp["Body"].read()
+        return self.read_body(resp, relative, what)
+
+    def read_body(self, resp: dict[str, Any], relative: str, what: str) -> bytes:
+        """The body of a GET: a connection that breaks mid-download is one line, not a botocore traceback."""
+        from botocore.exceptions import BotoCoreError
+
+        try:
+            return resp["Body"].read()
+        except (BotoCoreError, OSError) as exc:
+            raise RepositoryError(f"{self.url}/{relative}: reading the {what} failed mid-download "
+                                  f"({_first_line(exc)}); nothing was changed, run the command again") from None
 
     def read_text(self, relative: str, what: str, limit: int) -> str:
         try:
@@ -319,8 +329,8 @@ class S3Storage:
     def lock(self) -> AbstractContextManager[Lease]:
         return self.lease()
 
-    def lease(self, timeout: float = 120.0, seconds: float = LEASE_SECONDS) -> AbstractContextManager[Lease]:
-        return _lease(self, timeout, seconds)
+    def lease(self, timeout: float = 120.0, seconds: float | None = None) -> AbstractContextManager[Lease]:
+        return _lease(self, timeout, lease_seconds() if seconds is None else seconds)
 
     def config_key(self, model: str) -> str:
         return f"{model}/{CONFIG}"
@@ -344,6 +354,9 @@ class S3Storage:
                 return
             time.sleep(max(0.05, 1.0 - (time.time() % 1.0)) + 0.05)
             self.put_bytes(self.config_key(model), data)
+        raise RepositoryError(f"{self.url}/{model}/{CONFIG}: written, but after 5 tries still not newer than the "
+                              "model's other objects, so a polling Triton may not notice it (clock skew between "
+                              "this machine and the store?); run the command again")
 
     def replace_config(self, model: str, text: str) -> None:
         self.write_config(model, text)
@@ -380,29 +393,34 @@ class Lease:
     etag: str
     seconds: float
     lost: str = ""
+    guard: threading.Lock = field(default_factory=threading.Lock, repr=False)  # renew (thread) vs check
 
     def body(self) -> bytes:
         return json.dumps({"owner": self.token, "host": socket.gethostname(), "machine": machine_id(),
+                           "started": process_started(os.getpid()),
                            "pid": os.getpid(), "expires": time.time() + self.seconds}).encode()
 
     def renew(self) -> None:
         """Extend the lease; when another writer took it over (we were presumed dead), remember that."""
         from botocore.exceptions import ClientError
 
-        try:
-            resp = self.storage.client.put_object(Bucket=self.storage.url.bucket, Key=self.storage.key(LEASE),
-                                                  Body=self.body(), IfMatch=f'"{self.etag}"')
-            self.etag = str(resp["ETag"]).strip('"')
-        except ClientError as exc:
-            if S3Storage.is_code(exc, "PreconditionFailed", "412", "NoSuchKey", "404"):
-                self.lost = "another writer took the lease over"
-        except Exception:  # noqa: BLE001, S110 - a transient failure: the next renewal retries
-            pass
+        with self.guard:
+            try:
+                resp = self.storage.client.put_object(Bucket=self.storage.url.bucket, Key=self.storage.key(LEASE),
+                                                      Body=self.body(), IfMatch=f'"{self.etag}"')
+                self.etag = str(resp["ETag"]).strip('"')
+            except ClientError as exc:
+                if S3Storage.is_code(exc, "PreconditionFailed", "412", "NoSuchKey", "404"):
+                    self.lost = "another writer took the lease over"
+            except Exception:  # noqa: BLE001, S110 - a transient failure: the next renewal retries
+                pass
 
     def check(self) -> None:
         """Before a step that others would see (the config): the lease must still be ours."""
-        head = self.storage.exists(LEASE)
-        if self.lost or head is None or str(head.get("ETag", "")).strip('"') != self.etag:
+        with self.guard:
+            head = self.storage.exists(LEASE)
+            etag = self.etag
+        if self.lost or head is None or str(head.get("ETag", "")).strip('"') != etag:
             raise RepositoryError(f"{self.storage.url}: the writer lease {LEASE} is no longer held by this writer "
                                   "(it expired and another writer took it over); nothing more was changed: run "
                                   "the command again")
@@ -418,7 +436,7 @@ def _lease_state(storage: S3Storage) -> tuple[dict[str, Any], str] | None:
         return None
     etag = str(resp.get("ETag", "")).strip('"')
     try:
-        data = json.loads(resp["Body"].read())
+        data = json.loads(storage.read_body(resp, LEASE, "writer lease"))
         if not isinstance(data, dict):
             raise ValueError
     except ValueError:
@@ -486,14 +504,48 @@ def _lease(storage: S3Storage, timeout: float, seconds: float) -> Iterator[Lease
 _CONFLICT = ("PreconditionFailed", "412", "ConditionalRequestConflict", "409", "NoSuchKey")
 
 
+def lease_seconds() -> float:
+    """The lease's life: TRITONKIT_S3_LEASE_SECONDS, or 60 s."""
+    text = os.environ.get("TRITONKIT_S3_LEASE_SECONDS", "")
+    if not text:
+        return LEASE_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 1 <= value <= 86400:
+        raise UsageError(f"TRITONKIT_S3_LEASE_SECONDS={text[:20]!r} is not a number of seconds from 1 to 86400; "
+                         "unset it for the default 60")
+    return value
+
+
 def machine_id() -> str:
-    """This machine's identity (systemd's machine id), so a lease says whose process table its pid is in."""
+    """Whose process table a lease's pid is in: a hash of the machine id (confidential: never stored raw), the
+    boot and the pid namespace, so two containers sharing a machine id never judge each other's pids."""
+    parts = []
     for path in ("/etc/machine-id", "/var/lib/dbus/machine-id"):
         try:
-            return Path(path).read_text().strip()[:64]
+            parts.append(Path(path).read_text().strip()[:64])
+            break
         except OSError:
             continue
-    return ""
+    if not parts:
+        return ""
+    try:
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip())
+        parts.append(os.readlink("/proc/self/ns/pid"))
+    except OSError:
+        return ""
+    return hashlib.sha256("|".join(["tritonkit-lease", *parts]).encode()).hexdigest()[:32]
+
+
+def process_started(pid: int) -> int | None:
+    """A process's start time (clock ticks since boot, /proc/PID/stat field 22): a pid reused by another
+    process has another."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def dead_here(holder: dict[str, Any]) -> bool:
@@ -509,6 +561,9 @@ def dead_here(holder: dict[str, Any]) -> bool:
         return True
     except OSError:
         return False
+    started = holder.get("started")
+    if isinstance(started, int) and process_started(pid) not in (None, started):
+        return True  # the pid now belongs to another process
     try:  # a zombie (killed, not yet reaped by its parent) holds nothing either
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except (OSError, IndexError):

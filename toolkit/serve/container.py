@@ -22,6 +22,7 @@ Docker-compatible engine, or ``podman`` directly; see :mod:`toolkit.serve.engine
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -464,7 +465,8 @@ class DockerServer(EmbeddedServer):
         init = int((info.get("State") or {}).get("Pid") or 0)
         children = []
         for task in Path(f"/proc/{init}/task").glob("*/children") if init > 1 else []:
-            children += [int(c) for c in task.read_text().split()]
+            with contextlib.suppress(OSError, ValueError):  # the process may end while it is read
+                children += [int(c) for c in task.read_text().split()]
         ports = {"http": self.http_port, "grpc": self.grpc_port, "metrics": self.metrics_port}
         for pid in children or [init]:
             try:

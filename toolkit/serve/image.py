@@ -30,6 +30,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -214,9 +215,17 @@ def _probe_image(podman: str) -> None:
         if not (Path(tmp) / "bin" / "true").exists():
             shutil.copy2(true, Path(tmp) / "bin" / "true")
         tar = subprocess.Popen(["tar", "-C", tmp, "--numeric-owner", "-cf", "-", "."], stdout=subprocess.PIPE)
-        done = subprocess.run([podman, "import", "--quiet", "-", PROBE_IMAGE], stdin=tar.stdout,
-                              capture_output=True, text=True, timeout=120)
-        tar.wait()
+        try:
+            done = subprocess.run([podman, "import", "--quiet", "-", PROBE_IMAGE], stdin=tar.stdout,
+                                  capture_output=True, text=True, timeout=120)
+        finally:
+            if tar.stdout:
+                tar.stdout.close()  # podman gone early: tar gets EPIPE instead of blocking on a full pipe
+            try:
+                tar.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                tar.kill()
+                tar.wait()
         if done.returncode != 0:
             raise ServerError(f"podman import failed: {done.stderr.strip()[-300:]}")
 
@@ -287,7 +296,7 @@ def _run(cmd: list[str], what: str, timeout: float, **kw: Any) -> subprocess.Com
 
 def _mounts_under(path: Path) -> list[str]:
     """Mount points at or below ``path``, deepest first (debootstrap mounts proc, sys and devices in its target)."""
-    top = str(path.resolve())
+    top = os.path.abspath(path)  # not resolve(): a symlink never widens what is unmounted
     found = []
     with contextlib.suppress(OSError), open("/proc/self/mountinfo") as handle:
         for line in handle:
@@ -297,10 +306,22 @@ def _mounts_under(path: Path) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
+def _own_real_dir(path: Path) -> bool:
+    """A folder (not a symlink to one) of this user: the only kind a build removes or unmounts under, since
+    as root a planted ``.x -> /`` in the cache would otherwise unmount and delete the machine."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid()
+
+
 def _remove_tree(path: Path) -> bool:
     """Remove a build folder, never through a mount left by an interrupted debootstrap (unmounted first)."""
-    if not path.exists():
+    if not os.path.lexists(path):
         return True
+    if not _own_real_dir(path):
+        return False
     for point in _mounts_under(path):
         subprocess.run(["umount", "-l", point], capture_output=True, timeout=60)
     if _mounts_under(path):
@@ -312,7 +333,7 @@ def _remove_tree(path: Path) -> bool:
 def _remove_stale(home: Path, say: Progress) -> None:
     """Temporary folders of builds that were killed (every build holds the lock, so none is in use now)."""
     for stale in sorted(home.glob(".*")):
-        if stale.is_dir() and not _remove_tree(stale):
+        if _own_real_dir(stale) and not _remove_tree(stale):
             say(f"left {stale}: something is still mounted in it (`umount -R {stale}`, then remove it)")
 
 
