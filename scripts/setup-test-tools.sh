@@ -14,11 +14,13 @@ if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
   apt-get -o DPkg::Lock::Timeout=300 update -qq >/dev/null
   # policy-rc.d 101: the packages' services are not started; tests start their own on loopback ports.
   policy=/usr/sbin/policy-rc.d
-  made_policy=0
-  if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' >"$policy"; chmod 755 "$policy"; made_policy=1; fi
+  if [ ! -e "$policy" ]; then
+    trap 'rm -f "$policy"' EXIT  # removed however the script ends: left behind it would stop every service start
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends \
-    "${need[@]}" >/dev/null || { [ $made_policy = 1 ] && rm -f "$policy"; exit 1; }
-  [ $made_policy = 1 ] && rm -f "$policy"
+    "${need[@]}" >/dev/null
 else
   echo "note: the scale-out tests use ${need[*]}: run 'sudo apt-get install ${need[*]}' (Debian/Ubuntu); until then they skip" >&2
 fi

@@ -49,7 +49,7 @@ def test_a_loopback_endpoint_needs_the_cluster_endpoint(tmp_path: Path) -> None:
     assert "loopback" in line and "--cluster-endpoint" in line
 
 
-def test_an_existing_folder_with_other_content_is_refused_and_force_replaces_it(tmp_path: Path) -> None:
+def test_other_content_in_out_is_refused_and_force_replaces_only_what_deploy_wrote(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
@@ -57,9 +57,18 @@ def test_an_existing_folder_with_other_content_is_refused_and_force_replaces_it(
     assert "already holds other files" in line and "--force" in line
     assert (out / "notes.txt").read_text() == "mine"
 
+    kept = run_cli("deploy", "k8s", "--out", str(out), "--repository", GOOD, *NO_READ, "--force")
+    assert kept.returncode == 2 and kept.stderr.count("\n") == 1 and "notes.txt" in kept.stderr, kept.stderr
+    assert (out / "notes.txt").read_text() == "mine"  # --force never deletes what deploy k8s did not write
+    (out / "notes.txt").unlink()
+    (out / "base").mkdir()
+    (out / "base" / "deployment.yaml").write_text("edited by hand\n")
+    line = _refused(out, "--repository", GOOD, *NO_READ, code=2)
+    assert "already holds other files" in line
+
     done = run_cli("deploy", "k8s", "--out", str(out), "--repository", GOOD, *NO_READ, "--force")
     assert done.returncode == 0, done.stderr
-    assert not (out / "notes.txt").exists() and (out / "base" / "deployment.yaml").is_file()
+    assert "edited by hand" not in (out / "base" / "deployment.yaml").read_text()
     first = tree(out)
     again = run_cli("deploy", "k8s", "--out", str(out), "--repository", GOOD, *NO_READ)
     assert again.returncode == 0 and again.stdout.startswith("unchanged:"), again.stdout + again.stderr

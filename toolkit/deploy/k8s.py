@@ -438,7 +438,8 @@ def readme(opts: DeployOptions, plan: Plan) -> str:
         f"{opts.maximum} on queue time per request (target {opts.queue_target_us} us), {plan.gpus} GPU(s) per "
         f"replica, model control `{opts.model_control}`.",
         "",
-        "1. Create the Secrets; these files reference them by name and never hold a value:",
+        "1. Create the Secrets; these files reference them by name and never hold a value (keep the files below "
+        "outside this folder, which `deploy k8s --force` replaces):",
         f"   - storage credentials from a file ({keys}; mode 600, kept out of version control):",
         f"     `{storage}`",
         "   - the key for Triton's restricted repository, logging, trace and shared-memory APIs:",
@@ -473,6 +474,9 @@ def _same_tree(folder: Path, files: dict[str, str]) -> bool:
     return all((folder / rel).read_text(encoding="utf-8", errors="replace") == text for rel, text in files.items())
 
 
+GENERATED_TOP = frozenset({"README.md", "base", "overlays", "monitoring", "kserve"})  # what write_tree may replace
+
+
 def write_tree(out: Path, files: dict[str, str], force: bool = False) -> bool:
     """Write ``files`` under ``out`` all at once (a sibling folder renamed in); False when already identical.
 
@@ -487,6 +491,10 @@ def write_tree(out: Path, files: dict[str, str], force: bool = False) -> bool:
         if any(out.iterdir()) and not force:
             raise UsageError(f"--out {out} already holds other files; choose an empty or new folder, or pass "
                              "--force to replace it")
+        foreign = sorted(p.name for p in out.iterdir() if p.name not in GENERATED_TOP)
+        if foreign:  # e.g. the Secret files its README asks for: --force never deletes what it did not write
+            raise UsageError(f"--out {out} holds {', '.join(foreign[:3])}, which deploy k8s did not write; move "
+                             "them out of the folder (Secret files belong outside it), then run again")
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:

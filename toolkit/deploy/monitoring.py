@@ -88,7 +88,7 @@ def alert_rules(opts: DeployOptions) -> dict[str, Any]:
              "annotations": {
                  "summary": "A Triton replica is not ready",
                  "description": "{{ $labels.namespace }}/{{ $labels.deployment }}: {{ $value }} replica(s) available, "
-                                "fewer than wanted for 10 minutes; a model may fail to load at start (the pod then exits)"}},
+                                "fewer than wanted for 10 minutes; a model may fail to load at start"}},
             {"alert": "TritonMetricsDown",
              "expr": f"up{{{sel}}} == 0",
              "for": "5m",
