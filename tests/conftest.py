@@ -80,3 +80,30 @@ _LONGEST_FIRST = ("tests/repository/test_triton_agreement.py",)
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: not item.nodeid.startswith(_LONGEST_FIRST))  # stable: the rest keep their order
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory):
+    """One real S3-compatible server (moto) per test session (worker), on a free loopback port."""
+    from tests.objectstore import moto_server
+
+    with moto_server(log=tmp_path_factory.mktemp("moto") / "moto.log") as server:
+        yield server
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch: pytest.MonkeyPatch):
+    """The S3 server, with its dummy credentials set for this test (and the commands it runs)."""
+    from tests.objectstore import CREDENTIALS
+
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
+    return s3_server
+
+
+@pytest.fixture
+def bucket(s3) -> str:
+    """A fresh, empty bucket for this test."""
+    import uuid
+
+    return s3.make_bucket(f"tk-{uuid.uuid4().hex[:12]}")

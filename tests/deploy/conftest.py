@@ -13,13 +13,12 @@ import shutil
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.objectstore import CREDENTIALS, MotoServer, moto_server
+from tests.objectstore import MotoServer
 
 TRITONKIT = str(Path(sys.executable).with_name("tritonkit"))
 SCHEMAS = Path(__file__).with_name("schemas")
@@ -103,17 +102,15 @@ def _plan_manifest(name: str, version: int, trt: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def deploy_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
-    with moto_server(log=tmp_path_factory.mktemp("moto-deploy") / "moto.log") as server:
-        yield server
+def deploy_s3(s3_server: MotoServer) -> MotoServer:
+    """The session's S3 server (tests/conftest.py), without credentials in the environment."""
+    return s3_server
 
 
 @pytest.fixture
-def s3_env(deploy_s3: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
-    """The moto server with its dummy credentials in this test's environment (inherited by the CLI)."""
-    for name, value in CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-    return deploy_s3
+def s3_env(s3: MotoServer) -> MotoServer:
+    """The S3 server with its dummy credentials in this test's environment (inherited by the CLI)."""
+    return s3
 
 
 @pytest.fixture(scope="session")

@@ -27,7 +27,6 @@ import os
 import secrets
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -408,13 +407,7 @@ class DockerServer(EmbeddedServer):
         if self._proc is not None and self._proc.poll() is None:
             return self
         timeout = 120.0 if timeout is None else timeout
-        self._check_before_start()
-        cmd = self.command()
-        if self._log_path is None:
-            fd, name = tempfile.mkstemp(prefix="tritonserver-", suffix=".log")
-            os.close(fd)
-            self._log_path = Path(name)
-        self._log_path.parent.mkdir(parents=True, exist_ok=True)
+        cmd = self._prepare_start()
         t0 = time.monotonic()
         with interrupts_raise():
             try:

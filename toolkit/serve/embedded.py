@@ -464,6 +464,17 @@ class EmbeddedServer:
             check_endpoint(self.remote)
         check_ports(self.host, {"http": self.http_port, "grpc": self.grpc_port, "metrics": self.metrics_port})
 
+    def _prepare_start(self) -> list[str]:
+        """The checks every runtime makes before it starts, its command, and a log file to start it with."""
+        self._check_before_start()
+        cmd = self.command()
+        if self._log_path is None:
+            fd, name = tempfile.mkstemp(prefix="tritonserver-", suffix=".log")
+            os.close(fd)
+            self._log_path = Path(name)
+        self._log_path.parent.mkdir(parents=True, exist_ok=True)
+        return cmd
+
     def start(self, timeout: float | None = None) -> EmbeddedServer:
         """Start the server and wait until it is ready (``timeout`` s; default :func:`default_timeout`).
 
@@ -479,13 +490,7 @@ class EmbeddedServer:
             return self
         if timeout is None:
             timeout = default_timeout(str(self.repository))
-        self._check_before_start()
-        cmd = self.command()
-        if self._log_path is None:
-            fd, name = tempfile.mkstemp(prefix="tritonserver-", suffix=".log")
-            os.close(fd)
-            self._log_path = Path(name)
-        self._log_path.parent.mkdir(parents=True, exist_ok=True)
+        cmd = self._prepare_start()
         t0 = time.monotonic()
         with interrupts_raise():
             try:
