@@ -419,12 +419,17 @@ def test_repo_add_refuses_when_lock_or_staging_belongs_to_another_user(tmp_path:
 def test_labels_file_is_content_addressed_so_old_configs_keep_their_labels(tmp_path: Path, digits_onnx: Path) -> None:
     repo = tmp_path / "repo"
     publish_onnx(repo, "m", digits_onnx, ServingOptions(warmup=False))
+    first = read_live_config(repo / "m").output[0].label_filename
+    before = (repo / "m" / first).read_bytes()
     letters = list("abcdefghij")
     publish_onnx(repo, "m", digits_onnx, ServingOptions(warmup=False), labels=letters)
     live = read_live_config(repo / "m")
-    assert live.output[0].label_filename == labels_filename(letters)
+    assert live.output[0].label_filename == labels_filename(letters) != first
     assert (repo / "m" / labels_filename(letters)).read_text().split() == letters
-    assert np.array_equal(sorted(os.listdir(repo / "m")), sorted(["1", "2", "config.pbtxt", labels_filename(letters)]))
+    # version 1's config still names its own file, unchanged (a Triton loading it under that config finds it)
+    assert (repo / "m" / first).read_bytes() == before
+    assert np.array_equal(sorted(os.listdir(repo / "m")),
+                          sorted(["1", "2", "config.pbtxt", first, labels_filename(letters)]))
 
 
 def test_list_and_validate_report_unpublished_when_a_publish_was_killed_after_the_version_rename(

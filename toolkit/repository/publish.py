@@ -360,7 +360,7 @@ def publish_locked(repository: Path, cand: Candidate, skip_if_unchanged: bool,
         ) from None
     finally:
         shutil.rmtree(stage, ignore_errors=True)
-    _remove_unused_labels(model_dir)
+    remove_unused_labels(model_dir)
     fault("done")
     return Published(name, version, model_dir / str(version), created=True)
 
@@ -407,8 +407,12 @@ def _stage_config(staged_model: Path, name: str, manifest: dict[str, Any], live_
     return label_file
 
 
-def _remove_unused_labels(model_dir: Path) -> None:
-    """Content-addressed label files that the live config no longer names."""
+def remove_unused_labels(model_dir: Path) -> None:
+    """Content-addressed label files that neither the live config nor any present version's recorded config
+    names. A polling Triton may still be loading a version under the config it read a moment ago: the labels
+    that config names must outlive the switch, so they go only when their versions are pruned."""
+    from toolkit.repository.validate.manifest import recorded_config_of
+
     try:
         cfg = read_live_config(model_dir)
     except RepositoryError:
@@ -416,6 +420,11 @@ def _remove_unused_labels(model_dir: Path) -> None:
     if cfg is None:
         return
     used = {o.label_filename for o in cfg.output}
+    for v in version_numbers(model_dir):
+        recorded = recorded_config_of(model_dir / str(v))
+        if recorded is None:
+            return  # a version whose labels cannot be told: keep every label file
+        used |= {o.label_filename for o in recorded.output}
     for n in entry_names(model_dir):
         if LABELS_RE.fullmatch(n) and n not in used:
             (model_dir / n).unlink(missing_ok=True)

@@ -28,7 +28,7 @@ from toolkit.repository.manifest import (
     verify_version,
     version_status,
 )
-from toolkit.repository.publish import Candidate, Published, check_model_name, publish_locked
+from toolkit.repository.publish import Candidate, Published, check_model_name, publish_locked, remove_unused_labels
 from toolkit.repository.remote import is_remote
 from toolkit.repository.storage import (
     CONFIG,
@@ -231,6 +231,7 @@ def prune(repository: str | os.PathLike[str], name: str, keep: int) -> list[int]
                     f"{removed or 'none'}; fix permissions on {model_dir} and run it again") from None
             removed.append(v)
         if doomed:
+            remove_unused_labels(model_dir)  # the labels only pruned versions named
             fsync_path(model_dir)
     return doomed
 
