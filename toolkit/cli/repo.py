@@ -242,14 +242,27 @@ def prune_cmd(name: str, keep: int, repository: str) -> None:
     click.echo(f"pruned {name}: removed versions {removed or 'none'}")
 
 
-def _transfer_line(verb: str, out: object, src: str, dst: str) -> str:
-    from toolkit.repository.remote_publish import Transfer
+def _transfer(verb: str, local: str, url: str, force: bool, as_json: bool) -> None:
+    """``repo push`` / ``repo pull``: the same checks, call and report in both directions."""
+    from toolkit.repository import objectsync
+    from toolkit.repository.s3 import require_s3
 
-    assert isinstance(out, Transfer)
-    moved = out.uploaded if verb == "pushed" else out.downloaded
-    versions = ", ".join(out.versions) or "none"
-    return (f"{verb} {src} -> {dst}: {moved} files ({size_text(out.bytes)}) transferred, {out.skipped} already "
-            f"there, {out.deleted} deleted; versions copied: {versions}")
+    pushing = verb == "pushed"
+    require_s3(url)
+    if is_remote(local):
+        other = "'tritonkit repo pull URL LOCAL'" if pushing else "'tritonkit repo push LOCAL URL'"
+        raise UsageError(f"repo {'push' if pushing else 'pull'}: LOCAL {local!r} must be a folder; to copy "
+                         f"{'from' if pushing else 'into'} a bucket use {other}")
+    out = objectsync.push(local, url, force=force) if pushing else objectsync.pull(url, local, force=force)
+    if as_json:
+        click.echo(json.dumps(out.to_dict()))
+        return
+    src, dst = (local, url) if pushing else (url, local)
+    moved = out.uploaded if pushing else out.downloaded
+    click.echo(f"{verb} {src} -> {dst}: {moved} files ({size_text(out.bytes)}) transferred, {out.skipped} already "
+               f"there, {out.deleted} deleted; versions copied: {', '.join(out.versions) or 'none'}")
+    for note in out.notes[:-1]:
+        click.echo(f"note: {note}")
 
 
 @repo.command("push")
@@ -265,17 +278,7 @@ def push_cmd(local: str, url: str, force: bool, as_json: bool) -> None:
     contents, or published versions the bucket has and LOCAL lacks, are refused; --force replaces them.
     Credentials come from the environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or AWS_PROFILE.
     """
-    from toolkit.repository.objectsync import push
-    from toolkit.repository.s3 import require_s3
-
-    require_s3(url)
-    if is_remote(local):
-        raise UsageError(f"repo push: LOCAL {local!r} must be a folder; to copy from a bucket use "
-                         "'tritonkit repo pull URL LOCAL'")
-    out = push(local, url, force=force)
-    click.echo(json.dumps(out.to_dict()) if as_json else _transfer_line("pushed", out, local, url))
-    for note in out.notes[:-1] if not as_json else []:
-        click.echo(f"note: {note}")
+    _transfer("pushed", local, url, force, as_json)
 
 
 @repo.command("pull")
@@ -290,17 +293,7 @@ def pull_cmd(url: str, local: str, force: bool, as_json: bool) -> None:
     nothing behind); each version is renamed in whole and the config is written last. A local version
     with other contents, or published local versions the bucket lacks, are refused; --force replaces them.
     """
-    from toolkit.repository.objectsync import pull
-    from toolkit.repository.s3 import require_s3
-
-    require_s3(url)
-    if is_remote(local):
-        raise UsageError(f"repo pull: LOCAL {local!r} must be a folder; to copy into a bucket use "
-                         "'tritonkit repo push LOCAL URL'")
-    out = pull(url, local, force=force)
-    click.echo(json.dumps(out.to_dict()) if as_json else _transfer_line("pulled", out, url, local))
-    for note in out.notes[:-1] if not as_json else []:
-        click.echo(f"note: {note}")
+    _transfer("pulled", local, url, force, as_json)
 
 
 def _attach_validate() -> None:
