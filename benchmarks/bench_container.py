@@ -24,9 +24,7 @@ import json
 import math
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -59,25 +57,6 @@ def default_repository(work: Path) -> Path:
     return repo
 
 
-class PodmanService:
-    """``podman system service`` on a private socket, stopped by its PID."""
-
-    def __init__(self, podman: str, folder: Path) -> None:
-        self.url = f"unix://{folder}/podman.sock"
-        self.log = open(folder / "service.log", "wb")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen([podman, "system", "service", "--time=0", self.url], stdout=self.log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-
-    def stop(self) -> None:
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.log.close()
-
-
 def make_server(kind: str, repo: Path, image: str, engines: dict[str, Any], log_path: Path) -> Any:
     from toolkit.serve.container import DockerServer
     from toolkit.serve.embedded import EmbeddedServer
@@ -108,6 +87,7 @@ def main() -> int:
     if args.quick:
         args.starts, args.rounds, args.measurement_ms, args.stability_pct = 1, 1, 1000, 100
 
+    from tests.container.podman_service import PodmanService
     from toolkit.perf.analyzer import run_perf_analyzer
     from toolkit.perf.report import report_dir
     from toolkit.serve.engine import Engine
@@ -127,15 +107,12 @@ def main() -> int:
     service = None
     docker = shutil.which("docker")
     if docker:
-        service = PodmanService(podman, Path(tempfile.mkdtemp(prefix="bench-podman-service.")))
-        engines["docker CLI"] = Engine("docker", docker, service.url)
-        deadline = time.monotonic() + 30
-        while not engines["docker CLI"].answers(timeout=5):
-            if time.monotonic() > deadline:
-                log("podman system service did not answer; the docker CLI path is skipped")
-                del engines["docker CLI"]
-                break
-            time.sleep(0.2)
+        service = PodmanService(podman, docker, Path(tempfile.mkdtemp(prefix="bench-podman-service.")))
+        failed = service.wait_answering()
+        if failed:
+            log(f"{failed}; the docker CLI path is skipped")
+        else:
+            engines["docker CLI"] = service.engine
     kinds = ["embedded", *engines]
     starts: dict[str, list[tuple[float, float]]] = {k: [] for k in kinds}
     throughput: dict[str, list[Any]] = {k: [] for k in kinds}

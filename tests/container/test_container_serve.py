@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.container.podman_service import PodmanService
 from toolkit.serve.engine import LABEL, Engine
 from toolkit.serve.ports import free_port
 
@@ -136,27 +137,14 @@ def podman_service(container_engine: str, tmp_path_factory: pytest.TempPathFacto
     docker = shutil.which("docker")
     if docker is None:
         pytest.skip("no docker CLI on PATH: the docker-CLI path needs one (client only; the engine is podman's)")
-    folder = tmp_path_factory.mktemp("podman-service")
-    os.chmod(folder, 0o700)
-    socket_url = f"unix://{folder}/podman.sock"
-    log = open(folder / "service.log", "wb")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen([container_engine, "system", "service", "--time=0", socket_url],
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    engine = Engine("docker", docker, socket_url)
-    deadline = time.monotonic() + 30
-    while not engine.answers(timeout=5):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"podman system service did not answer: {(folder / 'service.log').read_text()[-500:]}")
-        time.sleep(0.2)
-    yield engine
-    proc.send_signal(signal.SIGTERM)
+    service = PodmanService(container_engine, docker, tmp_path_factory.mktemp("podman-service"))
     try:
-        proc.wait(20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(10)
-    log.close()
+        failed = service.wait_answering()
+        if failed:
+            pytest.fail(failed)
+        yield service.engine
+    finally:
+        service.stop()
 
 
 def _cli(args: list[str], env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
